@@ -1,0 +1,52 @@
+"""frontend: spec text or bundled name -> checked ir.Spec (parse, then check)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ir
+from .check import check
+from .errors import Diagnostic
+from .parse import parse_spec
+from .resources import bundled_spec_names, bundled_spec_text
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    text: str
+    path: str  # what diagnostics call the file
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def resolve(spec: str | Path) -> Source:
+    """A path to a `.rec` file, or the name of a bundled spec.
+
+    Raises:
+        FileNotFoundError: neither a readable file nor a bundled name.
+    """
+    p = Path(spec)
+    if p.suffix == ".rec" or p.exists():
+        return Source(p.read_text(encoding="utf-8"), str(spec))
+    name = str(spec)
+    if name in bundled_spec_names():
+        return Source(bundled_spec_text(name), f"specs/{name}.rec")
+    raise FileNotFoundError(f"no spec file `{spec}` and no bundled spec of that name "
+                            f"(bundled: {', '.join(bundled_spec_names())})")
+
+
+def load_source(src: Source) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
+    """Parse and check; raises SpecError with every diagnostic."""
+    return check(parse_spec(src.text, src.path))
+
+
+def load_spec(spec: str | Path) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
+    return load_source(resolve(spec))
+
+
+def from_text(text: str, path: str = "<spec>") -> ir.Spec:
+    return load_source(Source(text, path))[0]

@@ -1,0 +1,250 @@
+"""ir: the resolved, typed spec. Every expression node knows its shape (named dims) and dtype class.
+
+Semantics (per batch element and head, token by token):
+  * inputs are read at token t; params and consts are per head; options are per call;
+  * inside `update`, a state name means its value after token t-1 (all updates are simultaneous),
+    except inside a `for` update, where it means the running value of that state;
+  * inside `output`, a state name means its value after token t, `prev(S)` its value after t-1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from .errors import NOSPAN, Span
+
+_POS = {"compare": False, "repr": False, "default": NOSPAN}
+
+
+class Kind(Enum):
+    """What a name refers to."""
+
+    INPUT = "input"
+    PARAM = "param"
+    CONST = "const"
+    OPTION = "option"
+    STATE = "state"  # in updates: after t-1 (running value in loops); in outputs: after t
+    PREV_STATE = "prev"  # `prev(S)` in outputs: after t-1
+    DIM = "dim"  # the size of a named dimension, as a number
+    HEAD = "head"  # the head index (consts only)
+    HEADS = "heads"  # the number of heads H (consts only)
+    LOOP = "loop"  # the index of a `for` update
+
+
+class Op(Enum):
+    ADD = "+"
+    SUB = "-"
+    MUL = "*"
+    DIV = "/"
+    POW = "**"
+    NEG = "neg"
+    MATMUL = "@"
+    OUTER = "outer"
+    DIAG = "diag"
+    EYE = "I"
+    TRANSPOSE = "T"
+    SUM = "sum"
+    NORM = "norm"
+    NORMALIZE = "normalize"
+    INDEX = "index"
+    MAX = "max"
+    MIN = "min"
+    EXP = "exp"
+    LOG = "log"
+    SIGMOID = "sigmoid"
+    LOGSIGMOID = "logsigmoid"
+    SOFTPLUS = "softplus"
+    SILU = "silu"
+    SQRT = "sqrt"
+    ABS = "abs"
+    TANH = "tanh"
+    RELU = "relu"
+    RE = "Re"
+    IM = "Im"
+    CONJ = "conj"
+    COMPLEX = "complex"
+
+
+ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT,
+                               Op.ABS, Op.TANH, Op.RELU, Op.RE, Op.IM, Op.CONJ})
+ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.COMPLEX})
+
+
+@dataclass(frozen=True, slots=True)
+class Type:
+    dims: tuple[str, ...]  # named dims, outermost first; () for a scalar
+    complex: bool = False
+
+    def __str__(self) -> str:
+        return f"[{', '.join(self.dims)}]" + (" complex" if self.complex else "")
+
+
+SCALAR = Type(())
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: complex | float
+    ty: Type = SCALAR
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str
+    kind: Kind
+    ty: Type
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    op: Op
+    args: tuple[Expr, ...]
+    ty: Type
+    attr: str = ""  # EYE: its dim; INDEX with a literal: the position as text
+    span: Span = field(**_POS)
+
+
+Expr = Const | Var | Apply
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    return e.args if isinstance(e, Apply) else ()
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """Pre-order traversal."""
+    yield e
+    for c in children(e):
+        yield from walk(c)
+
+
+def rebuild(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
+    """Bottom-up rewrite: `fn` returns a replacement or None to keep the (rebuilt) node."""
+    if isinstance(e, Apply):
+        new_args = tuple(rebuild(a, fn) for a in e.args)
+        if new_args != e.args:
+            e = replace(e, args=new_args)
+    out = fn(e)
+    return e if out is None else out
+
+
+def uses(e: Expr, kinds: frozenset[Kind] | set[Kind]) -> set[str]:
+    return {n.name for n in walk(e) if isinstance(n, Var) and n.kind in kinds}
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The value range an input or param is declared to take; drives assumptions and test inputs."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = True
+    hi_open: bool = True
+    logspace: bool = False  # a gate given as a log-decay: exp(x) is the decay, x <= 0
+    normalized: bool = False  # unit L2 norm along the last dim
+
+    def __str__(self) -> str:
+        parts = []
+        if self.logspace:
+            parts.append("logdecay")
+        if (self.lo, self.hi) != (-math.inf, math.inf):
+            lo = "-inf" if self.lo == -math.inf else f"{self.lo:g}"
+            hi = "inf" if self.hi == math.inf else f"{self.hi:g}"
+            parts.append(f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}")
+        if self.normalized:
+            parts.append("normalized")
+        return " ".join(parts)
+
+    def contains(self, x: float) -> bool:
+        lo_ok = x > self.lo if self.lo_open else x >= self.lo
+        hi_ok = x < self.hi if self.hi_open else x <= self.hi
+        return lo_ok and hi_ok
+
+
+UNBOUNDED = Domain()
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """An input (per token), a param (per head) or a state (per batch element and head)."""
+
+    name: str
+    ty: Type
+    domain: Domain = UNBOUNDED
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A const (per head, may use `head` and `H`) or an option (a per-call scalar with a default)."""
+
+    name: str
+    value: Expr
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Dim:
+    name: str
+    size: int | None  # fixed by `dim N = 4`, or None: read from the arguments' shapes
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    var: str
+    dim: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    state: str
+    value: Expr  # `let`s are inlined
+    loop: Loop | None = None
+    span: Span = field(**_POS)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    name: str
+    value: Expr
+    span: Span = field(**_POS)
+
+    @property
+    def ty(self) -> Type:
+        return self.value.ty
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    name: str
+    description: str
+    dims: tuple[Dim, ...]
+    inputs: tuple[Tensor, ...]
+    params: tuple[Tensor, ...]
+    consts: tuple[Binding, ...]
+    options: tuple[Binding, ...]
+    states: tuple[Tensor, ...]
+    updates: tuple[Update, ...]
+    outputs: tuple[Output, ...]
+    arg_order: tuple[str, ...]  # the public call's tensor arguments (inputs and params), in order
+    path: str = field(default="<spec>", compare=False)
+    source: str = field(default="", compare=False, repr=False)
+
+    def tensor(self, name: str) -> Tensor:
+        for t in (*self.inputs, *self.params, *self.states):
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def update_of(self, state: str) -> Update:
+        return next(u for u in self.updates if u.state == state)
+
+    def dim(self, name: str) -> Dim:
+        return next(d for d in self.dims if d.name == name)
