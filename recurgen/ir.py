@@ -66,10 +66,15 @@ class Op(Enum):
     IM = "Im"
     CONJ = "conj"
     COMPLEX = "complex"
+    # Internal: produced by the code generator's autodiff, never by the checker.
+    STEP = "step"  # 1 where x >= 0 else 0
+    SIGN = "sign"
+    DIAGONAL = "diagonal"  # the diagonal of a square matrix
+    BROADCAST = "broadcast"  # expand to `ty.dims`
 
 
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT,
-                               Op.ABS, Op.TANH, Op.RELU, Op.RE, Op.IM, Op.CONJ})
+                               Op.ABS, Op.TANH, Op.RELU, Op.RE, Op.IM, Op.CONJ, Op.STEP, Op.SIGN})
 ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.COMPLEX})
 
 

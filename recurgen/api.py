@@ -1,0 +1,110 @@
+"""api: the public entry points — load a spec (bundled name, path, or text) as a callable recurrence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from . import ir
+from . import reference as _reference
+from .codegen.render import render_module
+from .frontend import Source, load_source, resolve
+from .runtime import cache
+
+MODES = ("auto", "recurrent", "chunk")
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A compiled spec: call it like the model's library function; `.step` decodes one token."""
+
+    spec: ir.Spec
+    module: ModuleType
+    source: Source
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, *args: Any, mode: str = "auto", **kwargs: Any) -> Any:
+        """`o, final_state = rec(*inputs_and_params, scale=None, initial_state=None, output_final_state=False)`."""
+        if mode not in MODES:
+            raise ValueError(f"{self.name}: `mode` must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "chunk":
+            raise ValueError(f"{self.name}: mode='chunk' has no kernels in this version of recurgen; "
+                             "use mode='recurrent' (or 'auto')")
+        fn = getattr(self.module, f"fused_recurrent_{self.name}")
+        return fn(*args, **kwargs)
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        """Decode one token: inputs `[B, H, ...]`, `state` updated in place; returns this token's output."""
+        return self.module.step(*args, **kwargs)
+
+    def reference(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """The float64 oracle, called like the recurrence itself."""
+        return reference(self.spec, *args, **kwargs)
+
+
+_by_hash: dict[tuple[str, str], Recurrence] = {}
+
+
+def _build(src: Source) -> Recurrence:
+    key = (src.sha256, src.path)
+    if key not in _by_hash:
+        spec, _warnings = load_source(src)
+        gen = render_module(spec, src.sha256, src.path)
+        _by_hash[key] = Recurrence(spec, cache.load(gen), src)
+    return _by_hash[key]
+
+
+def load(spec: str | Path) -> Recurrence:
+    """A bundled spec by name (`"gla"`) or a path to a `.rec` file, compiled (and cached) on first use.
+
+    Raises:
+        SpecError: the spec has errors (rendered with file, line, column and a caret).
+        FileNotFoundError: no such file or bundled spec.
+    """
+    return _build(resolve(spec))
+
+
+def compile(text_or_path: str | Path, name: str = "<spec>") -> Recurrence:  # noqa: A001  (public API name)
+    """Like `load`, from spec text (or a path)."""
+    if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
+                                          and text_or_path.endswith(".rec")):
+        return load(text_or_path)
+    return _build(Source(str(text_or_path), name))
+
+
+def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state: Any = None,
+              output_final_state: bool = False, **kwargs: Any) -> tuple[Any, Any]:
+    """Run the float64 oracle with the same call convention as a compiled recurrence."""
+    if isinstance(spec, Recurrence):
+        spec = spec.spec
+    elif not isinstance(spec, ir.Spec):
+        spec = load_source(resolve(spec))[0]
+    names = list(spec.arg_order)
+    if len(args) > len(names):
+        raise TypeError(f"{spec.name}: takes {len(names)} tensor arguments, got {len(args)}")
+    tensors: dict[str, torch.Tensor] = dict(zip(names, args, strict=False))
+    options: dict[str, float] = {}
+    for key, value in kwargs.items():
+        if key in names:
+            tensors[key] = value
+        elif key in {o.name for o in spec.options}:
+            if value is not None:
+                options[key] = float(value)
+        else:
+            raise TypeError(f"{spec.name}: unexpected argument `{key}`")
+    outs, finals = _reference.run(spec, tensors, options=options, initial_state=initial_state)
+    o = _single(outs)
+    return o, (_single(finals) if output_final_state else None)
+
+
+def _single(d: Mapping[str, torch.Tensor]) -> Any:
+    vals = tuple(d.values())
+    return vals[0] if len(vals) == 1 else vals

@@ -1,0 +1,443 @@
+"""plan: ir.Spec -> RecurrentPlan, every spec-fixed decision of the fused recurrent kernels.
+
+Decided here (so the template only lays code out): which state dim is split across programs,
+the block size of every dim, argument names, the per-token loads and stores, and the printed
+forward step and adjoint step.
+
+Tiling: one program per (state tile, batch x head). A dim may be split when no expression of the
+step mixes values along it (no contraction, reduction or diagonal over it) and every output has
+it; states without it are recomputed in every tile, and gradients that do not carry it are summed
+over tiles on the host (the adjoint is linear in the cotangents, so the partial sums add up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .. import ir
+from ..errors import InternalError
+from ..ir import Apply, Expr, Kind, Op, Var
+from .step import Adjoint, Step, build_adjoint, build_step, cotangent_var, state_var
+from .triton_printer import TritonPrinter, Val
+
+STATE_TILE_BUDGET = 4096  # fp32 elements of state per program: 16 KiB, no spills at 4 warps
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    dims: tuple[str, ...]
+    complex: bool
+    tiled: bool  # carries the split dim: a program touches only its slice
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrentPlan:
+    spec: ir.Spec
+    prefix: str  # kernel name prefix, e.g. "gla"
+    dims: tuple[str, ...]  # every dim a kernel needs as a runtime size
+    tiled: str | None  # the split dim
+    inputs: tuple[TensorInfo, ...]
+    params: tuple[TensorInfo, ...]
+    states: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    options: tuple[str, ...]
+    dim_setup: str
+    param_loads: str
+    input_loads: str
+    fwd_prologue: str
+    fwd_body: str
+    fwd_assign: str
+    output_stores: str
+    state_init: str
+    final_store: str
+    ckpt_store: str
+    ckpt_load: str
+    scratch_store: str
+    scratch_load: str
+    rec_body: str  # recompute: new states only
+    rec_assign: str
+    bwd_prologue: str
+    bwd_body: str
+    dstate_init: str
+    dstate_assign: str
+    grad_stores: str
+    dparam_init: str
+    dparam_acc: str
+    dparam_store: str
+    dh0_store: str
+    dy_loads: str
+    input_grads: tuple[str, ...]  # inputs that receive a gradient
+    param_grads: tuple[str, ...]
+    state_grads: tuple[str, ...]
+    math_comment: str
+
+
+def _nodes(exprs: Iterable[Expr]) -> Iterable[Expr]:
+    for e in exprs:
+        yield from ir.walk(e)
+
+
+def _splittable(d: str, step: Step) -> bool:
+    roots = [e for _, e in step.new_states] + [e for _, e in step.outputs]
+    if any(d not in e.ty.dims for _, e in step.outputs):
+        return False
+    for n in _nodes(roots):
+        if not isinstance(n, Apply):
+            continue
+        src = n.args[0].ty.dims if n.args else ()
+        if n.op is Op.MATMUL and src and src[-1] == d:
+            return False
+        if n.op is Op.SUM and (n.attr == d or (not n.attr and d in src)):
+            return False
+        if n.op in (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE) and \
+                (d in src or d in n.ty.dims):
+            return False
+    return True
+
+
+def choose_split(spec: ir.Spec, step: Step) -> str | None:
+    fixed = {d.name for d in spec.dims if d.size is not None}
+    candidates = [d for s in spec.states for d in reversed(s.ty.dims) if d not in fixed]
+    for d in dict.fromkeys(candidates):
+        if _splittable(d, step):
+            return d
+    return None
+
+
+# --- code fragments -------------------------------------------------------------------------------
+def global_offsets(dims: tuple[str, ...]) -> str:
+    """Offsets of a tile inside one contiguous row of shape `dims` (runtime sizes)."""
+    if not dims:
+        return "0"
+    n = len(dims)
+    terms = []
+    for i, d in enumerate(dims):
+        idx = ", ".join(":" if j == i else "None" for j in range(n))
+        o = f"o_{d}[{idx}]" if n > 1 else f"o_{d}"
+        stride = " * ".join(dims[i + 1:])
+        terms.append(f"{o} * {stride}" if stride else o)
+    return " + ".join(terms)
+
+
+def block_offsets(dims: tuple[str, ...]) -> str:
+    """Offsets of a tile in a compact block-shaped buffer (no masks needed)."""
+    if not dims:
+        return "0"
+    n = len(dims)
+    terms = []
+    for i, d in enumerate(dims):
+        idx = ", ".join(":" if j == i else "None" for j in range(n))
+        o = f"l_{d}[{idx}]" if n > 1 else f"l_{d}"
+        stride = " * ".join(f"B{x}" for x in dims[i + 1:])
+        terms.append(f"{o} * {stride}" if stride else o)
+    return " + ".join(terms)
+
+
+def numel(dims: tuple[str, ...]) -> str:
+    return " * ".join(dims) if dims else "1"
+
+
+def block_numel(dims: tuple[str, ...]) -> str:
+    return " * ".join(f"B{d}" for d in dims) if dims else "1"
+
+
+def tile_shape(dims: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"B{d}" for d in dims) + "]"
+
+
+def mask(dims: tuple[str, ...]) -> str | None:
+    return TritonPrinter.mask(dims) if dims else None
+
+
+def _load(ptr: str, row: str, dims: tuple[str, ...], cplx: bool, extra: str = "",
+          row_dims: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """`tl.load` expressions (one, or re and im) of a tile of a row-major tensor.
+
+    `row_dims` are the dims of one whole row when the tile is a slice of it (`k[j]` of a [J, K] row).
+    """
+    offs = global_offsets(dims)
+    m = mask(dims)
+    mk = f", mask={m}, other=0.0" if m else ""
+    base = f"{row} * {numel(row_dims if row_dims is not None else dims)}" + (f" + {extra}" if extra else "")
+    if not cplx:
+        return (f"tl.load({ptr} + {base} + {offs}{mk}).to(tl.float32)",)
+    return tuple(f"tl.load({ptr} + ({base} + {offs}) * 2 + {c}{mk}).to(tl.float32)" for c in (0, 1))
+
+
+def _store(ptr: str, row: str, dims: tuple[str, ...], vals: tuple[str, ...]) -> list[str]:
+    offs = global_offsets(dims)
+    m = mask(dims)
+    mk = f", mask={m}" if m else ""
+    base = f"{row} * {numel(dims)}"
+    if len(vals) == 1:
+        return [f"tl.store({ptr} + {base} + {offs}, {vals[0]}.to({ptr}.dtype.element_ty){mk})"]
+    return [f"tl.store({ptr} + ({base} + {offs}) * 2 + {c}, {v}.to({ptr}.dtype.element_ty){mk})"
+            for c, v in enumerate(vals)]
+
+
+def _names(base: str, cplx: bool) -> tuple[str, ...]:
+    return (f"{base}_re", f"{base}_im") if cplx else (base,)
+
+
+def _val(names: tuple[str, ...]) -> Val:
+    return names if len(names) == 2 else names[0]  # type: ignore[return-value]
+
+
+def _as_tuple(v: Val) -> tuple[str, ...]:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _tile_of(v: Val, dims: tuple[str, ...], cplx: bool, src: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Materialise a value (dims `src`) as full tiles of `dims`: scalars and literals get filled."""
+    parts = _as_tuple(v)
+    if cplx and len(parts) == 1:
+        parts = (parts[0], "0.0")
+    zero = f"tl.zeros({tile_shape(dims)}, dtype=tl.float32)"
+    out = []
+    for p in parts:
+        literal = p.lstrip("-").replace(".", "", 1).isdigit()
+        if dims and (literal or src is None or src != dims):
+            p = f"{p} + {zero}" if src in (None, ()) or literal else \
+                f"{TritonPrinter.align(p, src, dims)} + {zero}"
+        out.append(p)
+    return tuple(out)
+
+
+# --- the plan -------------------------------------------------------------------------------------
+def _leaf_dims_of_index(leaf: Apply) -> tuple[str, ...]:
+    base = leaf.args[0]
+    assert isinstance(base, Var)
+    return base.ty.dims
+
+
+def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
+    step = build_step(spec)
+    adj = build_adjoint(step)
+    split = choose_split(spec, step)
+    used_dims = list(dict.fromkeys(d for t in (*spec.inputs, *spec.params, *spec.states) for d in t.ty.dims))
+    used_dims += [o.ty.dims[i] for o in spec.outputs for i in range(len(o.ty.dims))]
+    dims = tuple(dict.fromkeys(used_dims))
+
+    def info(t_name: str, t_dims: tuple[str, ...], cplx: bool) -> TensorInfo:
+        return TensorInfo(t_name, t_dims, cplx, split is not None and split in t_dims)
+
+    inputs = tuple(info(t.name, t.ty.dims, False) for t in spec.inputs)
+    params = tuple(info(t.name, t.ty.dims, False) for t in spec.params)
+    states = tuple(info(t.name, t.ty.dims, t.ty.complex) for t in spec.states)
+    outputs = tuple(info(o.name, o.ty.dims, False) for o in spec.outputs)
+
+    setup = []
+    for d in dims:
+        if d == split:
+            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = i_v * B{d} + l_{d}\nm_{d} = o_{d} < {d}")
+        else:
+            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = l_{d}\nm_{d} = o_{d} < {d}")
+
+    # leaves: what the printer may read without computing
+    leaves: dict[Expr, Val] = {}
+    param_loads = []
+    for p in spec.params:
+        leaves[Var(p.name, Kind.PARAM, p.ty)] = f"b_{p.name}"
+        param_loads.append(f"b_{p.name} = {_load(f'p_{p.name}', 'i_h', p.ty.dims, False)[0]}")
+    for o in spec.options:
+        leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
+    const_printer_leaves = dict(leaves)
+
+    # inputs: whole, or the loop slices the step reads (k[j] -> b_k_j)
+    input_loads = []
+    for i in spec.inputs:
+        slices = sorted({int(n.attr) for n in _nodes([e for _, e in step.new_states] + [e for _, e in step.outputs])
+                         if isinstance(n, Apply) and n.op is Op.INDEX and isinstance(n.args[0], Var)
+                         and n.args[0].name == i.name})
+        whole_used = any(isinstance(n, Var) and n.kind is Kind.INPUT and n.name == i.name
+                         for n in _nodes([e for _, e in step.new_states] + [e for _, e in step.outputs]))
+        if whole_used or not slices:
+            leaves[Var(i.name, Kind.INPUT, i.ty)] = f"b_{i.name}"
+            input_loads.append(f"b_{i.name} = {_load(f'x_{i.name}', 'i_tok', i.ty.dims, False)[0]}")
+        for j in slices:
+            sub = i.ty.dims[1:]
+            node = Apply(Op.INDEX, (Var(i.name, Kind.INPUT, i.ty), ir.Const(float(j))), ir.Type(sub), str(j))
+            leaves[node] = f"b_{i.name}_{j}"
+            input_loads.append(f"b_{i.name}_{j} = "
+                               f"{_load(f'x_{i.name}', 'i_tok', sub, False, f'{j} * {numel(sub)}', i.ty.dims)[0]}")
+
+    state_names = {s.name: _names(f"b_{s.name}", s.ty.complex) for s in spec.states}
+    for s in spec.states:
+        leaves[state_var(s)] = _val(state_names[s.name])
+
+    for c in spec.consts:
+        leaves[Var(c.name, Kind.CONST, ir.SCALAR)] = f"c_{c.name}"
+
+    def varying(e: Expr) -> bool:
+        return bool(ir.uses(e, {Kind.INPUT, Kind.STATE, Kind.PREV_STATE}))
+
+    # consts: per head, printed once into the prologue
+    cp = TritonPrinter(const_printer_leaves, lambda e: False, prefix="b_c")
+    const_lines = []
+    for c in spec.consts:
+        v = cp.real(c.value)
+        const_lines.append(f"c_{c.name} = {v}")
+    const_code = cp.prologue + const_lines
+
+    # forward
+    fp = TritonPrinter(leaves, varying, prefix="b_t")
+    new_vals = {n: fp.value(e) for n, e in step.new_states}
+    out_vals = {n: fp.value(e) for n, e in step.outputs}
+    assign, stores = [], []
+    for s in spec.states:
+        tiles = _tile_of(new_vals[s.name], s.ty.dims, s.ty.complex, s.ty.dims)
+        for name, tile in zip(state_names[s.name], tiles, strict=True):
+            assign.append(f"{name} = {tile}")
+    for o in spec.outputs:
+        tile = _tile_of(out_vals[o.name], o.ty.dims, False, o.ty.dims)[0]
+        stores += _store(f"y_{o.name}", "i_tok", o.ty.dims, (tile,))
+
+    state_init, final_store, ckpt_store, ckpt_load, scr_store, scr_load = [], [], [], [], [], []
+    for s in spec.states:
+        names = state_names[s.name]
+        for n in names:
+            state_init.append(f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)")
+        loads = _load(f"h0_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
+        state_init.append("if USE_INITIAL_STATE:")
+        state_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
+        final_store += _store(f"ht_{s.name}", "i_bh64", s.ty.dims, names)
+        bo, bn = block_offsets(s.ty.dims), block_numel(s.ty.dims)
+        for c, n in enumerate(names):
+            slot = f"(i_prog * NC + t // CKPT) * {len(names)} + {c}"
+            ckpt_store.append(f"tl.store(ck_{s.name} + ({slot}) * {bn} + {bo}, {n})")
+            cslot = f"(i_prog * NC + i_c) * {len(names)} + {c}"
+            ckpt_load.append(f"{n} = tl.load(ck_{s.name} + ({cslot}) * {bn} + {bo})")
+            sslot = f"(i_prog * CKPT + s) * {len(names)} + {c}"
+            scr_store.append(f"tl.store(sc_{s.name} + ({sslot}) * {bn} + {bo}, {n})")
+            scr_load.append(f"{n} = tl.load(sc_{s.name} + ({sslot}) * {bn} + {bo})")
+
+    # recompute (new states only) for the backward pass
+    rp = TritonPrinter(leaves, varying, prefix="b_r")
+    rec_vals = {n: rp.value(e) for n, e in step.new_states}
+    rec_assign = []
+    for s in spec.states:
+        tiles = _tile_of(rec_vals[s.name], s.ty.dims, s.ty.complex, s.ty.dims)
+        rec_assign += [f"{n} = {t}" for n, t in zip(state_names[s.name], tiles, strict=True)]
+
+    # adjoint
+    bleaves = dict(leaves)
+    dstate_names = {s.name: _names(f"b_d{s.name}", s.ty.complex) for s in spec.states}
+    dy_loads = []
+    for s in spec.states:
+        bleaves[cotangent_var(s.name, s.ty)] = _val(dstate_names[s.name])
+    for o in spec.outputs:
+        bleaves[cotangent_var(o.name, o.ty)] = f"b_d{o.name}"
+        dy_loads.append(f"b_d{o.name} = {_load(f'dy_{o.name}', 'i_tok', o.ty.dims, False)[0]}")
+    bp = TritonPrinter(bleaves, lambda e: varying(e) or bool(_uses_cot(e)), prefix="b_g")
+    grads = _adjoint_code(spec, adj, bp, dstate_names, inputs, params, split)
+
+    dparam_init = [f"b_dp_{p.name} = tl.zeros({tile_shape(p.ty.dims)}, dtype=tl.float32)"
+                   if p.ty.dims else f"b_dp_{p.name} = 0.0" for p in spec.params if p.name in grads.param_grads]
+    dstate_init = []
+    for s in spec.states:
+        names = dstate_names[s.name]
+        dstate_init += [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
+        loads = _load(f"dht_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
+        dstate_init.append("if USE_FINAL_STATE_GRADIENT:")
+        dstate_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
+    dh0 = []
+    for s, si in zip(spec.states, states, strict=True):
+        # a state without the split dim gets a partial gradient per tile: its own slab, summed on the host
+        row = "i_bh64" if si.tiled or split is None else "(i_v * NBH + i_bh64)"
+        dh0 += _store(f"dh0_{s.name}", row, s.ty.dims, dstate_names[s.name])
+    dparam_store = []
+    for p in spec.params:
+        if p.name in grads.param_grads:
+            row = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
+            dparam_store += _store(f"dp_{p.name}", row, p.ty.dims, (f"b_dp_{p.name}",))
+
+    math_comment = _math_comment(spec)
+    return RecurrentPlan(
+        spec=spec, prefix=spec.name, dims=dims, tiled=split, inputs=inputs, params=params, states=states,
+        outputs=outputs, options=tuple(o.name for o in spec.options),
+        dim_setup="\n".join(setup), param_loads="\n".join(param_loads + const_code),
+        input_loads="\n".join(input_loads), fwd_prologue="\n".join(fp.prologue), fwd_body="\n".join(fp.body),
+        fwd_assign="\n".join(assign), output_stores="\n".join(stores), state_init="\n".join(state_init),
+        final_store="\n".join(final_store), ckpt_store="\n".join(ckpt_store), ckpt_load="\n".join(ckpt_load),
+        scratch_store="\n".join(scr_store), scratch_load="\n".join(scr_load),
+        rec_body="\n".join(rp.body), rec_assign="\n".join(rec_assign),
+        bwd_prologue="\n".join(rp.prologue + bp.prologue), bwd_body="\n".join(bp.body),
+        dstate_init="\n".join(dstate_init), dstate_assign="\n".join(grads.dstate_assign),
+        grad_stores="\n".join(grads.input_stores), dparam_init="\n".join(dparam_init),
+        dparam_acc="\n".join(grads.dparam_acc), dparam_store="\n".join(dparam_store), dh0_store="\n".join(dh0),
+        dy_loads="\n".join(dy_loads), input_grads=grads.input_grads, param_grads=grads.param_grads,
+        state_grads=tuple(s.name for s in spec.states), math_comment=math_comment,
+    )
+
+
+def _uses_cot(e: Expr) -> bool:
+    return any(isinstance(n, Var) and n.name.startswith("∂") for n in ir.walk(e))
+
+
+@dataclass
+class _Grads:
+    dstate_assign: list[str]
+    input_stores: list[str]
+    dparam_acc: list[str]
+    input_grads: tuple[str, ...]
+    param_grads: tuple[str, ...]
+
+
+def _adjoint_code(spec: ir.Spec, adj: Adjoint, bp: TritonPrinter, dstate_names: dict[str, tuple[str, ...]],
+                  inputs: tuple[TensorInfo, ...], params: tuple[TensorInfo, ...], split: str | None) -> _Grads:
+    new_d = {n: bp.value(g) for n, g in adj.prev_states}
+    dstate_assign = []
+    for s in spec.states:
+        names = dstate_names[s.name]
+        if s.name in new_d:
+            tiles = _tile_of(new_d[s.name], s.ty.dims, s.ty.complex, s.ty.dims)
+        else:
+            tiles = tuple(f"tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for _ in names)
+        dstate_assign += [f"{n} = {t}" for n, t in zip(names, tiles, strict=True)]
+    stores: list[str] = []
+    got: list[str] = []
+    tiled_inputs = {i.name for i in inputs if i.tiled}
+    seen_whole: set[str] = set()
+    for leaf, g in adj.inputs:
+        if isinstance(leaf, Var):
+            name, dims, extra = leaf.name, leaf.ty.dims, ""
+            if name in seen_whole:
+                raise InternalError("codegen", f"input `{name}` has two gradient leaves")
+            seen_whole.add(name)
+        else:
+            base = leaf.args[0]
+            assert isinstance(base, Var)
+            name, dims = base.name, base.ty.dims[1:]
+            extra = f"{leaf.attr} * {numel(dims)}"
+        v = bp.value(g)
+        tile = _tile_of(v, dims, False, g.ty.dims)[0]
+        row = "i_tok" if name in tiled_inputs or split is None else "(i_v * NTOK + i_tok)"
+        offs, m = global_offsets(dims), mask(dims)
+        base_off = f"{row} * {numel(leaf.args[0].ty.dims if isinstance(leaf, Apply) else dims)}"
+        if extra:
+            base_off += f" + {extra}"
+        mk = f", mask={m}" if m else ""
+        stores.append(f"tl.store(dx_{name} + {base_off} + {offs}, {tile}.to(dx_{name}.dtype.element_ty){mk})")
+        got.append(name)
+    acc = []
+    pgrads = []
+    for pname, g in adj.params:
+        p = spec.tensor(pname)
+        v = bp.value(g)
+        acc.append(f"b_dp_{pname} += {_tile_of(v, p.ty.dims, False, g.ty.dims)[0]}")
+        pgrads.append(pname)
+    return _Grads(dstate_assign, stores, acc, tuple(dict.fromkeys(got)), tuple(pgrads))
+
+
+def _math_comment(spec: ir.Spec) -> str:
+    from ..format import expr_text  # local: formatting is only needed for the header
+
+    lines = []
+    for u in spec.updates:
+        loop = f"   for {u.loop.var} in {u.loop.dim}" if u.loop else ""
+        lines.append(f"{u.state}_t = {expr_text(u.value)}{loop}")
+    for o in spec.outputs:
+        lines.append(f"{o.name}_t = {expr_text(o.value)}")
+    return "\n".join(lines)

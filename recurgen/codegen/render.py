@@ -1,0 +1,199 @@
+"""render: RecurrentPlan -> GeneratedModule (Python source: header, Triton kernels, host code).
+
+Templates only lay out what this module hands them (`StrictUndefined` catches a missing name);
+the output is parsed and compiled before anyone imports it, and is byte-for-byte deterministic.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+
+from .. import __version__, ir
+from ..errors import InternalError
+from ..ir import Apply, Const, Expr, Kind, Op, Var
+from ..resources import templates_dir
+from .plan import STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
+from .step import build_step, state_var
+from .torch_printer import TorchPrinter
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedModule:
+    spec_name: str
+    source: str
+    fingerprint: str  # sha256 of the source: the cache key
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = _pyrepr
+    return env
+
+
+def _pyrepr(x: object) -> str:
+    """A Python literal for plain data (names were validated as identifiers; strings are escaped)."""
+    if isinstance(x, list):
+        x = tuple(x)
+    return repr(x)
+
+
+def camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
+
+
+def _py_scalar(e: Expr) -> str:
+    """Python source of a scalar option default (numbers, dims, arithmetic, math functions)."""
+    if isinstance(e, Const):
+        return repr(e.value)
+    if isinstance(e, Var):
+        if e.kind is Kind.DIM:
+            return f"sz[{e.name!r}]"
+        if e.kind is Kind.HEADS:
+            return "H"
+        raise InternalError("render", f"option default reads {e.kind.value} `{e.name}`")
+    assert isinstance(e, Apply)
+    a = [_py_scalar(x) for x in e.args]
+    binary = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.POW: "**"}
+    if e.op in binary:
+        return f"({a[0]} {binary[e.op]} {a[1]})"
+    funcs = {Op.EXP: "math.exp", Op.LOG: "math.log", Op.SQRT: "math.sqrt", Op.ABS: "abs"}
+    if e.op is Op.NEG:
+        return f"(-{a[0]})"
+    if e.op in funcs:
+        return f"{funcs[e.op]}({a[0]})"
+    if e.op in (Op.MAX, Op.MIN):
+        return f"{e.op.value}({a[0]}, {a[1]})"
+    raise InternalError("render", f"option default uses `{e.op.value}`")
+
+
+def _torch_step(spec: ir.Spec) -> str:
+    step = build_step(spec)
+    leaves: dict[Expr, str] = {}
+    for s in spec.states:
+        leaves[state_var(s)] = f"s_{s.name}"
+    for i in spec.inputs:
+        leaves[Var(i.name, Kind.INPUT, i.ty)] = f"x_{i.name}"
+    for p in spec.params:
+        leaves[Var(p.name, Kind.PARAM, p.ty)] = f"p_{p.name}"
+    for o in spec.options:
+        leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
+    for c in spec.consts:
+        leaves[Var(c.name, Kind.CONST, ir.SCALAR)] = f"c_{c.name}"
+    pr = TorchPrinter(leaves, frozenset(f"opt_{o.name}" for o in spec.options))
+    const_lines = [f"c_{c.name} = {pr.value(c.value)}" for c in spec.consts]
+    pre = list(pr.lines)
+    pr.lines.clear()
+    news = [pr.value(e) for _, e in step.new_states]
+    outs = [pr.value(e) for _, e in step.outputs]
+    body = [
+        "def _torch_step(states, xs, ps, opts, sz, H, _dtype, _device):",
+        f'    """One token of `{spec.name}` on [B, H, ...] tensors: (new states, outputs)."""',
+        f"    {', '.join(f's_{s.name}' for s in spec.states)}, = states",
+        *(f"    x_{i.name} = xs[{i.name!r}]" for i in spec.inputs),
+        *(f"    p_{p.name} = ps[{p.name!r}]" for p in spec.params),
+        *(f"    opt_{o.name} = opts[{o.name!r}]" for o in spec.options),
+    ]
+    if any(isinstance(n, Var) and n.kind is Kind.HEAD for c in spec.consts for n in ir.walk(c.value)):
+        body.append("    _heads = torch.arange(H, dtype=_dtype, device=_device)[None, :]")
+    body += [f"    {ln}" for ln in pre + const_lines + pr.lines]
+    body.append(f"    return [{', '.join(news)}], [{', '.join(outs)}]")
+    return "\n".join(body)
+
+
+def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
+    s = plan.spec
+    ins = [(f"x_{i.name}", f"xs[{i.name!r}]") for i in plan.inputs]
+    prs = [(f"p_{p.name}", f"ps[{p.name!r}]") for p in plan.params]
+    opts = [(f"opt_{o}", f"opts[{o!r}]") for o in plan.options]
+    sizes = [("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV"), ("NC", "NC")]
+    blocks = [(f"B{d}", f"blocks[{d!r}]") for d in plan.dims]
+    fwd = [*ins, *prs, *((f"y_{o.name}", f"ys[{o.name!r}]") for o in plan.outputs),
+           *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
+           *((f"ht_{x.name}", f"htr[{x.name!r}]") for x in s.states),
+           *((f"ck_{x.name}", f"ck[{x.name!r}]") for x in s.states), *opts, *sizes]
+    fwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("USE_INITIAL_STATE", "h0 is not None"),
+                  ("STORE_FINAL_STATE", "output_final_state"), ("SAVE_CKPT", "save_ckpt")]
+    bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
+           *((f"ck_{x.name}", f"ck[{x.name!r}]") for x in s.states),
+           *((f"sc_{x.name}", f"sc[{x.name!r}]") for x in s.states),
+           *((f"dht_{x.name}", f"dhtr[{x.name!r}]") for x in s.states),
+           *((f"dx_{n}", f"dxr[{n!r}]") for n in plan.input_grads),
+           *((f"dp_{n}", f"dpr[{n!r}]") for n in plan.param_grads),
+           *((f"dh0_{x.name}", f"dh0r[{x.name!r}]") for x in s.states), *opts, *sizes,
+           ("NB", "NB"), ("NBH", "NBH"), ("NTOK", "NTOK")]
+    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("USE_INITIAL_STATE", "h0"),
+                  ("USE_FINAL_STATE_GRADIENT", "use_final")]
+    return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
+
+
+def _header(plan: RecurrentPlan, sha: str, path: str) -> str:
+    s = plan.spec
+    split = f"split along {plan.tiled}" if plan.tiled else "not split (every dim is mixed by the step)"
+    lines = [
+        f"# Generated by recurgen {__version__} from {path} (spec `{s.name}`, sha256 {sha[:16]}) -- DO NOT EDIT.",
+        f"# Regenerate: recurgen compile {path} -o <dir>",
+        "#",
+        f"# {s.description}" if s.description else f"# {s.name}",
+        "#",
+        "# Recurrence (per batch element and head; in updates a state name is its value after t-1,",
+        "# in outputs after t, prev(S) after t-1):",
+        *(f"#   {ln}" for ln in plan.math_comment.splitlines()),
+        "#",
+        f"# Fused recurrent kernels: one program per (state tile, batch x head); the state is {split}.",
+        "# Backward: the adjoint of the step, derived by reverse-mode differentiation of the spec,",
+        "# walks time backwards from a stored state every CHECKPOINT_EVERY tokens (recomputing the rest).",
+    ]
+    return "\n".join(lines)
+
+
+def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
+    """Render the module of a checked spec.
+
+    Raises:
+        InternalError: a template produced invalid Python (a recurgen bug).
+    """
+    plan = plan_recurrent(spec)
+    env = _env()
+    args = _kernel_args(plan)
+    prefix = spec.name
+    names = {
+        "fwd_name": f"{prefix}_fused_recurrent_fwd_kernel", "bwd_name": f"{prefix}_fused_recurrent_bwd_kernel",
+        "fwd_launcher": f"fused_recurrent_{prefix}_fwd", "bwd_launcher": f"fused_recurrent_{prefix}_bwd",
+        "fused_fn": f"fused_recurrent_{prefix}", "fn_class": f"FusedRecurrent{camel(prefix)}Function",
+        "cls": camel(prefix),
+    }
+    kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, **names, **args)
+    outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
+    source = env.get_template("module.py.jinja").render(
+        header=_header(plan, sha, path), spec_name=spec.name, spec_sha256=sha, version=__version__,
+        doc=(spec.description or spec.name).replace("\\", "\\\\").replace('"', '\\"'),
+        kernels=kernels.rstrip("\n"),
+        inputs=[(t.name, t.ty.dims, False) for t in spec.inputs],
+        params=[(t.name, t.ty.dims, False) for t in spec.params],
+        states=[(t.name, t.ty.dims, t.ty.complex) for t in spec.states],
+        outputs=[(o.name, o.ty.dims, False) for o in spec.outputs],
+        options=[(o.name, _py_scalar(o.value)) for o in spec.options],
+        arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
+        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, torch_step=_torch_step(spec),
+        input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
+        **names, **args,
+    )
+    source = "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
+    try:
+        compile(ast.parse(source), f"<recurgen:{spec.name}>", "exec")
+    except SyntaxError as err:
+        lines = source.splitlines()
+        bad = lines[err.lineno - 1] if err.lineno and err.lineno <= len(lines) else ""
+        raise InternalError("render", f"generated code for `{spec.name}` does not parse at line {err.lineno}: "
+                            f"{err.msg}\n    {bad}") from None
+    return GeneratedModule(spec.name, source, hashlib.sha256(source.encode()).hexdigest())

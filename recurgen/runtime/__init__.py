@@ -1,0 +1,1 @@
+"""runtime: loading generated modules (the only side effects of the compiler)."""
