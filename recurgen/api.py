@@ -72,7 +72,7 @@ def load(spec: str | Path) -> Recurrence:
     return _build(resolve(spec))
 
 
-def compile(text_or_path: str | Path, name: str = "<spec>") -> Recurrence:  # noqa: A001  (public API name)
+def compile(text_or_path: str | Path, name: str = "<spec>") -> Recurrence:
     """Like `load`, from spec text (or a path)."""
     if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
                                           and text_or_path.endswith(".rec")):
