@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from . import ir
-from . import reference as _reference
+from . import ir, oracle
 from .codegen.render import render_module
 from .frontend import Source, load_source, resolve
 from .runtime import cache
@@ -100,7 +99,7 @@ def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state
                 options[key] = float(value)
         else:
             raise TypeError(f"{spec.name}: unexpected argument `{key}`")
-    outs, finals = _reference.run(spec, tensors, options=options, initial_state=initial_state)
+    outs, finals = oracle.run(spec, tensors, options=options, initial_state=initial_state)
     o = _single(outs)
     return o, (_single(finals) if output_final_state else None)
 

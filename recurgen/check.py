@@ -1,22 +1,31 @@
 """check: syntax.Module -> ir.Spec (name resolution, shape and dtype inference, domains, reserved names).
 
-Every problem found becomes a diagnostic; all of them are reported together.
+Every problem found becomes a diagnostic; all of them are reported together. A statement that fails
+marks what it declares (or updates) as failed, so later statements do not add follow-on errors
+("never updated", "used before declared") about the same mistake.
 """
 
 from __future__ import annotations
 
 import builtins
+import difflib
 import keyword
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from . import ir
 from . import syntax as S
-from .errors import Reporter, Span, SpecError
+from .errors import MAX_DIAGNOSTICS, Diagnostic, Reporter, Span, SpecError
 from .ir import SCALAR, Kind, Op, Type
 
-IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}\Z")
+MAX_NAME = 40
+IDENT = re.compile(rf"[A-Za-z][A-Za-z0-9_]{{0,{MAX_NAME - 1}}}\Z")
+# Bounds on an expression after `let`s are inlined. Lets share subtrees, so `let a2 = a1 + a1` doubles
+# the tree that every later pass walks: without a bound, forty such lines hang the compiler.
+MAX_EXPR_NODES = 2000
+MAX_EXPR_DEPTH = 96
 
 FUNCTIONS: dict[str, Op] = {
     "exp": Op.EXP, "log": Op.LOG, "sigmoid": Op.SIGMOID, "logsigmoid": Op.LOGSIGMOID, "softplus": Op.SOFTPLUS,
@@ -27,6 +36,16 @@ FUNCTIONS: dict[str, Op] = {
 ARITY = {Op.MAX: 2, Op.MIN: 2, Op.OUTER: 2, Op.COMPLEX: 2}
 REAL_ONLY = frozenset({Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.TANH, Op.RELU, Op.MAX, Op.MIN,
                        Op.COMPLEX})
+# Functions people reach for from numpy/torch, and how the language writes them.
+FUNCTION_ALIASES = {
+    "transpose": "a transpose is written `x.T`", "dot": "contractions are written `a @ b`",
+    "matmul": "contractions are written `a @ b`", "einsum": "contractions are written `a @ b`",
+    "pow": "powers are written `a ** b`", "eye": "the identity is `I` (or `I(K)`)",
+    "identity": "the identity is `I` (or `I(K)`)", "mean": "write `sum(x, N) / N`",
+    "rsqrt": "write `1 / sqrt(x)`", "exp2": "write `exp(x * log(2))`", "square": "write `x * x` or `x ** 2`",
+    "softmax": "a softmax is not a linear recurrence; apply it outside the spec",
+    "l2norm": "write `normalize(x)`", "cumsum": "cumulative sums are what the recurrence computes",
+}
 DOMAIN_WORDS = {
     "logdecay": ir.Domain(hi=0.0, hi_open=False, logspace=True),
     "positive": ir.Domain(lo=0.0),
@@ -36,17 +55,66 @@ DOMAIN_WORDS = {
     "unit": ir.Domain(lo=0.0, hi=1.0),
     "normalized": ir.Domain(normalized=True),
 }
-# Names the language, the generated code or the public call already use.
-RESERVED = frozenset({
-    *FUNCTIONS, "I", "prev", "head", "H", "inf", "pi", "j", "tl", "triton", "torch", "math", "self", "cls",
-    "cu_seqlens", "initial_state", "output_final_state", "mode", "final_state", "state", "dtype", "device",
-    "recurgen", "grad", "ctx", "real", "complex",
-}) | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+# Names the language, the generated code or the public call already use, with the reason a
+# diagnostic gives for each group.
+_LANGUAGE_NAMES = {
+    "I": "the identity matrix", "prev": "the function `prev(S)`", "head": "the head index of a `const`",
+    "H": "the number of heads in a `const`", "inf": "infinity in intervals", "pi": "the constant pi",
+    "j": "the imaginary unit's suffix", "real": "an annotation", "complex": "an annotation and a function",
+    # Lark lexes a keyword as a name where only a name fits, so `let output = ...` would parse; a reader
+    # could not tell the statements apart.
+    **dict.fromkeys(("recurrence", "input", "param", "const", "option", "dim", "state", "let", "update", "output",
+                     "api", "for", "in"), "a keyword of the spec language"),
+}
+_GENERATED_NAMES = {
+    "tl": "a module the generated code imports", "triton": "a module the generated code imports",
+    "torch": "a module the generated code imports", "math": "a module the generated code imports",
+    "recurgen": "a module the generated code imports",
+    **dict.fromkeys(("self", "cls", "ctx", "grad", "dtype", "device", "mode", "final_state"),
+                    "a name in the generated code"),
+    **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state"), "an argument of the generated public call"),
+}
+RESERVED = frozenset({*FUNCTIONS, *_LANGUAGE_NAMES, *_GENERATED_NAMES}) | frozenset(keyword.kwlist) \
+    | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 IMPLICIT_SCALE = "scale"
+_ALLOWED_IN = {  # what a const or an option may read
+    "const": frozenset({Kind.CONST, Kind.OPTION, Kind.DIM, Kind.HEAD, Kind.HEADS}),
+    "option": frozenset({Kind.CONST, Kind.OPTION, Kind.DIM}),
+}
+
+
+_PER_HEAD = "a const is one number per head: it may use numbers, dims, `head`, `H` and other consts; " \
+    "use a `let` for values computed from inputs"
+_PER_CALL = "an option is one number per call: it may use numbers, dims and consts"
 
 
 def _fmt_shape(dims: tuple[str, ...]) -> str:
+    if UNKNOWN in dims:
+        return "[n, n] (an `I` whose size is not known yet)"
     return f"[{', '.join(dims)}]"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:20]}..."
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def reserved_reason(name: str) -> str | None:
+    """Why `name` cannot be declared, or None if it can."""
+    if name in _LANGUAGE_NAMES:
+        return _LANGUAGE_NAMES[name]
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "a Python keyword"
+    if name in FUNCTIONS:
+        return f"the function `{name}(...)` of the language"
+    if name in _GENERATED_NAMES:
+        return _GENERATED_NAMES[name]
+    if name in RESERVED:
+        return "a Python builtin"
+    return None
 
 
 def broadcast(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -81,13 +149,15 @@ class _Scope:
 
     entries: dict[str, tuple[Kind, Type]] = field(default_factory=dict)
     lets: dict[str, ir.Expr] = field(default_factory=dict)
-    decl_line: dict[str, int] = field(default_factory=dict)
+    # name -> (what the user declared it as: "input", "let", "output", ..., the span of the name)
+    decl: dict[str, tuple[str, Span]] = field(default_factory=dict)
 
 
 class _Checker:
     def __init__(self, module: S.Module) -> None:
         self.m = module
         self.r = Reporter(module.source)
+        self.lines = module.source.split("\n")
         self.path = module.path
         self.scope = _Scope()
         self.dims: dict[str, ir.Dim] = {}
@@ -103,37 +173,100 @@ class _Checker:
         self.context = "update"  # which statement kind is being checked: update, output, const, option, let
         self.loop: ir.Loop | None = None
         self.declared_later: dict[str, tuple[str, int]] = {}
+        self.failed: set[str] = set()  # names whose declaration was rejected: later uses stay silent
+        self.attempted_updates: dict[str, int] = {}  # state -> line of its first update, even a rejected one
+        self.attempted_outputs = 0
+        self.clashing_dims: set[str] = set()  # tensor names used as dims, reported once each
+        self.reported: set[tuple[str, str]] = set()  # (kind, name) of errors reported once per spec
+        self.sizes: dict[int, tuple[ir.Expr, int, int]] = {}  # id -> (node, tree size, depth), for `_measure`
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _text(self, span: Span) -> str | None:
+        """The source text of a short one-line span, to quote in a message."""
+        if span.line != span.end_line or not 1 <= span.line <= len(self.lines):
+            return None
+        text = self.lines[span.line - 1][span.col - 1 : span.end_col - 1].strip()
+        return text if 0 < len(text) <= 40 else None
+
+    def _quote(self, span: Span, fallback: str) -> str:
+        text = self._text(span)
+        return f"`{text}`" if text is not None else fallback
+
+    def _measure(self, e: ir.Expr) -> tuple[int, int]:
+        """Tree size and depth of an expression, memoised on node identity (lets share subtrees)."""
+        todo = [e]
+        while todo:
+            node = todo[-1]
+            if id(node) in self.sizes:
+                todo.pop()
+                continue
+            missing = [c for c in ir.children(node) if id(c) not in self.sizes]
+            if missing:
+                todo.extend(missing)
+                continue
+            todo.pop()
+            kids = [self.sizes[id(c)] for c in ir.children(node)]
+            self.sizes[id(node)] = (node, 1 + sum(k[1] for k in kids), 1 + max((k[2] for k in kids), default=0))
+        _, size, depth = self.sizes[id(e)]
+        return size, depth
 
     # --- names ------------------------------------------------------------------------------
     def _declare_name(self, ident: S.Ident, what: str) -> bool:
         name = ident.name
         if not IDENT.match(name):
-            if not name.isascii():
-                self.r.error(ident.span, f"{what} name `{name}` has non-ASCII characters",
-                             "names are ASCII letters, digits and `_`, starting with a letter")
-            else:
+            if len(name) > MAX_NAME and IDENT.match(name[:MAX_NAME]):
+                self.r.error(ident.span, f"{what} name `{name[:12]}...` is {len(name)} characters long",
+                             f"names are at most {MAX_NAME} characters (they become Python argument names)")
+            else:  # (non-ASCII names never get here: the parser rejects them with a better message)
                 self.r.error(ident.span, f"{what} name `{name}` is not a valid identifier",
-                             "names are ASCII letters, digits and `_`, start with a letter, at most 40 long")
+                             "names are ASCII letters, digits and `_`, starting with a letter")
+            self.failed.add(name)
             return False
-        if name in RESERVED and not (what == "option" and name == IMPLICIT_SCALE):
-            self.r.error(ident.span, f"`{name}` is reserved and cannot name a {what}",
-                         "choose another name; reserved are Python keywords and builtins, the language's "
-                         "functions, and names the generated code uses")
+        reason = reserved_reason(name)
+        if reason is not None and not (what == "option" and name == IMPLICIT_SCALE):
+            alt = "lam" if name == "lambda" else f"{name}_"
+            why = "a name that is also a keyword makes statements hard to tell apart" \
+                if reason == _LANGUAGE_NAMES.get("let") else "spec names become Python names in the generated code"
+            self.r.error(ident.span, f"`{name}` is reserved ({reason}) and cannot name {_a(what)}",
+                         f"{why}; choose another, e.g. `{alt}`")
+            self.failed.add(name)
             return False
-        if name in self.scope.entries or name in self.dims:
-            line = self.scope.decl_line.get(name, 0) or self.dim_spans.get(name, ident.span).line
-            self.r.error(ident.span, f"`{name}` is already declared (line {line})", "every name is declared once")
+        if name in self.dims:
+            sp = self.dim_spans[name]
+            self.r.error(ident.span, f"`{name}` is already a dimension (line {sp.line}, column {sp.col})",
+                         "dimension names must differ from other names")
+            self.failed.add(name)
+            return False
+        if name in self.scope.decl:
+            first_what, sp = self.scope.decl[name]
+            if what == "option" and name == IMPLICIT_SCALE and first_what == "implicit option":
+                self.r.error(ident.span, f"`option scale` comes after `scale` is first used (line {sp.line}), "
+                             "where it already took its default `K ** -0.5`", "move the `option` line up")
+            else:
+                self.r.error(ident.span, f"`{name}` is already declared as {_a(first_what)} "
+                             f"(line {sp.line}, column {sp.col})", "every name is declared once")
             return False
         return True
 
+    def _register(self, ident: S.Ident, what: str, kind: Kind, ty: Type) -> None:
+        self.scope.entries[ident.name] = (kind, ty)
+        self.scope.decl[ident.name] = (what, ident.span)
+
     def _dim_of(self, ident: S.Ident) -> str:
         name = ident.name
-        if name in self.scope.entries:
-            self.r.error(ident.span, f"`{name}` is declared as a {self.scope.entries[name][0].value}, "
-                         "not a dimension", "dimension names must differ from tensor names")
+        if name in self.clashing_dims:
+            return name
+        if name in self.scope.decl:
+            self.clashing_dims.add(name)
+            what, sp = self.scope.decl[name]
+            self.r.error(ident.span, f"`{name}` is {_a(what)} (line {sp.line}), so it cannot also name a dimension",
+                         "dimension names must differ from tensor and value names")
         elif not IDENT.match(name) or name in RESERVED:
-            self.r.error(ident.span, f"`{name}` cannot name a dimension",
-                         "dimension names are identifiers that are not reserved, e.g. K, V, N, D")
+            reason = reserved_reason(name)
+            hint = "shapes are per token and per head: write `q: [K]`, not `q: [B, T, H, K]`" if name == "H" \
+                else "dimension names are short identifiers, e.g. K, V, N, D"
+            self.r.error(ident.span, f"`{name}` cannot name a dimension" + (f": it is {reason}" if reason else ""),
+                         hint)
         elif name not in self.dims:
             self.dims[name] = ir.Dim(name, None, ident.span)
             self.dim_spans[name] = ident.span
@@ -144,7 +277,8 @@ class _Checker:
         header = self.m.header
         if not IDENT.match(header.name.name) or header.name.name in RESERVED:
             self.r.error(header.name.span, f"`{header.name.name}` cannot name a recurrence",
-                         "use an ASCII identifier that is not a Python keyword or builtin, e.g. my_gla")
+                         "it names the generated functions: use an ASCII identifier that is not a Python keyword "
+                         "or builtin, e.g. my_gla")
         self._prescan()
         for st in self.m.statements:
             if isinstance(st, S.Decl):
@@ -179,13 +313,20 @@ class _Checker:
                 self.declared_later.setdefault(ident.name, (kind, ident.span.line))
 
     def _domain(self, decl: S.TensorDecl, kind: str) -> ir.Domain:
+        """The intersection of every annotation's range; `logdecay` and `normalized` are flags on top."""
         dom = ir.Domain()
+        words = {a.name for a in decl.annotations if isinstance(a, S.Ident)}
+        if {"real", "complex"} <= words:
+            self.r.error(decl.name.span, f"`{decl.name.name}` is annotated both `real` and `complex`",
+                         "keep one of them")
         for a in decl.annotations:
             if isinstance(a, S.Ident):
                 if a.name in ("real", "complex"):
                     continue
                 if a.name not in DOMAIN_WORDS:
+                    close = difflib.get_close_matches(a.name, [*DOMAIN_WORDS, "complex", "real"], n=1)
                     self.r.error(a.span, f"unknown annotation `{a.name}`",
+                                 f"did you mean `{close[0]}`?" if close else
                                  f"known: {', '.join(DOMAIN_WORDS)}, complex, or an interval `in (0, 1)`")
                     continue
                 word = DOMAIN_WORDS[a.name]
@@ -193,24 +334,42 @@ class _Checker:
                     self.r.error(a.span, "`normalized` needs a vector", "a scalar cannot have unit L2 norm")
                 dom = replace(dom, logspace=dom.logspace or word.logspace,
                               normalized=dom.normalized or word.normalized)
-                if (word.lo, word.hi) != (-math.inf, math.inf):
-                    dom = replace(dom, lo=word.lo, hi=word.hi, lo_open=word.lo_open, hi_open=word.hi_open)
+                lo, hi, lo_open, hi_open = word.lo, word.hi, word.lo_open, word.hi_open
             else:
-                lo, hi = self._number(a.lo), self._number(a.hi)
-                if lo is None or hi is None:
+                lo_, hi_ = self._number(a.lo), self._number(a.hi)
+                if lo_ is None or hi_ is None:
                     continue
+                lo, hi = lo_, hi_
                 if lo >= hi:
-                    self.r.error(a.span, f"empty interval: {lo:g} is not below {hi:g}", "write `in (lo, hi)`")
+                    swapped = f"in {'(' if a.lo_open else '['}{hi:g}, {lo:g}{')' if a.hi_open else ']'}"
+                    self.r.error(a.span, f"empty interval: {lo:g} is not below {hi:g}",
+                                 f"the lower bound comes first: `{swapped}`" if hi < lo else
+                                 "an interval needs two different bounds")
                     continue
-                dom = replace(dom, lo=lo, hi=hi, lo_open=a.lo_open or lo == -math.inf,
-                              hi_open=a.hi_open or hi == math.inf)
+                lo_open, hi_open = a.lo_open or lo == -math.inf, a.hi_open or hi == math.inf
+            # Intersect, so that `logdecay in (-5, 0]` narrows the log-decay range rather than replacing it.
+            if (lo, lo_open) > (dom.lo, dom.lo_open):
+                dom = replace(dom, lo=lo, lo_open=lo_open)
+            if (hi, not hi_open) < (dom.hi, not dom.hi_open):
+                dom = replace(dom, hi=hi, hi_open=hi_open)
+            if dom.lo > dom.hi or (dom.lo == dom.hi and (dom.lo_open or dom.hi_open)):
+                self.r.error(a.span, f"the annotations of `{decl.name.name}` leave no possible value",
+                             "each annotation narrows the range, and with this one nothing is left; drop one")
+                return ir.Domain()
         if kind == "state" and dom != ir.Domain():
             self.r.error(decl.span, "a state takes no value domain", "domains describe inputs and params")
+        elif "complex" in words and (dom.lo, dom.hi) != (-math.inf, math.inf):
+            self.r.error(decl.span, f"complex `{decl.name.name}` cannot have a real interval",
+                         "intervals bound real values")
         return dom
 
     def _number(self, e: S.Expr) -> float | None:
         """A literal bound of an interval: a number, `inf`, or a negated one."""
         if isinstance(e, S.Number) and isinstance(e.value, float):
+            if math.isinf(e.value):
+                self.r.error(e.span, f"`{_short(e.text)}` is too large for a float",
+                             "write `inf` for an unbounded side")
+                return None
             return e.value
         if isinstance(e, S.Name) and e.name == "inf":
             return math.inf
@@ -223,26 +382,37 @@ class _Checker:
     def _decl(self, st: S.Decl) -> None:
         kind = {"input": Kind.INPUT, "param": Kind.PARAM, "state": Kind.STATE}[st.kind]
         for d in st.items:
+            if len(d.shape) > 3:
+                layout = [i.name for i in d.shape[:3]] == ["B", "T", "H"]
+                self.r.error(d.span, f"`{d.name.name}` has {len(d.shape)} dims; at most 3 are supported",
+                             f"shapes are per token and per head: write `{d.name.name}: "
+                             f"{_fmt_shape(tuple(i.name for i in d.shape[3:]))}`, not `[B, T, H, ...]`" if layout
+                             else "per-token tensors are scalars, vectors or matrices (plus one loop dim)")
+                self.failed.add(d.name.name)
+                continue
+            if d.name.name in {i.name for i in d.shape}:
+                fixed = tuple(i.name.upper() if i.name == d.name.name else i.name for i in d.shape)
+                self.r.error(d.name.span, f"`{d.name.name}` names both a tensor and one of its own dimensions",
+                             f"dimension names are usually upper case: `{d.name.name}: {_fmt_shape(fixed)}`")
+                self.clashing_dims.add(d.name.name)
             dims = tuple(self._dim_of(i) for i in d.shape)
             is_complex = any(isinstance(a, S.Ident) and a.name == "complex" for a in d.annotations)
             if is_complex and kind is Kind.INPUT:
                 self.r.error(d.span, f"input `{d.name.name}` cannot be complex",
                              "inputs are real tensors; build complex values from them with complex(re, im)")
-            if len(dims) > 3:
-                self.r.error(d.span, f"`{d.name.name}` has {len(dims)} dims; at most 3 are supported",
-                             "per-token tensors are scalars, vectors or matrices (plus one loop dim)")
             dom = self._domain(d, st.kind)
             if not self._declare_name(d.name, st.kind):
                 continue
             t = ir.Tensor(d.name.name, Type(dims, is_complex), dom, d.span)
             {"input": self.inputs, "param": self.params, "state": self.states}[st.kind].append(t)
-            self.scope.entries[t.name] = (kind, t.ty)
-            self.scope.decl_line[t.name] = d.span.line
+            self._register(d.name, st.kind, kind, t.ty)
 
     def _dim_decl(self, st: S.DimDecl) -> None:
         if st.size < 1 or st.size > 4096:
-            self.r.error(st.span, f"dimension `{st.name.name}` = {st.size} is out of range",
+            shown = str(st.size) if st.size < 10**6 else "more than a million"
+            self.r.error(st.span, f"dimension `{st.name.name}` = {shown} is out of range",
                          "fixed dimension sizes are between 1 and 4096")
+            self.failed.add(st.name.name)
             return
         if st.name.name in self.dims:
             prev = self.dims[st.name.name]
@@ -256,55 +426,54 @@ class _Checker:
     def _bind(self, st: S.Bind) -> None:
         self.context = st.kind
         value = self.expr(st.value)
-        if not self._declare_name(st.name, st.kind) or value is None:
+        if not self._declare_name(st.name, st.kind):
+            return
+        if value is None:
+            self.failed.add(st.name.name)
             return
         if st.kind in ("const", "option") and value.ty.dims:
             self.r.error(st.value.span, f"{st.kind} `{st.name.name}` must be a scalar, got shape "
                          f"{_fmt_shape(value.ty.dims)}", "use a `param` for per-head tensors")
+            self.failed.add(st.name.name)
             return
         if UNKNOWN in value.ty.dims:
             self.r.error(st.value.span, "cannot infer the size of `I` here", "write `I(K)` with its dimension")
+            self.failed.add(st.name.name)
             return
         kind = {"const": Kind.CONST, "option": Kind.OPTION, "let": Kind.INPUT}[st.kind]
-        self.scope.decl_line[st.name.name] = st.span.line
+        self._register(st.name, st.kind, kind, value.ty)
         if st.kind == "let":
             self.scope.lets[st.name.name] = value
-            self.scope.entries[st.name.name] = (kind, value.ty)
             return
-        self.scope.entries[st.name.name] = (kind, value.ty)
         binding = ir.Binding(st.name.name, value, st.span)
         (self.consts if st.kind == "const" else self.options).append(binding)
 
     def _update(self, st: S.Update) -> None:
         name = st.target.name
         entry = self.scope.entries.get(name)
+        if name in self.failed:
+            return
         if entry is None or entry[0] is not Kind.STATE:
             if entry is None and name in self.declared_later and self.declared_later[name][0] == "state":
                 self.r.error(st.target.span, f"state `{name}` is updated before it is declared "
                              f"(line {self.declared_later[name][1]})", "declare states above their updates")
+                self.attempted_updates.setdefault(name, st.span.line)
             elif entry is None:
-                self.r.error(st.target.span, f"`{name}` is not a declared state",
-                             f"declare it first: `state {name}: [K, V]`")
+                self.r.error(st.target.span, f"`{name}` is not a declared state", self._suggest(
+                    name, [s.name for s in self.states], f"declare it first: `state {name}: [K, V]`"))
             else:
-                self.r.error(st.target.span, f"`{name}` is a {entry[0].value}, not a state; only states are updated")
+                self.r.error(st.target.span, f"`{name}` is {_a(self.scope.decl[name][0])}, not a state; "
+                             "only states are updated", "declare what the recurrence carries with `state`")
             return
-        if any(u.state == name for u in self.updates):
-            self.r.error(st.target.span, f"state `{name}` is updated twice",
-                         "updates are simultaneous; for several steps per token write one `update ... for j in J`")
+        if name in self.attempted_updates:
+            self.r.error(st.target.span, f"state `{name}` is updated twice (first on line "
+                         f"{self.attempted_updates[name]})", "updates are simultaneous, one per state; for "
+                         "several steps per token write one `update ... for j in J`")
             return
-        loop = None
-        if st.loop is not None:
-            d = self.dims.get(st.loop.dim.name)
-            if d is None or d.size is None:
-                self.r.error(st.loop.dim.span, f"loop dimension `{st.loop.dim.name}` needs a fixed size",
-                             f"declare it before use: `dim {st.loop.dim.name} = 2`")
-                return
-            if st.loop.var.name in self.scope.entries or st.loop.var.name in self.dims \
-                    or not IDENT.match(st.loop.var.name) or st.loop.var.name in (RESERVED - {"j"}):
-                self.r.error(st.loop.var.span, f"loop variable `{st.loop.var.name}` clashes with another name",
-                             "use a fresh name such as `j`")
-                return
-            loop = ir.Loop(st.loop.var.name, d.name, d.size)
+        self.attempted_updates[name] = st.span.line
+        loop = self._loop(st.loop) if st.loop is not None else None
+        if st.loop is not None and loop is None:
+            return
         self.context, self.loop = "update", loop
         value = self.expr(st.value)
         self.loop = None
@@ -314,10 +483,9 @@ class _Checker:
         if UNKNOWN in value.ty.dims and len(set(state_ty.dims)) == 1 and len(state_ty.dims) == 2:
             value = _fix_eye(value, state_ty.dims[0])
         if value.ty.dims != state_ty.dims:
-            hint = "an outer product is written `outer(k, v)`" if len(state_ty.dims) == 2 and \
-                len(value.ty.dims) < 2 else "the update must have the state's shape"
-            self.r.error(st.value.span, f"shape mismatch: the update has shape {_fmt_shape(value.ty.dims)} but "
-                         f"state `{name}` has shape {_fmt_shape(state_ty.dims)}", hint)
+            self.r.error(st.value.span, f"shape mismatch: the update of `{name}` has shape "
+                         f"{_fmt_shape(value.ty.dims)} but the state has shape {_fmt_shape(state_ty.dims)}",
+                         _update_shape_hint(value.ty.dims, state_ty.dims))
             return
         if value.ty.complex and not state_ty.complex:
             self.r.error(st.value.span, f"complex/real mixing: the update of real state `{name}` is complex",
@@ -328,20 +496,46 @@ class _Checker:
                            "the recurrence then has no memory")
         self.updates.append(ir.Update(name, value, loop, st.span))
 
+    def _loop(self, lp: S.Loop) -> ir.Loop | None:
+        d = self.dims.get(lp.dim.name)
+        if d is None or d.size is None:
+            what = "is not a dimension" if d is None else "has no fixed size"
+            self.r.error(lp.dim.span, f"loop dimension `{lp.dim.name}` {what}",
+                         f"the loop is unrolled when the kernel is generated, so its size is fixed in the spec: "
+                         f"declare `dim {lp.dim.name} = 2` above its first use")
+            return None
+        var = lp.var.name
+        if var in self.scope.decl or var in self.dims or not IDENT.match(var) or var in (RESERVED - {"j"}):
+            self.r.error(lp.var.span, f"loop variable `{var}` clashes with another name",
+                         "use a fresh name such as `j`")
+            return None
+        return ir.Loop(var, d.name, d.size)
+
     def _output(self, st: S.Output) -> None:
         self.context = "output"
+        self.attempted_outputs += 1
         value = self.expr(st.value)
-        if not self._declare_name(st.name, "output") or value is None:
+        if self._declare_name(st.name, "output"):
+            self.scope.decl[st.name.name] = ("output", st.name.span)  # outputs are not readable, only unique
+        else:
+            return
+        if value is None:
             return
         if UNKNOWN in value.ty.dims:
             self.r.error(st.value.span, "cannot infer the size of `I` here", "write `I(K)` with its dimension")
             return
         if st.shape is not None:
-            dims = tuple(self._dim_of(i) for i in st.shape)
-            if dims != value.ty.dims:
+            unknown = [i for i in st.shape if i.name not in self.dims]
+            for i in unknown:
+                if i.name in self.clashing_dims:
+                    continue
+                self.r.error(i.span, f"unknown dimension `{i.name}` in the shape of output `{st.name.name}`",
+                             self._suggest(i.name, list(self.dims), "an output's dims come from the inputs"))
+            dims = tuple(i.name for i in st.shape)
+            if not unknown and dims != value.ty.dims:
                 self.r.error(st.value.span, f"shape mismatch: output `{st.name.name}` is declared "
-                             f"{_fmt_shape(dims)} but its value has shape {_fmt_shape(value.ty.dims)}",
-                             "change the declared shape or the expression")
+                             f"{_fmt_shape(dims)} but {self._quote(st.value.span, 'its value')} has shape "
+                             f"{_fmt_shape(value.ty.dims)}", "change the declared shape or the expression")
                 return
         if value.ty.complex:
             self.r.error(st.value.span, f"output `{st.name.name}` is complex",
@@ -349,28 +543,32 @@ class _Checker:
             return
         if not ir.uses(value, {Kind.STATE, Kind.PREV_STATE}):
             self.r.error(st.value.span, f"output `{st.name.name}` does not read any state",
-                         "a readout reads the state, e.g. `q @ S`")
+                         "a readout reads the state, e.g. `q @ S`; without one the output has no memory")
             return
-        self.scope.entries[st.name.name] = (Kind.CONST, value.ty)  # outputs are not referable
-        self.scope.decl_line[st.name.name] = st.span.line
         self.outputs.append(ir.Output(st.name.name, value, st.span))
 
     def _api_stmt(self, st: S.Api) -> None:
         if self.api is not None:
-            self.r.error(st.span, "a second `api` line", "a spec has one public signature")
+            self.r.error(st.span, f"a second `api` line (the first is on line {self.api.span.line})",
+                         "a spec has one public signature")
             return
+        reason = reserved_reason(st.name.name)  # the generated module defines a function of this name
+        if not IDENT.match(st.name.name) or reason is not None:
+            self.r.error(st.name.span, f"`{st.name.name}` cannot name the public function",
+                         f"it is {reason}" if reason else "use an ASCII identifier of at most 40 characters")
         self.api = st
 
     def _finish(self) -> None:
         span0 = self.m.header.span
-        if not self.states:
+        if not self.states and not any(n in self.failed for n, k in self.declared_later.items() if k[0] == "state"):
             self.r.error(span0, "the spec declares no state", "declare one: `state S: [K, V]`")
         for s in self.states:
-            if not any(u.state == s.name for u in self.updates):
-                self.r.error(s.span, f"state `{s.name}` is never updated", f"add `update {s.name} = ...`")
-        if not self.outputs:
+            if s.name not in self.attempted_updates:
+                self.r.error(self.scope.decl[s.name][1], f"state `{s.name}` is never updated",
+                             f"add `update {s.name} = ...`")
+        if not self.attempted_outputs:
             self.r.error(span0, "the spec has no output", "add a readout: `output o: [V] = q @ S`")
-        if not self.inputs:
+        if not self.inputs and not any(k[0] == "input" for k in self.declared_later.values()):
             self.r.error(span0, "the spec declares no input", "declare the per-token inputs: `input k: [K]`")
         known = {d for t in (*self.inputs, *self.params) for d in t.ty.dims}
         for d in self.dims.values():
@@ -379,13 +577,14 @@ class _Checker:
                              "cannot be read from the arguments", f"declare it: `dim {d.name} = 16`")
         if self.api is not None:
             tensors = [t.name for t in (*self.inputs, *self.params)]
-            names = [a.name for a in self.api.args]
+            names = Counter(a.name for a in self.api.args)
+            known = set(tensors) | self.failed
             for a in self.api.args:
-                if a.name not in tensors:
+                if a.name not in known:
                     self.r.error(a.span, f"`{a.name}` in the api line is not an input or param",
                                  f"the arguments are: {', '.join(tensors)}")
             missing = [t for t in tensors if t not in names]
-            dup = {n for n in names if names.count(n) > 1}
+            dup = {n for n, c in names.items() if c > 1}
             if missing or dup:
                 self.r.error(self.api.span, "the api line must list every input and param exactly once"
                              + (f"; missing: {', '.join(missing)}" if missing else "")
@@ -395,7 +594,22 @@ class _Checker:
     # --- expressions ------------------------------------------------------------------------
     def expr(self, e: S.Expr) -> ir.Expr | None:
         """Type-check an expression; None after reporting an error inside it."""
+        out = self._expr(e)
+        if out is None:
+            return None
+        size, depth = self._measure(out)
+        if size > MAX_EXPR_NODES or depth > MAX_EXPR_DEPTH:
+            self.r.error(e.span, f"expression is too large once its `let`s are substituted ({size} operations, "
+                         f"nested {depth} deep)", f"the limit is {MAX_EXPR_NODES} operations nested "
+                         f"{MAX_EXPR_DEPTH} deep; each use of a `let` copies its whole expression")
+            return None
+        return out
+
+    def _expr(self, e: S.Expr) -> ir.Expr | None:
         if isinstance(e, S.Number):
+            if math.isinf(abs(e.value)):
+                self.r.error(e.span, f"`{_short(e.text)}` is too large for a float", "numbers must be finite")
+                return None
             return ir.Const(e.value, Type((), isinstance(e.value, complex)), e.span)
         if isinstance(e, S.Name):
             return self._name(e)
@@ -411,18 +625,22 @@ class _Checker:
         if isinstance(e, S.Index):
             return self._index(e)
         if isinstance(e, S.Attr):
-            base = self.expr(e.base)
-            if base is None:
-                return None
-            if e.attr != "T":
-                self.r.error(e.attr_span, f"unknown attribute `.{e.attr}`", "the only attribute is `.T` (transpose)")
-                return None
-            if len(base.ty.dims) != 2:
-                self.r.error(e.span, f"`.T` needs a matrix, got shape {_fmt_shape(base.ty.dims)}",
-                             "vectors need no transpose: `a @ S` and `S @ a` contract the matching dim")
-                return None
-            return ir.Apply(Op.TRANSPOSE, (base,), Type(base.ty.dims[::-1], base.ty.complex), span=e.span)
+            return self._attr(e)
         raise AssertionError(e)
+
+    def _attr(self, e: S.Attr) -> ir.Expr | None:
+        base = self.expr(e.base)
+        if base is None:
+            return None
+        if e.attr != "T":
+            self.r.error(e.attr_span, f"unknown attribute `.{e.attr}`", "the only attribute is `.T` (transpose)")
+            return None
+        if len(base.ty.dims) != 2:
+            self.r.error(e.span, f"`.T` needs a matrix, but {self._quote(e.base.span, 'the value')} has shape "
+                         f"{_fmt_shape(base.ty.dims)}",
+                         "vectors need no transpose: `a @ S` and `S @ a` contract the matching dim")
+            return None
+        return ir.Apply(Op.TRANSPOSE, (base,), Type(base.ty.dims[::-1], base.ty.complex), span=e.span)
 
     def _name(self, e: S.Name) -> ir.Expr | None:
         n = e.name
@@ -432,59 +650,88 @@ class _Checker:
             return ir.Const(math.pi, SCALAR, e.span)
         if n in ("head", "H"):
             if self.context != "const":
-                self.r.error(e.span, f"`{n}` can only be used in a `const`", "e.g. `const gamma = 1 - 2 ** (-5 - head)`")
+                known = "the head index" if n == "head" else "the number of heads"
+                hint = "write this line as a `const` (a per-head scalar)" if self.context in ("let", "option") \
+                    else "compute the per-head value in a const, e.g. `const gamma = 1 - 2 ** (-5 - head)`, " \
+                    "and use the const here"
+                self.r.error(e.span, f"`{n}` ({known}) can only be used in a `const`", hint)
                 return None
             return ir.Var(n, Kind.HEAD if n == "head" else Kind.HEADS, SCALAR, e.span)
         if self.loop is not None and n == self.loop.var:
             return ir.Var(n, Kind.LOOP, SCALAR, e.span)
+        if n in self.failed:
+            return None  # its declaration was reported already
         if n in self.scope.lets:
-            return self.scope.lets[n]
+            return self._let(e)
         if n in self.dims:
             return ir.Var(n, Kind.DIM, SCALAR, e.span)
+        if n in self.scope.decl and self.scope.decl[n][0] == "output":
+            self.r.error(e.span, f"output `{n}` cannot be read by another statement",
+                         "outputs are results only; put the shared part in a `let`")
+            return None
         entry = self.scope.entries.get(n)
         if entry is None:
-            if n == IMPLICIT_SCALE:
-                return self._implicit_scale(e)
-            if n in self.declared_later:
-                kind, line = self.declared_later[n]
-                self.r.error(e.span, f"{kind} `{n}` is used before it is declared (line {line})",
-                             "declare names above the statements that use them")
-            elif n == "inf":
-                self.r.error(e.span, "`inf` is only allowed as an interval bound", "use a finite number")
-            else:
-                self.r.error(e.span, f"unknown name `{n}`", self._suggest(n))
-            return None
+            return self._unknown_name(e)
         kind, ty = entry
-        if self.context in ("const", "option") and kind not in (Kind.CONST, Kind.OPTION):
-            self.r.error(e.span, f"a {self.context} cannot depend on {kind.value} `{n}`",
-                         "consts use numbers, dims, `head`, `H` and other consts; options use numbers and dims")
+        if self.context in _ALLOWED_IN and kind not in _ALLOWED_IN[self.context]:
+            self.r.error(e.span, f"{_a(self.context)} cannot depend on {self.scope.decl[n][0]} `{n}`",
+                         _PER_HEAD if self.context == "const" else _PER_CALL)
             return None
         if kind is Kind.STATE and self.context == "let":
             self.r.error(e.span, f"`let` cannot read state `{n}`", "read states directly in `update` and `output`")
             return None
-        if self.context == "output" and kind is Kind.CONST and n in {o.name for o in self.outputs}:
-            self.r.error(e.span, f"output `{n}` cannot be read by another output", "use a `let` for shared parts")
-            return None
         return ir.Var(n, kind, ty, e.span)
+
+    def _let(self, e: S.Name) -> ir.Expr | None:
+        value = self.scope.lets[e.name]
+        if self.context in _ALLOWED_IN:
+            bad = sorted(n.name for n in ir.walk(value) if isinstance(n, ir.Var)
+                         and n.kind not in _ALLOWED_IN[self.context])
+            if bad:
+                self.r.error(e.span, f"{_a(self.context)} cannot depend on let `{e.name}`, which reads `{bad[0]}`",
+                             _PER_HEAD if self.context == "const" else _PER_CALL)
+                return None
+        return value
+
+    def _unknown_name(self, e: S.Name) -> ir.Expr | None:
+        n = e.name
+        if n == IMPLICIT_SCALE:
+            return self._implicit_scale(e)
+        if n in self.declared_later and self.declared_later[n][1] == e.span.line:
+            self.r.error(e.span, f"`{n}` is used in its own definition", "a `let` names an expression of earlier "
+                         "names; to carry a value from token to token, declare a `state`")
+        elif n in self.declared_later:
+            kind, line = self.declared_later[n]
+            self.r.error(e.span, f"{kind} `{n}` is used before it is declared (line {line})",
+                         "declare names above the statements that use them")
+        elif n == "inf":
+            self.r.error(e.span, "`inf` is only allowed as an interval bound", "use a finite number")
+        elif n in FUNCTIONS or n == "prev":
+            self.r.error(e.span, f"`{n}` is a function", f"call it: `{n}(...)`")
+        else:
+            pool = [*(k for k in self.scope.decl if self.scope.decl[k][0] != "output"), *self.dims]
+            self.r.error(e.span, f"unknown name `{n}`", self._suggest(
+                n, pool, "declare it with `input`, `param`, `state`, `const`, `option` or `let` before use"))
+        return None
 
     def _implicit_scale(self, e: S.Name) -> ir.Expr | None:
         if "K" not in self.dims:
             self.r.error(e.span, "`scale` has no default here: there is no dimension `K`",
-                         "declare it: `option scale = 1`")
+                         "its default is `K ** -0.5`; without a `K`, declare it: `option scale = 1`")
             return None
         default = ir.Apply(Op.POW, (ir.Var("K", Kind.DIM, SCALAR), ir.Const(-0.5)), SCALAR)
         self.options.append(ir.Binding(IMPLICIT_SCALE, default, e.span))
         self.scope.entries[IMPLICIT_SCALE] = (Kind.OPTION, SCALAR)
+        self.scope.decl[IMPLICIT_SCALE] = ("implicit option", e.span)
         return ir.Var(IMPLICIT_SCALE, Kind.OPTION, SCALAR, e.span)
 
-    def _suggest(self, n: str) -> str:
-        import difflib
-
-        pool = [*self.scope.entries, *self.scope.lets, *self.dims, *FUNCTIONS]
-        close = difflib.get_close_matches(n, pool, n=1)
-        if close:
-            return f"did you mean `{close[0]}`?"
-        return "declare it with `input`, `param`, `state`, `const`, `option` or `let` before use"
+    def _suggest(self, n: str, pool: list[str], otherwise: str) -> str:
+        # difflib costs a pass over the pool per call: in a pathological file with thousands of unknown
+        # names that is quadratic, and only the first MAX_DIAGNOSTICS errors are shown anyway.
+        if len(self.r.diagnostics) >= MAX_DIAGNOSTICS:
+            return otherwise
+        close = difflib.get_close_matches(n, pool, n=1) or difflib.get_close_matches(n.lower(), pool, n=1)
+        return f"did you mean `{close[0]}`?" if close else otherwise
 
     def _binop(self, e: S.BinOp) -> ir.Expr | None:
         lhs, rhs = self.expr(e.lhs), self.expr(e.rhs)
@@ -497,9 +744,10 @@ class _Checker:
             self.r.error(e.rhs.span, f"the exponent must be a scalar, got shape {_fmt_shape(rhs.ty.dims)}",
                          "use exp(x * log(a)) for elementwise powers")
             return None
-        return self._elementwise(op, lhs, rhs, e.span, e.op)
+        return self._elementwise(op, lhs, rhs, e.span, e.op, (e.lhs.span, e.rhs.span))
 
-    def _elementwise(self, op: Op, lhs: ir.Expr, rhs: ir.Expr, span: Span, sym: str) -> ir.Expr | None:
+    def _elementwise(self, op: Op, lhs: ir.Expr, rhs: ir.Expr, span: Span, sym: str,
+                     operand_spans: tuple[Span, Span]) -> ir.Expr | None:
         a, b = lhs.ty.dims, rhs.ty.dims
         if UNKNOWN in a and len(b) == 2 and b[0] == b[1]:
             lhs, a = _fix_eye(lhs, b[0]), b
@@ -507,30 +755,43 @@ class _Checker:
             rhs, b = _fix_eye(rhs, a[0]), a
         dims = broadcast(a, b)
         if dims is None:
-            hint = "an outer product is written `outer(a, b)`" if len(a) == 1 and len(b) == 1 else \
-                "elementwise operands need the same dims, or one's dims among the other's"
+            ta, tb = self._text(operand_spans[0]), self._text(operand_spans[1])
             if UNKNOWN in a or UNKNOWN in b:
-                hint = "`I` needs a square partner; write `I(K)` with its dimension"
-            self.r.error(span, f"shape mismatch in `{sym}`: {_fmt_shape(a)} and {_fmt_shape(b)}", hint)
+                hint = "`I` needs a square partner to tell its size; write `I(K)` with its dimension"
+            elif op is Op.MUL and len(a) == 1 and len(b) == 1:
+                hint = f"an outer product is written `outer({ta or 'a'}, {tb or 'b'})`"
+            else:
+                hint = "elementwise operands need the same dims, or one operand's dims among the other's " \
+                    "(named broadcasting)"
+            left = f"`{ta}` has shape" if ta else "the left side has shape"
+            right = f"`{tb}` has shape" if tb else "the right side has shape"
+            self.r.error(span, f"shape mismatch in `{sym}`: {left} {_fmt_shape(a)} but {right} {_fmt_shape(b)}",
+                         hint)
             return None
         return ir.Apply(op, (lhs, rhs), Type(dims, lhs.ty.complex or rhs.ty.complex), span=span)
 
     def _matmul(self, e: S.BinOp, lhs: ir.Expr, rhs: ir.Expr) -> ir.Expr | None:
         a, b = lhs.ty.dims, rhs.ty.dims
+        ta, tb = self._text(e.lhs.span), self._text(e.rhs.span)
         if not a or not b:
-            self.r.error(e.span, "`@` needs vectors or matrices; one side is a scalar", "scale with `*`")
+            side = self._quote(e.lhs.span if not a else e.rhs.span, "one side")
+            self.r.error(e.span, f"`@` needs vectors or matrices, but {side} is a scalar", "scale with `*`")
             return None
         if UNKNOWN in a:
             lhs, a = _fix_eye(lhs, b[0]), (b[0], b[0])
         if UNKNOWN in b:
             rhs, b = _fix_eye(rhs, a[-1]), (a[-1], a[-1])
         if len(a) > 2 or len(b) > 2:
-            self.r.error(e.span, "`@` takes vectors and matrices", "index the loop dim first: `k[j] @ S`")
+            big = e.lhs.span if len(a) > 2 else e.rhs.span
+            self.r.error(e.span, f"`@` takes vectors and matrices, but {self._quote(big, 'one side')} has shape "
+                         f"{_fmt_shape(a if len(a) > 2 else b)}", "reduce the other dims first (`sum(x, N)`) or, "
+                         "in a `for` update, index the loop dim: `k[j] @ S`")
             return None
         if a[-1] != b[0]:
-            self.r.error(e.span, f"shape mismatch in `@`: {_fmt_shape(a)} @ {_fmt_shape(b)} contracts "
-                         f"`{a[-1]}` with `{b[0]}`", "`@` contracts the last dim on the left with the first on "
-                         "the right; use `.T` to transpose")
+            left = f"`{ta}` has shape" if ta else "the left side has shape"
+            right = f"`{tb}` has shape" if tb else "the right side has shape"
+            self.r.error(e.span, f"shape mismatch in `@`: {left} {_fmt_shape(a)} but {right} {_fmt_shape(b)}; "
+                         f"`@` would contract `{a[-1]}` with `{b[0]}`", _matmul_hint(a, b, ta, tb))
             return None
         dims = a[:-1] + b[1:]
         return ir.Apply(Op.MATMUL, (lhs, rhs), Type(dims, lhs.ty.complex or rhs.ty.complex), span=e.span)
@@ -546,26 +807,28 @@ class _Checker:
             d = e.args[0].name
             return ir.Apply(Op.EYE, (), Type((d, d)), d, e.span)
         if f not in FUNCTIONS:
-            self.r.error(e.func_span, f"unknown function `{f}`",
-                         f"the functions are: {', '.join(sorted(FUNCTIONS, key=str.lower))}, prev, I")
+            self._unknown_function(e)
             return None
         op = FUNCTIONS[f]
         if op is Op.SUM and len(e.args) == 2:
             return self._sum_over(e)
         want = ARITY.get(op, 1)
         if len(e.args) != want:
-            self.r.error(e.span, f"`{f}` takes {want} argument{'s' if want > 1 else ''}, got {len(e.args)}")
+            counts = "1 or 2 arguments" if op is Op.SUM else f"{want} argument{'s' if want > 1 else ''}"
+            self.r.error(e.span, f"`{f}` takes {counts}, got {len(e.args)}",
+                         "`sum(x)` adds every element, `sum(x, N)` only along dim N" if op is Op.SUM else "")
             return None
         args = [self.expr(a) for a in e.args]
         if any(a is None for a in args):
             return None
         typed: list[ir.Expr] = [a for a in args if a is not None]
         if op in REAL_ONLY and any(a.ty.complex for a in typed):
-            self.r.error(e.span, f"complex/real mixing: `{f}` takes real arguments",
-                         "take Re(...), Im(...) or abs(...) first")
+            bad = next(s.span for s, a in zip(e.args, typed, strict=True) if a.ty.complex)
+            self.r.error(e.span, f"complex/real mixing: `{f}` takes real values, but "
+                         f"{self._quote(bad, 'its argument')} is complex", "take Re(...), Im(...) or abs(...) first")
             return None
         if op in (Op.MAX, Op.MIN, Op.COMPLEX):
-            out = self._elementwise(op, typed[0], typed[1], e.span, f)
+            out = self._elementwise(op, typed[0], typed[1], e.span, f, (e.args[0].span, e.args[1].span))
             if out is not None and op is Op.COMPLEX:
                 out = replace(out, ty=Type(out.ty.dims, True))
             return out
@@ -579,10 +842,14 @@ class _Checker:
             return ir.Apply(op, (x, y), Type(x.ty.dims + y.ty.dims, x.ty.complex or y.ty.complex), span=e.span)
         if op is Op.DIAG:
             if len(x.ty.dims) != 1:
-                self.r.error(e.span, f"`diag` takes a vector, got {_fmt_shape(x.ty.dims)}")
+                self.r.error(e.span, f"`diag` takes a vector, got {_fmt_shape(x.ty.dims)}",
+                             "`diag(w) @ S` scales the rows of S; `w * S` does the same by broadcasting")
                 return None
             return ir.Apply(op, (x,), Type(x.ty.dims * 2, x.ty.complex), span=e.span)
         if op in (Op.SUM, Op.NORM):
+            if UNKNOWN in x.ty.dims:
+                self.r.error(e.span, f"cannot infer the size of `I` in `{f}`", "write `I(K)` with its dimension")
+                return None
             real = op is Op.NORM or not x.ty.complex
             return ir.Apply(op, (x,), Type((), not real), span=e.span)
         if op is Op.NORMALIZE:
@@ -593,14 +860,27 @@ class _Checker:
         real_out = op in (Op.ABS, Op.RE, Op.IM)
         return ir.Apply(op, (x,), Type(x.ty.dims, x.ty.complex and not real_out), span=e.span)
 
+    def _unknown_function(self, e: S.Call) -> None:
+        f = e.func
+        if f in self.scope.decl:
+            what = self.scope.decl[f][0]
+            hint = f"index with `{f}[j]`, or multiply with `*`" if what != "output" else ""
+            self.r.error(e.func_span, f"`{f}` is {_a(what)}, not a function", hint)
+            return
+        hint = FUNCTION_ALIASES.get(f.lower()) or self._suggest(
+            f, [*FUNCTIONS, "prev", "I"], f"the functions are: {', '.join(sorted(FUNCTIONS, key=str.lower))}, "
+            "prev, I")
+        self.r.error(e.func_span, f"unknown function `{f}`", hint)
+
     def _sum_over(self, e: S.Call) -> ir.Expr | None:
         """`sum(x, N)`: reduce one named dim."""
         x, d = self.expr(e.args[0]), e.args[1]
         if x is None:
             return None
         if not isinstance(d, S.Name) or d.name not in x.ty.dims or x.ty.dims.count(d.name) != 1:
-            self.r.error(d.span, f"the second argument of `sum` must be one dim of {_fmt_shape(x.ty.dims)}",
-                         "e.g. `sum(C * h, N)`")
+            self.r.error(d.span, f"the second argument of `sum` must be one dim of "
+                         f"{self._quote(e.args[0].span, 'the first')}, which has shape {_fmt_shape(x.ty.dims)}",
+                         "e.g. `sum(C * h, N)` reduces the dim `N`")
             return None
         dims = tuple(n for n in x.ty.dims if n != d.name)
         return ir.Apply(Op.SUM, (x,), Type(dims, x.ty.complex), d.name, e.span)
@@ -611,12 +891,15 @@ class _Checker:
             return None
         n = e.args[0].name
         entry = self.scope.entries.get(n)
+        if n in self.failed:
+            return None
         if entry is None or entry[0] is not Kind.STATE:
             self.r.error(e.args[0].span, f"`{n}` is not a declared state", "`prev` reads a state's previous value")
             return None
         if self.context != "output":
-            self.r.error(e.span, "`prev(...)` is only meaningful in an output",
-                         "inside `update`, a state name already means its previous value")
+            hint = "inside `update`, a state name already means its previous value" if self.context == "update" \
+                else "states are read in `update` and `output` only"
+            self.r.error(e.span, "`prev(...)` is only meaningful in an output", hint)
             return None
         return ir.Var(n, Kind.PREV_STATE, entry[1], e.span)
 
@@ -625,27 +908,50 @@ class _Checker:
         if base is None:
             return None
         if not base.ty.dims:
-            self.r.error(e.span, "cannot index a scalar")
+            self.r.error(e.span, f"cannot index a scalar: {self._quote(e.base.span, 'the value')} has shape []")
             return None
         first = base.ty.dims[0]
+        if first == UNKNOWN:
+            self.r.error(e.span, "cannot infer the size of `I` here", "write `I(K)` with its dimension")
+            return None
         if isinstance(e.index, S.Name) and self.loop is not None and e.index.name == self.loop.var:
             if first != self.loop.dim:
-                self.r.error(e.span, f"`{e.index.name}` runs over `{self.loop.dim}` but the first dim of this "
-                             f"value is `{first}`", f"declare the tensor with `{self.loop.dim}` first")
+                self.r.error(e.span, f"`{e.index.name}` runs over `{self.loop.dim}` but the first dim of "
+                             f"{self._quote(e.base.span, 'this value')} is `{first}`",
+                             f"declare the tensor with `{self.loop.dim}` first")
                 return None
             idx: ir.Expr = ir.Var(e.index.name, Kind.LOOP, SCALAR, e.index.span)
             attr = ""
         elif isinstance(e.index, S.Number) and isinstance(e.index.value, float) and e.index.value.is_integer():
             d = self.dims.get(first)
             pos = int(e.index.value)
-            if d is None or d.size is None or not 0 <= pos < d.size:
-                self.r.error(e.index.span, f"index {pos} is not within the fixed dimension `{first}`",
-                             f"literal indices need `dim {first} = n` and 0 <= index < n")
+            if d is None or d.size is None:
+                self.r.error(e.index.span, f"a literal index needs a fixed size, but dimension `{first}` has none",
+                             f"declare `dim {first} = n` above its first use")
+                return None
+            if not 0 <= pos < d.size:
+                shown = str(pos) if abs(pos) < 10**6 else _short(e.index.text)
+                self.r.error(e.index.span, f"index {shown} is out of range for dimension `{first}` of size {d.size}",
+                             f"indices start at 0: use 0 to {d.size - 1}")
                 return None
             idx, attr = ir.Const(float(pos)), str(pos)
+        elif isinstance(e.index, S.Name) and self.loop is None:
+            if ("loop", e.index.name) not in self.reported:  # once per name, not at every `k[j]`
+                self.reported.add(("loop", e.index.name))
+                self.r.error(e.index.span, f"`{e.index.name}` is not a loop variable here",
+                             f"a loop variable is bound by its update: `update S = ... for {e.index.name} in J`")
+            return None
+        elif isinstance(e.index, S.Name) and self.loop is not None:
+            self.r.error(e.index.span, f"`{e.index.name}` is not the loop variable of this update",
+                         f"this update loops with `{self.loop.var}`: write `[{self.loop.var}]`")
+            return None
+        elif isinstance(e.index, S.Number) and not isinstance(e.index.value, complex):
+            self.r.error(e.index.span, f"index `{_short(e.index.text)}` is not a whole number",
+                         "literal indices are integers: `k[0]`")
+            return None
         else:
             self.r.error(e.index.span, "an index is a `for` loop variable or an integer literal",
-                         "e.g. `update S = ... for j in J` with `k[j]`")
+                         "e.g. `update S = ... for j in J` with `k[j]`, or `k[0]`")
             return None
         if self.context == "update" and isinstance(base, ir.Var) and base.kind is Kind.STATE:
             self.r.error(e.span, "a state cannot be indexed in an update", "index the inputs instead")
@@ -653,7 +959,30 @@ class _Checker:
         return ir.Apply(Op.INDEX, (base, idx), Type(base.ty.dims[1:], base.ty.complex), attr, e.span)
 
 
-def check(module: S.Module) -> tuple[ir.Spec, tuple]:
+def _update_shape_hint(value: tuple[str, ...], state: tuple[str, ...]) -> str:
+    if len(state) == 2 and len(value) < 2:
+        return (f"an outer product `outer(a, b)` of a {_fmt_shape(state[:1])} and a {_fmt_shape(state[1:])} "
+                "vector has the state's shape")
+    if sorted(value) == sorted(state):
+        return "the same dims in another order: swap the arguments of `outer(a, b)`, or transpose with `.T`"
+    return f"the update must have the state's shape {_fmt_shape(state)}"
+
+
+def _matmul_hint(a: tuple[str, ...], b: tuple[str, ...], ta: str | None, tb: str | None) -> str:
+    base = "`@` contracts the last dim on the left with the first dim on the right"
+    if ta and tb:
+        if len(a) == 1 and len(b) == 2 and b[1] == a[0]:
+            return f"{base}: `{tb} @ {ta}` contracts `{a[0]}`"
+        if len(a) == 2 and len(b) == 1 and a[0] == b[0]:
+            return f"{base}: `{tb} @ {ta}` contracts `{b[0]}`"
+        if len(a) == 2 and len(b) == 2 and a[-1] == b[-1]:
+            return f"{base}: `{ta} @ {tb}.T` contracts `{a[-1]}`"
+        if len(a) == 2 and len(b) >= 1 and a[0] == b[0]:
+            return f"{base}: `{ta}.T @ {tb}` contracts `{a[0]}`"
+    return f"{base}; transpose a matrix with `.T`"
+
+
+def check(module: S.Module) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
     """Resolve and type the surface tree.
 
     Returns:
@@ -666,4 +995,4 @@ def check(module: S.Module) -> tuple[ir.Spec, tuple]:
     return spec, checker.r.warnings()
 
 
-__all__ = ["SpecError", "broadcast", "check"]
+__all__ = ["SpecError", "broadcast", "check", "reserved_reason"]

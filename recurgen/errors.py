@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -51,12 +52,27 @@ class Diagnostic:
         return render_diagnostic(self, source)
 
 
+def describe_char(ch: str) -> str:
+    """A character as a diagnostic names it: shown when printable, always with its code point and name."""
+    name = unicodedata.name(ch, "")
+    code = f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+    return f"`{ch}` ({code})" if ch.isprintable() and not ch.isspace() else code
+
+
+def _displayable(line: str) -> str:
+    # Tabs become one space and control characters `?`, so the caret columns (which count characters,
+    # as Lark does) stay aligned with what the terminal shows.
+    return "".join(" " if c == "\t" else "?" if not c.isprintable() else c for c in line)
+
+
 def render_diagnostic(diag: Diagnostic, source: str) -> str:
     """`path:line:col: error: msg`, the source line, a caret underline of the span, and a hint."""
     sp = diag.span
-    lines = source.splitlines() or [""]
+    # Lark counts lines by "\n" only; `str.splitlines` would also split at form feeds, U+2028 and
+    # others (which may sit in comments), and then show the wrong line.
+    lines = [ln.removesuffix("\r") for ln in source.split("\n")]
     line_no = min(max(sp.line, 1), len(lines))
-    text = lines[line_no - 1].expandtabs(1)
+    text = _displayable(lines[line_no - 1])
     start = max(sp.col, 1)
     end = sp.end_col if sp.end_line == sp.line else len(text) + 1
     width = max(end - start, 1)

@@ -21,7 +21,8 @@ from ..ir import Apply, Expr, Kind, Op, Var
 from .step import Adjoint, Step, build_adjoint, build_step, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
-STATE_TILE_BUDGET = 4096  # fp32 elements of state per program: 16 KiB, no spills at 4 warps
+STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program: 16 KiB, no spills at 4 warps
+BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +304,12 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         state_init.append("if USE_INITIAL_STATE:")
         state_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
         final_store += _store(f"ht_{s.name}", "i_bh64", s.ty.dims, names)
+        # checkpoints in the state's own layout, so the backward pass may tile differently
+        ckpt_store += _store(f"ck_{s.name}", "(i_bh64 * NC + t // CKPT)", s.ty.dims, names)
+        ckpt_load += [f"{n} = {ld}" for n, ld in
+                      zip(names, _load(f"ck_{s.name}", "(i_bh64 * NC + i_c)", s.ty.dims, s.ty.complex), strict=True)]
         bo, bn = block_offsets(s.ty.dims), block_numel(s.ty.dims)
         for c, n in enumerate(names):
-            slot = f"(i_prog * NC + t // CKPT) * {len(names)} + {c}"
-            ckpt_store.append(f"tl.store(ck_{s.name} + ({slot}) * {bn} + {bo}, {n})")
-            cslot = f"(i_prog * NC + i_c) * {len(names)} + {c}"
-            ckpt_load.append(f"{n} = tl.load(ck_{s.name} + ({cslot}) * {bn} + {bo})")
             sslot = f"(i_prog * CKPT + s) * {len(names)} + {c}"
             scr_store.append(f"tl.store(sc_{s.name} + ({sslot}) * {bn} + {bo}, {n})")
             scr_load.append(f"{n} = tl.load(sc_{s.name} + ({sslot}) * {bn} + {bo})")
@@ -340,6 +341,9 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         names = dstate_names[s.name]
         dstate_init += [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
         loads = _load(f"dht_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
+        if split is not None and split not in s.ty.dims:
+            # every tile holds this whole state: its final-state cotangent enters once, in tile 0
+            loads = tuple(f"tl.where(i_v == 0, {ld}, 0.0)" for ld in loads)
         dstate_init.append("if USE_FINAL_STATE_GRADIENT:")
         dstate_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
     dh0 = []

@@ -17,7 +17,7 @@ from .. import __version__, ir
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 from ..resources import templates_dir
-from .plan import STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
+from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
 from .step import build_step, state_var
 from .torch_printer import TorchPrinter
 
@@ -184,7 +184,8 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         outputs=[(o.name, o.ty.dims, False) for o in spec.outputs],
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
-        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, torch_step=_torch_step(spec),
+        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
+        torch_step=_torch_step(spec),
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         **names, **args,
     )

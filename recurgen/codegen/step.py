@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 from . import autodiff
+from .simplify import simplify
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,8 @@ def build_step(spec: ir.Spec) -> Step:
         for j in range(u.loop.size):
             running = _substitute(u.value, {u.state: running}, (u.loop.var, j))
         new[u.state] = running
-    outputs = tuple((o.name, _substitute(o.value, new, prev=prev)) for o in spec.outputs)
-    return Step(spec, tuple((s.name, new[s.name]) for s in spec.states), outputs)
+    outputs = tuple((o.name, simplify(_substitute(o.value, new, prev=prev))) for o in spec.outputs)
+    return Step(spec, tuple((s.name, simplify(new[s.name])) for s in spec.states), outputs)
 
 
 @dataclass(frozen=True, slots=True)

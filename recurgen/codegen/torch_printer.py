@@ -13,6 +13,27 @@ from dataclasses import dataclass, field
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 
+_MATH = {Op.NEG: "-{0}", Op.EXP: "math.exp({0})", Op.LOG: "math.log({0})", Op.SQRT: "math.sqrt({0})",
+         Op.ABS: "abs({0})"}
+_ARITH = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.POW: "**"}
+
+
+def _fold(e: Expr) -> str | None:
+    """Python text of a constant real sub-expression (numbers only), or None."""
+    if isinstance(e, Const):
+        return repr(e.value) if isinstance(e.value, complex) else repr(float(e.value))
+    if not isinstance(e, Apply) or e.ty.complex or e.ty.dims:
+        return None
+    parts = [_fold(a) for a in e.args]
+    if not e.args or any(p is None for p in parts):
+        return None
+    if e.op in _ARITH:
+        return f"({parts[0]} {_ARITH[e.op]} {parts[1]})"
+    if e.op in _MATH:
+        return f"({_MATH[e.op].format(parts[0])})"
+    return None
+
+
 _UNARY: dict[Op, str] = {
     Op.NEG: "-{0}", Op.EXP: "torch.exp({0})", Op.LOG: "torch.log({0})", Op.SIGMOID: "torch.sigmoid({0})",
     Op.LOGSIGMOID: "F.logsigmoid({0})", Op.SOFTPLUS: "F.softplus({0})", Op.SILU: "F.silu({0})",
@@ -64,8 +85,10 @@ class TorchPrinter:
             return self.leaves[e]
         if e in self.names:
             return self.names[e]
-        if isinstance(e, Const):
-            out = repr(e.value) if isinstance(e.value, complex) else repr(float(e.value))
+        folded = _fold(e)
+        if folded is not None:
+            out = folded
+            self.scalars = self.scalars | {out}
         elif isinstance(e, Var):
             if e.kind is Kind.DIM:
                 out = f"float(sz[{e.name!r}])"

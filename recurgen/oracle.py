@@ -1,4 +1,4 @@
-"""reference: the oracle. Executes the IR literally, token by token, in float64 torch with autograd.
+"""oracle: the reference. Executes the IR literally, token by token, in float64 torch with autograd.
 
 It shares nothing with the generated code: every later test compares kernels against it.
 Layout follows flash-linear-attention: inputs `[B, T, H, *shape]`, params `[H, *shape]`,
@@ -28,6 +28,15 @@ class Sizes:
     dims: Mapping[str, int]
 
 
+def _shape_text(names: tuple[str, ...] | list[str]) -> str:
+    return f"[{', '.join(names)}]"
+
+
+def _expected(spec: ir.Spec, t: ir.Tensor) -> list[str]:
+    """The symbolic shape a caller passes for input or param `t`."""
+    return [*(("B", "T", "H") if t in spec.inputs else ("H",)), *t.ty.dims]
+
+
 def infer_sizes(spec: ir.Spec, tensors: Mapping[str, torch.Tensor]) -> Sizes:
     """Read B, T, H and every named dim from the arguments; ValueError naming the argument on conflict."""
     dims: dict[str, int] = {d.name: d.size for d in spec.dims if d.size is not None}
@@ -35,22 +44,22 @@ def infer_sizes(spec: ir.Spec, tensors: Mapping[str, torch.Tensor]) -> Sizes:
     first = spec.inputs[0]
     x0 = tensors[first.name]
     if x0.dim() != 3 + len(first.ty.dims):
-        raise ValueError(f"{spec.name}: `{first.name}` must have shape [B, T, H, {', '.join(first.ty.dims)}]"
-                         .replace(", ]", "]") + f", got {list(x0.shape)}")
+        raise ValueError(f"{spec.name}: `{first.name}` must have shape {_shape_text(_expected(spec, first))}, "
+                         f"got {list(x0.shape)}")
     B, T, H = x0.shape[:3]
     for t in (*spec.inputs, *spec.params):
         x = tensors[t.name]
         lead = (B, T, H) if t in spec.inputs else (H,)
         names = ("B", "T", "H") if t in spec.inputs else ("H",)
-        expected = [*names, *t.ty.dims]
+        expected = _expected(spec, t)
         if x.dim() != len(expected) or tuple(x.shape[: len(lead)]) != lead:
-            raise ValueError(f"{spec.name}: `{t.name}` must have shape [{', '.join(expected)}] with "
+            raise ValueError(f"{spec.name}: `{t.name}` must have shape {_shape_text(expected)} with "
                              f"{', '.join(f'{n}={v}' for n, v in zip(names, lead, strict=True))} (from "
                              f"`{first.name}`), got {list(x.shape)}")
         for name, size in zip(t.ty.dims, x.shape[len(lead):], strict=True):
             if name in dims and dims[name] != size:
-                raise ValueError(f"{spec.name}: `{t.name}` has {name}={size} but {name}={dims[name]} "
-                                 f"from {origin[name]}")
+                raise ValueError(f"{spec.name}: `{t.name}` must have shape {_shape_text(expected)} with "
+                                 f"{name}={dims[name]} (from {origin[name]}), got {list(x.shape)}")
             dims.setdefault(name, int(size))
             origin.setdefault(name, f"`{t.name}`")
     return Sizes(int(B), int(T), int(H), dims)
@@ -78,7 +87,7 @@ class _Eval:
 
     def ev(self, e: ir.Expr) -> Value:
         if isinstance(e, ir.Const):
-            dt = torch.complex128 if isinstance(e.value, complex) else self.dtype
+            dt = complex_dtype(self.dtype) if isinstance(e.value, complex) else self.dtype
             return torch.tensor(e.value, dtype=dt, device=self.device).reshape(1, 1)
         if isinstance(e, ir.Var):
             return self.var(e)
@@ -111,7 +120,7 @@ class _Eval:
             b = self.align(args[1], e.args[1].ty.dims, dims)
             return _BINARY[op](a, b)
         if len(args) == 2 and args[0].is_complex() != args[1].is_complex():
-            args = [a.to(torch.complex128) for a in args]
+            args = [a.to(complex_dtype(self.dtype)) for a in args]
         x = args[0]
         if op in ir.ELEMENTWISE_UNARY:
             return _UNARY[op](x)
@@ -137,6 +146,12 @@ class _Eval:
             return x.abs().square().sum(dim=tuple(range(_N, x.dim()))).sqrt() if src else x.abs()
         if op is Op.NORMALIZE:
             return x / x.abs().square().sum(dim=-1, keepdim=True).sqrt()
+        # Internal ops (from the code generator's autodiff): evaluated too, so derived IR can be checked here.
+        if op is Op.DIAGONAL:
+            return torch.diagonal(x, dim1=-2, dim2=-1)
+        if op is Op.BROADCAST:
+            x = self.align(x, e.args[0].ty.dims, dims)
+            return x.expand(*x.shape[:_N], *(self.sizes.dims[d] for d in dims))
         raise AssertionError(op)
 
 
@@ -149,7 +164,7 @@ _UNARY = {
     Op.NEG: torch.neg, Op.EXP: torch.exp, Op.LOG: torch.log, Op.SIGMOID: torch.sigmoid,
     Op.LOGSIGMOID: F.logsigmoid, Op.SOFTPLUS: F.softplus, Op.SILU: F.silu, Op.SQRT: torch.sqrt,
     Op.ABS: torch.abs, Op.TANH: torch.tanh, Op.RELU: torch.relu, Op.RE: torch.real, Op.IM: torch.imag,
-    Op.CONJ: torch.conj,
+    Op.CONJ: torch.conj, Op.STEP: lambda x: (x >= 0).to(x.dtype), Op.SIGN: torch.sgn,
 }
 _BINARY = {
     Op.ADD: torch.add, Op.SUB: torch.sub, Op.MUL: torch.mul, Op.DIV: torch.div, Op.POW: torch.pow,
@@ -157,48 +172,126 @@ _BINARY = {
 }
 
 
-def _state_zeros(spec: ir.Spec, sizes: Sizes, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype that pairs with a real compute dtype (half types have no usable complex twin)."""
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _state_shape(s: ir.Tensor, sizes: Sizes) -> tuple[int, ...]:
+    return (sizes.batch, sizes.heads, *(sizes.dims[d] for d in s.ty.dims))
+
+
+def _check_arguments(spec: ir.Spec, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Names, types and realness of the tensor arguments; shapes are checked by `infer_sizes`."""
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"{spec.name}: `tensors` must be a mapping from argument name to tensor, "
+                        f"got {type(tensors).__name__}")
+    declared = {t.name: t for t in (*spec.inputs, *spec.params)}
+    missing = [n for n in spec.arg_order if n not in tensors]
+    if missing:
+        shapes = ", ".join(f"`{n}` {_shape_text(_expected(spec, declared[n]))}" for n in missing)
+        raise ValueError(f"{spec.name}: missing argument(s) {shapes}")
+    # A misspelt name would otherwise be ignored silently and reported as missing at best.
+    unknown = [n for n in tensors if n not in declared]
+    if unknown:
+        raise ValueError(f"{spec.name}: unexpected argument(s) {', '.join(f'`{n}`' for n in unknown)}; "
+                         f"the arguments are {', '.join(spec.arg_order)}")
+    for n, t in declared.items():
+        x = tensors[n]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{spec.name}: `{n}` must be a torch.Tensor of shape "
+                            f"{_shape_text(_expected(spec, t))}, got {type(x).__name__}")
+        if x.is_complex() and not t.ty.complex:
+            raise ValueError(f"{spec.name}: `{n}` must be real, got dtype {x.dtype}")
+
+
+def _options(spec: ir.Spec, options: Mapping[str, float | torch.Tensor | None] | None, ev: _Eval) -> None:
+    given = dict(options or {})
+    known = {o.name for o in spec.options}
+    unknown = [n for n in given if n not in known]
+    if unknown:
+        raise ValueError(f"{spec.name}: unknown option(s) {', '.join(f'`{n}`' for n in unknown)}; "
+                         f"the options are: {', '.join(sorted(known)) or 'none'}")
+    for o in spec.options:
+        val = given.get(o.name)
+        if val is None:
+            ev.env[(o.name, Kind.OPTION)] = ev.ev(o.value)
+        elif isinstance(val, torch.Tensor):
+            if val.numel() != 1 or val.is_complex():
+                raise ValueError(f"{spec.name}: option `{o.name}` must be a real scalar, got a tensor of "
+                                 f"shape {list(val.shape)} and dtype {val.dtype}")
+            # A tensor keeps its autograd graph, so gradients w.r.t. an option can be checked too.
+            ev.env[(o.name, Kind.OPTION)] = val.to(device=ev.device, dtype=ev.dtype).reshape(1, 1)
+        else:
+            ev.env[(o.name, Kind.OPTION)] = torch.tensor(float(val), dtype=ev.dtype, device=ev.device).reshape(1, 1)
+
+
+def _initial_states(spec: ir.Spec, sizes: Sizes, initial_state: torch.Tensor | tuple[torch.Tensor | None, ...] | None,
+                    dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    """One tensor per state, zeros where none is given; shapes are checked, never broadcast."""
+    cdtype = complex_dtype(dtype)
+    states = [torch.zeros(_state_shape(s, sizes), dtype=cdtype if s.ty.complex else dtype, device=device)
+              for s in spec.states]
+    if initial_state is None:
+        return states
+    given = (initial_state,) if isinstance(initial_state, torch.Tensor) else tuple(initial_state)
+    if len(given) != len(states):
+        shapes = ", ".join(f"`{s.name}` {_shape_text(['B', 'H', *s.ty.dims])}" for s in spec.states)
+        raise ValueError(f"{spec.name}: `initial_state` needs {len(states)} tensor(s), one per state ({shapes}), "
+                         f"got {len(given)}")
     out = []
-    for s in spec.states:
-        shape = (sizes.batch, sizes.heads, *(sizes.dims[d] for d in s.ty.dims))
-        out.append(torch.zeros(shape, dtype=torch.complex128 if s.ty.complex else dtype, device=device))
+    for s, g, zero in zip(spec.states, given, states, strict=True):
+        if g is None:
+            out.append(zero)
+            continue
+        expected = _shape_text(["B", "H", *s.ty.dims])
+        if not isinstance(g, torch.Tensor):
+            raise TypeError(f"{spec.name}: `initial_state` for state `{s.name}` must be a torch.Tensor of shape "
+                            f"{expected}, got {type(g).__name__}")
+        if tuple(g.shape) != zero.shape:
+            sizes_text = ", ".join(f"{n}={v}" for n, v in zip(["B", "H", *s.ty.dims], zero.shape, strict=True))
+            raise ValueError(f"{spec.name}: `initial_state` for state `{s.name}` must have shape {expected} with "
+                             f"{sizes_text}, got {list(g.shape)}")
+        if g.is_complex() and not s.ty.complex:
+            raise ValueError(f"{spec.name}: `initial_state` for state `{s.name}` must be real, got dtype {g.dtype}")
+        # A copy: with T = 0 the final state would otherwise alias the caller's tensor.
+        out.append(g.to(device=device, dtype=zero.dtype).clone())
     return out
 
 
-def run(spec: ir.Spec, tensors: Mapping[str, torch.Tensor], *, options: Mapping[str, float] | None = None,
-        initial_state: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
+def run(spec: ir.Spec, tensors: Mapping[str, torch.Tensor], *,
+        options: Mapping[str, float | torch.Tensor | None] | None = None,
+        initial_state: torch.Tensor | tuple[torch.Tensor | None, ...] | None = None,
         dtype: torch.dtype = torch.float64) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Run the recurrence sequentially.
 
     Args:
         tensors: every input `[B, T, H, *shape]` and param `[H, *shape]`, by name.
-        options: per-call scalars (e.g. `scale`); missing ones take the spec's default.
-        initial_state: one tensor per state `[B, H, *shape]` (a tuple, in declaration order), or None.
+        options: per-call scalars (e.g. `scale`), as numbers or one-element tensors (which keep their
+            gradient); missing or None ones take the spec's default.
+        initial_state: one tensor per state `[B, H, *shape]` (a tuple, in declaration order; an entry may be
+            None for zeros), or None.
+        dtype: the real compute dtype (complex states use its complex twin); float64 for the oracle, the
+            kernels' dtype for a low-precision reference.
     Returns:
         (outputs by name `[B, T, H, *shape]`, final states by name `[B, H, *shape]`).
+    Raises:
+        ValueError: a missing or unexpected argument, a wrong shape (naming the argument and the shape it
+            must have), a complex value for a real tensor, an unknown option.
+        TypeError: an argument that is not a tensor.
     """
-    missing = [n for n in spec.arg_order if n not in tensors]
-    if missing:
-        raise ValueError(f"{spec.name}: missing argument(s) {', '.join(missing)}")
+    _check_arguments(spec, tensors)
     sizes = infer_sizes(spec, tensors)
     device = tensors[spec.inputs[0].name].device
     ev = _Eval(spec, sizes, dtype, device)
-    cast = {n: (t.to(dtype) if not t.is_complex() else t.to(torch.complex128)) for n, t in tensors.items()}
+    cdtype = complex_dtype(dtype)
+    cast = {n: t.to(device=device, dtype=cdtype if t.is_complex() else dtype) for n, t in tensors.items()}
     for p in spec.params:
         ev.env[(p.name, Kind.PARAM)] = cast[p.name].unsqueeze(0)
     for c in spec.consts:
         ev.env[(c.name, Kind.CONST)] = ev.ev(c.value)
-    options = dict(options or {})
-    for o in spec.options:
-        val = options.get(o.name)
-        ev.env[(o.name, Kind.OPTION)] = ev.ev(o.value) if val is None else \
-            torch.tensor(float(val), dtype=dtype, device=device).reshape(1, 1)
-    states = _state_zeros(spec, sizes, dtype, device)
-    if initial_state is not None:
-        given = (initial_state,) if isinstance(initial_state, torch.Tensor) else tuple(initial_state)
-        if len(given) != len(states):
-            raise ValueError(f"{spec.name}: `initial_state` needs {len(states)} tensors, got {len(given)}")
-        states = [g.to(s.dtype) + s for g, s in zip(given, states, strict=True)]
+    _options(spec, options, ev)
+    states = _initial_states(spec, sizes, initial_state, dtype, device)
     names = [s.name for s in spec.states]
     outs: dict[str, list[torch.Tensor]] = {o.name: [] for o in spec.outputs}
     for t in range(sizes.time):
@@ -229,6 +322,6 @@ def run(spec: ir.Spec, tensors: Mapping[str, torch.Tensor], *, options: Mapping[
             outs[o.name].append(val.expand(full))
     outputs = {n: (torch.stack(v, dim=1) if v else
                    torch.zeros(sizes.batch, 0, sizes.heads, *(sizes.dims[d] for d in spec_out.ty.dims),
-                               dtype=dtype, device=device))
+                               dtype=cdtype if spec_out.ty.complex else dtype, device=device))
                for (n, v), spec_out in zip(outs.items(), spec.outputs, strict=True)}
     return outputs, dict(zip(names, states, strict=True))
