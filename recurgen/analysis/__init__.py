@@ -1,0 +1,83 @@
+"""analysis: ir.Spec -> Analysis (the only public entry is `analyze`).
+
+For every state: the affine split `S_t = A_t S_{t-1} + b_t` (non-affine updates are spec errors with
+a caret under the culprit), the transition class with its structured pieces (decay and log-decay,
+Householder α/β/k, DPLR diag/u/w, b_t's outer-product factors), the associative operator checked
+with sympy, the chunked-parallel form, the adjoint recurrence; for the spec: how each output reads
+the states, sympy derivatives of every gate, and warnings about numerically dangerous forms.
+
+sympy is imported here and nowhere else in recurgen (STYLE.md 3.4); results hold IR and strings only.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import Reporter
+from . import exprs as X
+from .affine import Affine, NotAffine, split
+from .backward import backward, gate_gradients
+from .chunk import chunk_form
+from .classify import classify
+from .numerics import check as numeric_warnings
+from .operator import operator
+from .readout import analyze_readout
+from .result import (
+    Analysis,
+    AssocOp,
+    Axis,
+    BackwardForm,
+    ChunkForm,
+    ChunkMode,
+    Decay,
+    GateGradient,
+    GateOrder,
+    Householder,
+    LowRank,
+    OperatorForm,
+    OuterTerm,
+    Readout,
+    Side,
+    StateAnalysis,
+    StateRead,
+    Transition,
+    TransitionKind,
+)
+
+MAX_UPDATE_NODES = 2000  # the checker's bound on an expression after `let`s are inlined
+
+
+def analyze(spec: ir.Spec) -> Analysis:
+    """Classify every state's transition and derive the operator, chunk form and backward pass.
+
+    Raises:
+        SpecError: an update is not affine in the states (or too large to analyse).
+    """
+    rep = Reporter(spec.source)
+    splits: dict[str, Affine] = {}
+    for u in spec.updates:
+        if X.size(u.value, MAX_UPDATE_NODES) > MAX_UPDATE_NODES:
+            rep.error(u.span, f"the update of `{u.state}` is too large to analyse (more than {MAX_UPDATE_NODES} "
+                      "nodes once `let`s are inlined)", "simplify the expression")
+            continue
+        try:
+            splits[u.state] = split(u.value)
+        except NotAffine as e:
+            rep.error(e.span, e.message, e.hint)
+    rep.raise_if_errors()
+    by_state = {u.state: u for u in spec.updates}
+    transitions = tuple(classify(spec, by_state[s.name], splits[s.name]) for s in spec.states)
+    readouts = tuple(analyze_readout(spec, o) for o in spec.outputs)
+    states = []
+    for t in transitions:
+        readers = tuple(o for o in transitions if t.state in o.coupled)
+        states.append(StateAnalysis(t, operator(t), chunk_form(t, readouts), backward(t, readouts, readers)))
+    grads, too_large = gate_gradients(spec, transitions, readouts)
+    diags = sorted((*too_large, *numeric_warnings(spec, transitions)), key=lambda d: (d.span.line, d.span.col))
+    return Analysis(spec, tuple(states), readouts, grads, tuple(diags))
+
+
+__all__ = [
+    "Analysis", "AssocOp", "Axis", "BackwardForm", "ChunkForm", "ChunkMode", "Decay", "GateGradient", "GateOrder",
+    "Householder", "LowRank", "OperatorForm", "OuterTerm", "Readout", "Side", "StateAnalysis", "StateRead",
+    "Transition", "TransitionKind", "analyze",
+]

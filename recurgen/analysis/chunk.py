@@ -1,0 +1,192 @@
+"""chunk: the chunked-parallel form of each transition class, as readable math with the spec's names.
+
+A chunk holds BT consecutive tokens (rows i, j = 1..BT of Q, K, V); S₀ is the state entering it and
+`b` the cumulative log-decay inside it. The forms (see MODELS.md, "Transition classes"):
+  identity / scalar     O = (Q Kᵀ ⊙ D) V + diag(exp(b)) Q S₀,  D_ij = exp(b_i − b_j) for j ≤ i
+  diagonal (row-wise)   per-channel b ∈ R^K, intra-chunk exp(b_i − b_j) re-centred inside sub-chunks
+  Householder           WY/UT: T = (I + tril(diag(β) K Kᵀ, −1))⁻¹ diag(β), W = T K, U = T V
+  diagonal + rank-1     generalised WY with a triangular solve for the rank-1 read-outs
+  elementwise, complex  blocked associative scan over (a, X) pairs, carried across blocks
+  dense, coupled        none: recurrent mode only
+Rows of K and V are the factors of `b_t = coef · k vᵀ`; Q is the readout's query. When the readout
+contracts the state's last dim (Mamba2's `h @ C`) the roles are read off the transposed state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import exprs as X
+from .pretty import BRACKET_SUMS, Style, pretty
+from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, Transition, TransitionKind
+
+_S = Style(time="s")  # inside cumulative sums
+_MASK = "M_ij = 1 for j ≤ i, else 0                              (causal mask)"
+_T = Style(time="t")
+
+
+@dataclass(frozen=True, slots=True)
+class _Roles:
+    q: str
+    k: str
+    v: str
+    key_dim: str  # the state dim the query contracts
+    value_dim: str
+    transposed: bool  # roles read off the transposed state
+    exact: bool  # b_t is a single outer product and the readout a contraction: the names are real
+
+
+def roles(t: Transition, readouts: tuple[Readout, ...]) -> _Roles:
+    dims = t.linear.ty.dims
+    read = next((r for ro in readouts for r in ro.reads if r.state == t.state and r.query is not None), None)
+    contraction = read.contraction if read is not None else Side.LEFT
+    q = pretty(read.query, _T) if read is not None and read.query is not None else "q_t"
+    terms = t.offset_terms
+    if len(dims) == 1:
+        k = pretty(t.offset, _T) if t.offset is not None else "b_t"
+        return _Roles(q, k, "1", dims[0], "", False, read is not None and t.offset is not None)
+    transposed = contraction is Side.RIGHT
+    if not terms or len(terms) != 1:
+        return _Roles(q, "k_t", "v_t", dims[-1] if transposed else dims[0], dims[0] if transposed else dims[-1],
+                      transposed, False)
+    term = terms[0]
+    key, val = (term.right, term.left) if transposed else (term.left, term.right)
+    h = t.householder
+    coef = term.coef
+    if coef is not None and not (h is not None and coef == h.beta):
+        key = X.mul(coef, key)
+    return _Roles(q, pretty(key, _T), pretty(val, _T), dims[-1] if transposed else dims[0],
+                  dims[0] if transposed else dims[-1], transposed, read is not None)
+
+
+def _header(r: _Roles, beta: str = "") -> str:
+    rows = f"rows of Q, K, V: {r.q}, {r.k}, {r.v}" + (f"; B = diag({beta})" if beta else "")
+    if r.transposed:
+        rows += "  (the state is stored transposed: the readout contracts its last dim)"
+    if not r.exact:
+        rows += "  (Q: the readout's query; K, V: the factors of b_t)"
+    return rows
+
+
+def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
+    k = t.kind
+    if k is TransitionKind.DENSE:
+        why = "coupled states" if t.coupled else "a dense transition"
+        return ChunkForm(ChunkMode.NONE, (f"no chunk form ({why}); recurrent mode only",))
+    r = roles(t, readouts)
+    if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
+        return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
+    if t.axis is Axis.ELEMENTWISE or (k is TransitionKind.COMPLEX_DIAGONAL and t.axis is None):
+        return ChunkForm(ChunkMode.SCAN, _scan(t))
+    if k in (TransitionKind.DIAGONAL, TransitionKind.COMPLEX_DIAGONAL):
+        return ChunkForm(ChunkMode.MATMUL, _diagonal(t, r))
+    if k is TransitionKind.HOUSEHOLDER:
+        return ChunkForm(ChunkMode.WY, _householder(t, r))
+    return ChunkForm(ChunkMode.WY, _dplr(t, r))
+
+
+def _log(t: Transition) -> str:
+    d = t.decay
+    if d is None:
+        return "0"
+    if d.log is not None:
+        return pretty(d.log, _S, BRACKET_SUMS)
+    return f"log({pretty(d.coef, _S)})"
+
+
+def _scalar(t: Transition, r: _Roles) -> tuple[str, ...]:
+    lines = [_header(r)]
+    if t.kind is TransitionKind.IDENTITY:
+        lines += [_MASK,
+                  "O = (Q Kᵀ ⊙ M) V + Q S₀                                (intra-chunk + inter-chunk)",
+                  "S_BT = S₀ + Kᵀ V                                       (state passed to the next chunk)"]
+        return tuple(lines)
+    lines += [f"b_i = Σ_{{s≤i}} {_log(t)}" + ("   (time-invariant: b_i = i · log-decay)" if t.time_invariant else
+                                               "   (cumulative log-decay, one scalar per token)"),
+              "D_ij = exp(b_i − b_j) for j ≤ i, else 0                 (decay mask; b_i − b_j ≤ 0 stays finite)",
+              "O = (Q Kᵀ ⊙ D) V + diag(exp(b)) Q S₀                   (intra-chunk + inter-chunk)",
+              "S_BT = exp(b_BT) S₀ + (diag(exp(b_BT − b)) K)ᵀ V        (state passed to the next chunk)"]
+    return tuple(lines)
+
+
+def _diagonal(t: Transition, r: _Roles) -> tuple[str, ...]:
+    gate_dim = t.linear.ty.dims[0] if t.axis is Axis.ROWS else t.linear.ty.dims[-1]
+    lines = [_header(r), f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{gate_dim}   (per-channel cumulative log-decay)"]
+    if t.kind is TransitionKind.COMPLEX_DIAGONAL:
+        lines.append("complex arithmetic throughout: Re(b) ≤ 0 bounds |exp(b)|, Im(b) rotates the phase")
+    lines.append(_MASK)
+    if gate_dim == r.key_dim:
+        lines += ["O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀",
+                  "    exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk",
+                  "    (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays",
+                  f"S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim {gate_dim})"]
+    else:
+        lines += ["O = ((Q Kᵀ ⊙ M) (V ⊙ exp(−b))) ⊙ exp(b) + (Q S₀) ⊙ exp(b)   (re-centred as above)",
+                  f"S_BT = S₀ diag(exp(b_BT)) + Kᵀ (V ⊙ exp(b_BT − b))   (gate on the value dim {gate_dim})"]
+    return tuple(lines)
+
+
+def _scan(t: Transition) -> tuple[str, ...]:
+    d = t.decay
+    a = pretty(d.coef, _T) if d is not None else "a_t"
+    b = pretty(t.offset, _T) if t.offset is not None else "0"
+    over = f"[{', '.join(d.coef.ty.dims)}]" if d is not None and d.coef.ty.dims else "a scalar"
+    # Same closed form as the operator: complex decays multiply (operator.py uses the DIAGONAL form).
+    log = d is not None and d.log is not None and d.logspace and t.kind is not TransitionKind.COMPLEX_DIAGONAL
+    op = ("(g2, X2) ∘ (g1, X1) = (g1 + g2, exp(g2) ⊙ X1 + X2) with g = log a" if log else
+          "(a2, X2) ∘ (a1, X1) = (a2 ⊙ a1, a2 ⊙ X1 + X2)")
+    cx = " (complex)" if t.kind is TransitionKind.COMPLEX_DIAGONAL else ""
+    return (f"scan form: the decay differs per state element ({over}), so there is no matmul chunking",
+            f"elements (a_t, X_t) = ({a}, {b}){cx}",
+            f"within a block of BT tokens: inclusive associative scan with {op}",
+            "across blocks: S_t = A_(block start..t) ⊙ S_start + X_(block start..t), S_start carried block to block",
+            "the readout is applied per token to S_t")
+
+
+def _householder(t: Transition, r: _Roles) -> tuple[str, ...]:
+    h = t.householder
+    assert h is not None
+    beta = pretty(h.beta, _T)
+    lines = [_header(r, beta)]
+    if t.steps > 1:
+        lines.append(f"{t.steps} Householder steps per token: a chunk unrolls BT · {t.steps} steps, each step a row")
+    term = t.offset_terms[0] if t.offset_terms and len(t.offset_terms) == 1 else None
+    if term is None or term.left != h.key or term.coef != h.beta:
+        lines.append(f"b_t is not β_t k_t vᵀ with the Householder's β and k: V := b_t's values / {beta} (rescaled)")
+    if h.alpha is None:
+        lines += ["T = (I + tril(B K Kᵀ, −1))⁻¹ B                       (UT transform, forward substitution)",
+                  "W = T K,  U = T V,  Ũ = U − W S₀                        (new values after the chunk's updates)",
+                  "O = Q S₀ + (Q Kᵀ ⊙ M) Ũ,  M_ij = 1 for j ≤ i",
+                  "S_BT = S₀ + Kᵀ Ũ"]
+        return tuple(lines)
+    log = pretty(h.alpha.log, _S, BRACKET_SUMS) if h.alpha.log is not None else f"log({pretty(h.alpha.coef, _S)})"
+    if h.order is GateOrder.SCALAR:
+        lines += [f"b_i = Σ_{{s≤i}} {log},  Γ_ij = exp(b_i − b_j) for j ≤ i   (scalar gate, cumulative)",
+                  "T = (I + tril(B (K Kᵀ ⊙ Γ), −1))⁻¹ B",
+                  "W = T (diag(exp(b)) K),  U = T V,  Ũ = U − W S₀",
+                  "O = diag(exp(b)) Q S₀ + (Q Kᵀ ⊙ Γ) Ũ",
+                  "S_BT = exp(b_BT) S₀ + (diag(exp(b_BT − b)) K)ᵀ Ũ"]
+        return tuple(lines)
+    lines += [f"b_i = Σ_{{s≤i}} {log} ∈ R^{r.key_dim}   (per-channel gate, cumulative)", _MASK,
+              "T = (I + tril(B (K ⊙ exp(b)) (K ⊙ exp(−b))ᵀ, −1))⁻¹ B   (exp(b_i − b_j) re-centred per sub-chunk)",
+              "W = T (K ⊙ exp(b)),  U = T V,  Ũ = U − W S₀",
+              "O = (Q ⊙ exp(b)) S₀ + ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) Ũ",
+              "S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ Ũ"]
+    if h.order is GateOrder.LEFT:
+        lines.append("(the gate multiplies after the reflection: shift b by one token in W and T)")
+    return tuple(lines)
+
+
+def _dplr(t: Transition, r: _Roles) -> tuple[str, ...]:
+    lr = t.lowrank
+    assert lr is not None
+    u, w = pretty(lr.u, _T), pretty(lr.w, _T)
+    # μ, ν name the rank-1 factors: RWKV7's own `w` is its log-decay and its `a`, `b` are ν, μ.
+    return (_header(r),
+            f"A_t = diag({pretty(lr.diag.coef, _T)}) + μ_t ν_tᵀ with μ_t = {u}, ν_t = {w}; rows of U, N: μ_t, ν_t",
+            f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{r.key_dim}   (per-channel cumulative log-decay)",
+            "N̂ = N ⊙ exp(b_{i−1}),  Û = U ⊙ exp(−b),  K̂ = K ⊙ exp(−b)   (re-centred per sub-chunk)",
+            "P = (I − tril(N̂ Ûᵀ, −1))⁻¹ (N̂ S₀ + tril(N̂ K̂ᵀ, −1) V)     (generalised WY: the rank-1 read-outs)",
+            "O = (Q ⊙ exp(b)) S₀ + tril((Q ⊙ exp(b)) Ûᵀ) P + tril((Q ⊙ exp(b)) K̂ᵀ) V",
+            "S_BT = diag(exp(b_BT)) (S₀ + Ûᵀ P + K̂ᵀ V)")
+

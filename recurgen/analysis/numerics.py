@@ -1,0 +1,104 @@
+"""numerics: warnings about numerically dangerous transitions, each with a safe rewrite.
+
+* an `exp(x)` in a transition whose argument is not provably <= 0 (real part, for complex decays):
+  the decay may exceed 1 and the state blow up; declare the input `logdecay` or bound it;
+* an input-dependent decay not written in log space, in a class whose chunked form accumulates
+  log-decays over a chunk (scalar, row/column diagonal, Householder gate, DPLR diagonal);
+* an unbounded exponential gate in b_t (mLSTM's `exp(ig)`): expected, the kernels use the running-max
+  stabiliser; reported so the reader knows.
+Proofs use sympy with the domains' assumptions (symbolic.py); what sympy cannot prove is reported.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import NOSPAN, Diagnostic, Severity
+from ..ir import Kind, Op
+from . import exprs as X
+from .normalize import vec_factors
+from .pretty import PLAIN, pretty
+from .result import Axis, Transition, TransitionKind
+from .symbolic import real_part_nonpositive
+
+_LOG_CHUNKED = frozenset({TransitionKind.SCALAR, TransitionKind.DIAGONAL, TransitionKind.HOUSEHOLDER,
+                          TransitionKind.DPLR})
+
+
+def _exps(e: ir.Expr) -> list[ir.Apply]:
+    out: list[ir.Apply] = []
+    for n in ir.walk(e):
+        if isinstance(n, ir.Apply) and n.op is Op.EXP and n not in out:
+            out.append(n)
+    return out
+
+
+def _decl_hint(x: ir.Expr) -> str:
+    if isinstance(x, ir.Var) and x.kind in (Kind.INPUT, Kind.PARAM):
+        return (f"declare it a log-decay (`{x.kind.value} {x.name}: [...] logdecay`) or bound it, e.g. "
+                f"exp(-softplus({x.name})) or exp(logsigmoid({x.name}))")
+    return "keep the exponent <= 0: build it from logdecay/negative inputs, -softplus(...) or logsigmoid(...)"
+
+
+def check(spec: ir.Spec, transitions: tuple[Transition, ...]) -> tuple[Diagnostic, ...]:
+    out: list[Diagnostic] = []
+    for t in transitions:
+        d = t.decay
+        if d is not None and t.kind is not TransitionKind.DENSE:
+            scalars, vecs = vec_factors(d.coef)
+            factors = (*scalars, *vecs)
+            # Only the decay's own factors: an exp inside an exponent (LRU's -exp(nu)) is not a decay.
+            for node in (f for f in factors if isinstance(f, ir.Apply) and f.op is Op.EXP):
+                if real_part_nonpositive(node.args[0], spec) is False:
+                    part = "the real part of " if node.ty.complex else ""
+                    out.append(Diagnostic(
+                        Severity.WARNING,
+                        f"`{pretty(node, PLAIN)}` in the transition of `{t.state}` may exceed 1 and make the state "
+                        f"blow up: {part}`{pretty(node.args[0], PLAIN)}` is not known to be <= 0",
+                        node.span, _decl_hint(node.args[0])))
+            chunked_log = t.kind in _LOG_CHUNKED and t.axis is not Axis.ELEMENTWISE
+            if chunked_log and not d.logspace:
+                for f in factors:
+                    if isinstance(f, ir.Const) or (isinstance(f, ir.Apply) and f.op is Op.EXP):
+                        continue
+                    if not X.depends_on_inputs(f):
+                        continue
+                    hint = (f"write exp(logsigmoid({pretty(f.args[0], PLAIN)})), or declare a `logdecay` input g "
+                            "and write exp(g)" if isinstance(f, ir.Apply) and f.op is Op.SIGMOID else
+                            "declare a `logdecay` input g and write the decay as exp(g)")
+                    out.append(Diagnostic(
+                        Severity.WARNING,
+                        f"the decay `{pretty(f, PLAIN)}` of `{t.state}` is not in log space: the chunked kernels "
+                        "sum log-decays over a chunk, and log of a decay that underflows is -inf",
+                        f.span if f.span != NOSPAN else t.span, hint))
+    out += _input_gates(spec, transitions)
+    return tuple(out)
+
+
+def _input_gates(spec: ir.Spec, transitions: tuple[Transition, ...]) -> list[Diagnostic]:
+    """Unbounded exponential gates in b_t, one warning per distinct gate (mLSTM: C and n share it)."""
+    found: list[tuple[ir.Apply, list[str]]] = []
+    for t in transitions:
+        if t.offset is None:
+            continue
+        for node in _exps(t.offset):
+            if not X.depends_on_inputs(node.args[0]) or real_part_nonpositive(node.args[0], spec) is not False:
+                continue
+            for known, states in found:
+                if known == node:
+                    states.append(t.state)
+                    break
+            else:
+                found.append((node, [t.state]))
+    out = []
+    for node, states in found:
+        x = pretty(node.args[0], PLAIN)
+        names = " and ".join(f"`{s}`" for s in states)
+        out.append(Diagnostic(
+            Severity.WARNING,
+            f"`{pretty(node, PLAIN)}` in the input term of {names} is an unbounded exponential gate (expected for "
+            "an exponential input gate)",
+            node.span,
+            f"the kernels keep the state scaled by the running-max stabiliser m_t = max(log a_t + m_(t-1), {x}) "
+            "(xLSTM eq. 15); nothing to change unless the gate should be bounded"))
+    return out
+

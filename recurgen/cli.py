@@ -1,0 +1,242 @@
+"""cli: the `recurgen` command (also `python -m recurgen`).
+
+    recurgen check SPEC...     parse, check and analyse; print diagnostics (warnings too)
+    recurgen explain SPEC...   the derived math: class, operator, chunk form, backward
+    recurgen list              the bundled specs with their transition classes
+
+SPEC is a path to a `.rec` file or the name of a bundled spec. Exit codes: 0 success (warnings
+allowed), 1 spec errors, 2 usage errors (bad arguments, unknown file), 3 internal error (a recurgen
+bug: one line, the traceback only with `--debug` or RECURGEN_DEBUG=1). A bad spec never produces a
+Python traceback.
+
+Subcommands are entries of `COMMANDS`: each adds its arguments and runs with the parsed namespace.
+`compile`, `inspect`, `verify` and `bench` are meant to be added the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from . import config
+from .errors import InternalError, Severity, SpecError
+from .frontend import Source, load_source, resolve
+from .resources import bundled_spec_names
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Internal(Exception):
+    """Wraps an unexpected exception with the stage it escaped from."""
+
+    def __init__(self, stage: str, spec: str, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.stage, self.spec, self.error = stage, spec, error
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _stage(name: str, spec: str, fn: Callable[[], object]) -> object:
+    """Run one stage; SpecError passes through, anything else is a recurgen bug."""
+    try:
+        return fn()
+    except SpecError:
+        raise
+    except InternalError as e:
+        raise _Internal(e.stage, spec, e) from e
+    except Exception as e:
+        raise _Internal(name, spec, e) from e
+
+
+def _source(spec: str) -> Source:
+    try:
+        return resolve(spec)
+    except FileNotFoundError as e:
+        # resolve()'s own message (no file, no bundled spec of that name) lists the bundled names.
+        raise _Usage(str(e) if not e.filename else f"no such file: `{spec}`") from e
+    except IsADirectoryError as e:
+        raise _Usage(f"`{spec}` is a directory, not a .rec file") from e
+    except OSError as e:
+        raise _Usage(f"cannot read `{spec}`: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise _Usage(f"`{spec}` is not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+class _Usage(Exception):
+    pass
+
+
+def _analyze(src: Source):  # type: ignore[no-untyped-def]  # -> (ir.Spec, warnings, Analysis)
+    from .analysis import analyze  # sympy is imported on first use, not by `recurgen --help`
+
+    spec, warnings = _stage("check", src.path, lambda: load_source(src))  # type: ignore[misc]
+    analysis = _stage("analyze", src.path, lambda: analyze(spec))
+    return spec, warnings, analysis
+
+
+def _print_diagnostics(diags: Sequence[object], source: str, out: TextIO) -> None:
+    for d in diags:
+        print(d.render(source), file=out)  # type: ignore[attr-defined]
+
+
+# --- check -------------------------------------------------------------------------------------------
+def _configure_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .rec file or the name of a bundled spec")
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .analysis.report import summary
+
+    code = EXIT_OK
+    for name in args.specs:
+        try:
+            src = _source(name)
+            _, warnings, analysis = _analyze(src)
+        except _Usage as e:
+            print(f"recurgen check: error: {e}", file=sys.stderr)
+            code = max(code, EXIT_USAGE)
+            continue
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
+            code = max(code, EXIT_SPEC)
+            continue
+        diags = [*warnings, *analysis.diagnostics]
+        _print_diagnostics(diags, src.text, sys.stderr)
+        n = sum(d.severity is Severity.WARNING for d in diags)
+        note = f", {n} warning{'s' if n != 1 else ''}" if n else ""
+        print(f"{src.path}: ok ({summary(analysis)}{note})")
+    return code
+
+
+# --- explain -----------------------------------------------------------------------------------------
+def _configure_explain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .rec file or the name of a bundled spec")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from .analysis.report import explain
+
+    code = EXIT_OK
+    texts: list[str] = []
+    for name in args.specs:
+        try:
+            src = _source(name)
+            _, warnings, analysis = _analyze(src)
+        except _Usage as e:
+            print(f"recurgen explain: error: {e}", file=sys.stderr)
+            code = max(code, EXIT_USAGE)
+            continue
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
+            code = max(code, EXIT_SPEC)
+            continue
+        _print_diagnostics(warnings, src.text, sys.stderr)
+        texts.append(str(_stage("explain", src.path, lambda a=analysis, p=src.path: explain(a, p))))
+    sys.stdout.write("\n".join(texts))
+    return code
+
+
+# --- list --------------------------------------------------------------------------------------------
+def _configure_list(p: argparse.ArgumentParser) -> None:
+    del p  # no arguments
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from .analysis.report import summary
+
+    del args
+    rows = []
+    for name in bundled_spec_names():
+        _, _, analysis = _analyze(_source(name))
+        rows.append((name, summary(analysis), analysis.spec.description))
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    for name, cls, desc in rows:
+        print(f"{name:<{w1}}  {cls:<{w2}}  {desc}")
+    return EXIT_OK
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("check", "parse, check and analyse specs; print diagnostics", _configure_check, _run_check),
+    Command("explain", "print the derived math of a spec (class, operator, chunk form, backward)",
+            _configure_explain, _run_explain),
+    Command("list", "list the bundled specs with their transition classes", _configure_list, _run_list),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of internal errors (also RECURGEN_DEBUG=1)")
+    parser = argparse.ArgumentParser(
+        prog="recurgen", description="A compiler for linear recurrences: .rec specs to Triton kernels.",
+        epilog="SPEC is a path to a .rec file or a bundled spec name (see `recurgen list`). Exit codes: "
+               "0 ok, 1 spec errors, 2 usage errors, 3 internal error.")
+    parser.add_argument("--version", action="version", version=f"recurgen {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show tracebacks of internal errors (also RECURGEN_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, parents=[common])
+        cmd.configure(p)
+        p.set_defaults(run=cmd.run)
+    return parser
+
+
+def _utf8_safe() -> None:
+    # The reports use math symbols (ᵀ ⊙ Σ); never fail on a terminal that cannot show them.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    _utf8_safe()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help, --version (0) and usage errors (2)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    debug = bool(args.debug) or config.debug()
+    try:
+        return int(args.run(args))
+    except _Usage as e:
+        print(f"recurgen {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except _Internal as e:
+        print(f"recurgen: internal error in stage `{e.stage}` while processing {e.spec} (this is a recurgen bug, "
+              f"please report it): {type(e.error).__name__}: {e.error}", file=sys.stderr)
+        if debug:
+            traceback.print_exception(e.error, file=sys.stderr)
+        else:
+            print("run with --debug for the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as e:
+        print(f"recurgen: internal error in `{args.command}` (this is a recurgen bug, please report it): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        if debug:
+            traceback.print_exception(e, file=sys.stderr)
+        else:
+            print("run with --debug for the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
