@@ -7,9 +7,20 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-from .api import Recurrence, compile, load, reference
 from .errors import InternalError, SpecError
 
+__version__ = "0.1.0"
+
 __all__ = ["InternalError", "Recurrence", "SpecError", "__version__", "compile", "load", "reference"]
+_API = ("Recurrence", "compile", "load", "reference")
+
+
+def __getattr__(name: str) -> Any:
+    # The API needs torch; `recurgen check` and the front end do not, so import it on first use.
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'recurgen' has no attribute {name!r}")

@@ -3,6 +3,8 @@
     recurgen check SPEC...     parse, check and analyse; print diagnostics (warnings too)
     recurgen explain SPEC...   the derived math: class, operator, chunk form, backward
     recurgen list              the bundled specs with their transition classes
+    recurgen compile SPEC -o DIR   write the generated module (needs only torch and triton)
+    recurgen inspect SPEC      compile every kernel for a GPU arch (no GPU needed); registers, spills
 
 SPEC is a path to a `.rec` file or the name of a bundled spec. Exit codes: 0 success (warnings
 allowed), 1 spec errors, 2 usage errors (bad arguments, unknown file), 3 internal error (a recurgen
@@ -166,11 +168,102 @@ def _run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- compile -----------------------------------------------------------------------------------------
+def _configure_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .rec file or the name of a bundled spec")
+    p.add_argument("-o", "--output", metavar="DIR", default=None,
+                   help="directory to write <name>.py into (default: print the module to stdout)")
+
+
+def _run_compile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .codegen.render import render_module
+
+    code = EXIT_OK
+    for name in args.specs:
+        try:
+            src = _source(name)
+            spec, warnings, _ = _analyze(src)
+        except _Usage as e:
+            print(f"recurgen compile: error: {e}", file=sys.stderr)
+            code = max(code, EXIT_USAGE)
+            continue
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
+            code = max(code, EXIT_SPEC)
+            continue
+        _print_diagnostics(warnings, src.text, sys.stderr)
+        gen = _stage("render", src.path, lambda s=spec, x=src: render_module(s, x.sha256, x.path))
+        if args.output is None:
+            sys.stdout.write(gen.source)  # type: ignore[attr-defined]
+            continue
+        out = Path(args.output)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{spec.name}.py"
+            path.write_text(gen.source, encoding="utf-8")  # type: ignore[attr-defined]
+        except OSError as e:
+            raise _Usage(f"cannot write to `{out}`: {e.strerror or e}") from e
+        lines = gen.source.count("\n")  # type: ignore[attr-defined]
+        print(f"wrote {path} ({lines} lines: fused recurrent forward, backward and step kernels for `{spec.name}`)")
+    return code
+
+
+# --- inspect -----------------------------------------------------------------------------------------
+def _configure_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .rec file or the name of a bundled spec")
+    p.add_argument("--arch", action="append", choices=("sm_80", "sm_90"), default=None,
+                   help="GPU architecture (repeatable; default sm_90)")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="size of a dim (default 128 for every free dim), e.g. --dim N=16")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="input/output dtype")
+    p.add_argument("--all-configs", action="store_true",
+                   help="one row per warp count the autotuner may pick (default: the best per kernel and arch)")
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    if config.interpreting():
+        # interpreted kernels cannot be compiled for a GPU: run this command without the interpreter
+        env = {**os.environ, "TRITON_INTERPRET": "0"}
+        argv = [sys.executable, "-m", "recurgen", "inspect", *sys.argv[2:]] if sys.argv[1:2] == ["inspect"] else \
+            [sys.executable, "-m", "recurgen", "inspect", *args.specs, *(f"--arch={a}" for a in args.arch or ()),
+             *(f"--dim={d}" for d in args.dim), f"--dtype={args.dtype}",
+             *(["--all-configs"] if args.all_configs else [])]
+        return subprocess.run(argv, env=env, check=False).returncode
+    from .api import load
+    from .gpu import best, format_table, inspect_module
+
+    sizes: dict[str, int] = {}
+    for item in args.dim:
+        name, _, value = item.partition("=")
+        if not value.isdigit() or int(value) < 1:
+            raise _Usage(f"--dim takes NAME=SIZE with a positive size, got `{item}`")
+        sizes[name] = int(value)
+    rows = []
+    for name in args.specs:
+        src = _source(name)
+        _analyze(src)  # report spec errors as diagnostics before anything compiles
+        rec = _stage("load", src.path, lambda n=name: load(n))
+        rows += _stage("inspect", src.path,  # type: ignore[operator]
+                       lambda r=rec: inspect_module(r.module, sizes, tuple(args.arch or ("sm_90",)), args.dtype,
+                                                    until_clean=not args.all_configs))
+    print(format_table(rows if args.all_configs else best(rows)))
+    return EXIT_OK
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("check", "parse, check and analyse specs; print diagnostics", _configure_check, _run_check),
     Command("explain", "print the derived math of a spec (class, operator, chunk form, backward)",
             _configure_explain, _run_explain),
     Command("list", "list the bundled specs with their transition classes", _configure_list, _run_list),
+    Command("compile", "write the generated module of a spec (standalone: torch and triton only)",
+            _configure_compile, _run_compile),
+    Command("inspect", "compile every kernel for a GPU arch without a GPU; registers, spills, shared memory",
+            _configure_inspect, _run_inspect),
 )
 
 

@@ -24,6 +24,7 @@ ARCHS = {"sm_80": 80, "sm_90": 90}
 class KernelReport:
     kernel: str
     arch: str
+    warps: int
     blocks: str  # e.g. "BK=128 BV=32"
     registers: int
     spills: int  # bytes of local memory (register spills)
@@ -64,8 +65,13 @@ def _usage(cubin: bytes) -> tuple[int, int, int, int]:
 
 
 def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = ("sm_90",),
-                   io_dtype: str = "bf16") -> list[KernelReport]:
-    """Compile the fused recurrent kernels of a generated module at the given dim sizes."""
+                   io_dtype: str = "bf16", warp_configs: tuple[int, ...] = (),
+                   until_clean: bool = False) -> list[KernelReport]:
+    """Compile the fused recurrent kernels of a generated module at the given dim sizes.
+
+    Every warp count the module's autotuner may choose is compiled (or just `warp_configs`);
+    with `until_clean`, per kernel and arch only until one compiles without spills.
+    """
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -80,23 +86,36 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
         budget = module.STATE_TILE_BUDGET if kind == "fwd" else module.BWD_STATE_TILE_BUDGET
         blocks, _ = module._blocks(sz, budget)
         fn = getattr(module, f"{name}_fused_recurrent_{kind}_kernel")
+        fn = getattr(fn, "fn", fn)  # the autotuner wraps the JIT function
         consts: dict[str, Any] = {f"B{d}": b for d, b in blocks.items() if f"B{d}" in fn.arg_names}
         consts.update({f: (16 if f == "CKPT" else True) for f in _FLAGS if f in fn.arg_names})
         for arch in archs:
-            cc = ARCHS[arch]
-            src = ASTSource(fn=fn, signature=_signature(list(fn.arg_names), consts, io_dtype), constexprs=consts)
-            compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32),
-                                      options={"num_warps": module.NUM_WARPS})
-            reg, local, stack, shared = _usage(compiled.asm["cubin"])
-            shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B"))
-            rows.append(KernelReport(fn.__name__, arch, shown, reg, local, stack,
-                                     max(shared, int(compiled.metadata.shared))))
+            for warps in warp_configs or module.WARP_CONFIGS:
+                src = ASTSource(fn=fn, signature=_signature(list(fn.arg_names), consts, io_dtype), constexprs=consts)
+                compiled = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch], 32),
+                                          options={"num_warps": warps})
+                reg, local, stack, shared = _usage(compiled.asm["cubin"])
+                shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B"))
+                rows.append(KernelReport(fn.__name__, arch, warps, shown, reg, local, stack,
+                                         max(shared, int(compiled.metadata.shared))))
+                if until_clean and local == 0 and stack == 0:
+                    break
     return rows
 
 
+def best(rows: list[KernelReport]) -> list[KernelReport]:
+    """Per kernel and arch, the configuration the autotuner can fall back on: least spilled, then fewest warps."""
+    out: dict[tuple[str, str], KernelReport] = {}
+    for r in rows:
+        key = (r.kernel, r.arch)
+        if key not in out or (r.spills + r.stack, r.warps) < (out[key].spills + out[key].stack, out[key].warps):
+            out[key] = r
+    return list(out.values())
+
+
 def format_table(rows: list[KernelReport]) -> str:
-    head = "| kernel | arch | blocks | registers | spills (B) | stack (B) | shared (B) |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.kernel} | {r.arch} | {r.blocks} | {r.registers} | {r.spills} | {r.stack} | {r.shared} |"
-              for r in rows]
+    head = "| kernel | arch | warps | blocks | registers | spills (B) | stack (B) | shared (B) |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.kernel} | {r.arch} | {r.warps} | {r.blocks} | {r.registers} | {r.spills} | {r.stack} | "
+              f"{r.shared} |" for r in rows]
     return "\n".join(lines)

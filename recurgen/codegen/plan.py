@@ -23,6 +23,9 @@ from .triton_printer import TritonPrinter, Val
 
 STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program: 16 KiB, no spills at 4 warps
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
+# More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
+# measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).
+BWD_PRESSURE_FOR_8_WARPS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class RecurrentPlan:
     param_grads: tuple[str, ...]
     state_grads: tuple[str, ...]
     math_comment: str
+    bwd_num_warps: int  # 8 when the adjoint keeps many state-sized tiles live (fewer registers per thread)
 
 
 def _nodes(exprs: Iterable[Expr]) -> Iterable[Expr]:
@@ -373,7 +377,14 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         dparam_acc="\n".join(grads.dparam_acc), dparam_store="\n".join(dparam_store), dh0_store="\n".join(dh0),
         dy_loads="\n".join(dy_loads), input_grads=grads.input_grads, param_grads=grads.param_grads,
         state_grads=tuple(s.name for s in spec.states), math_comment=math_comment,
+        bwd_num_warps=8 if _pressure(bp.body, spec) > BWD_PRESSURE_FOR_8_WARPS else 4,
     )
+
+
+def _pressure(body: list[str], spec: ir.Spec) -> int:
+    """How many statements of a kernel body produce a tile the size of a matrix state."""
+    tags = {f"# [{', '.join(s.ty.dims)}]" for s in spec.states if len(s.ty.dims) >= 2}
+    return sum(1 for line in body if any(line.endswith(t) for t in tags))
 
 
 def _uses_cot(e: Expr) -> bool:

@@ -172,7 +172,8 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         "fused_fn": f"fused_recurrent_{prefix}", "fn_class": f"FusedRecurrent{camel(prefix)}Function",
         "cls": camel(prefix),
     }
-    kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, **names, **args)
+    key = ["H", *plan.dims]  # retune when a size changes
+    kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, autotune_key=key, **names, **args)
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
     source = env.get_template("module.py.jinja").render(
         header=_header(plan, sha, path), spec_name=spec.name, spec_sha256=sha, version=__version__,
@@ -185,7 +186,7 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
         tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
-        torch_step=_torch_step(spec),
+        torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps,
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         **names, **args,
     )

@@ -46,8 +46,16 @@ def _writable_root() -> Path:
         return _fallback_dir
 
 
+def _key(gen: GeneratedModule) -> str:
+    """The source's hash and the Triton version: a Triton upgrade gets fresh files (and fresh JIT caches)."""
+    import triton
+
+    return _digest(f"{gen.fingerprint}\0triton {triton.__version__}".encode())
+
+
 def path_for(gen: GeneratedModule, root: Path) -> Path:
-    return root / gen.fingerprint[:2] / f"{gen.spec_name}_{gen.fingerprint[:16]}.py"
+    key = _key(gen)
+    return root / key[:2] / f"{gen.spec_name}_{key[:16]}.py"
 
 
 def write(gen: GeneratedModule, root: Path | None = None) -> Path:
