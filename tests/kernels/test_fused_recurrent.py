@@ -37,7 +37,7 @@ def _tuple(x: object) -> tuple[torch.Tensor, ...]:
 
 
 def _close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
-    scale = float(expected.abs().max()) if expected.numel() else 1.0
+    scale = float(expected.detach().abs().max()) if expected.numel() else 1.0
     assert_close(name, actual.detach(), expected.detach(), atol=tol * max(scale, 1e-3), rtol=tol)
 
 
