@@ -4,8 +4,8 @@
   the decay may exceed 1 and the state blow up; declare the input `logdecay` or bound it;
 * an input-dependent decay not written in log space, in a class whose chunked form accumulates
   log-decays over a chunk (scalar, row/column diagonal, Householder gate, DPLR diagonal);
-* an unbounded exponential gate in b_t (mLSTM's `exp(ig)`): expected, the kernels use the running-max
-  stabiliser; reported so the reader knows.
+* an unbounded exponential gate in b_t (mLSTM's `exp(ig)`): the kernels compute it directly in fp32,
+  so it overflows for large gates; reported so the reader knows.
 Proofs use sympy with the domains' assumptions (symbolic.py); what sympy cannot prove is reported.
 """
 
@@ -98,7 +98,7 @@ def _input_gates(spec: ir.Spec, transitions: tuple[Transition, ...]) -> list[Dia
             f"`{pretty(node, PLAIN)}` in the input term of {names} is an unbounded exponential gate (expected for "
             "an exponential input gate)",
             node.span,
-            f"the kernels keep the state scaled by the running-max stabiliser m_t = max(log a_t + m_(t-1), {x}) "
-            "(xLSTM eq. 15); nothing to change unless the gate should be bounded"))
+            f"the kernels compute this form in fp32: exact while exp({x}) and the state stay below ~1e38; keep "
+            f"{x} moderate, or bound the gate (e.g. exp(logsigmoid({x})))"))
     return out
 

@@ -61,7 +61,7 @@ def test_check_prints_warnings_and_succeeds(capsys: pytest.CaptureFixture[str], 
     code, out, err = run(capsys, "check", path, "mlstm")
     assert code == EXIT_OK
     assert f"{path}:4:12: warning: the decay `sigmoid(f)`" in err
-    assert "specs/mlstm.rec:10:38: warning:" in err
+    assert "specs/mlstm.rec:11:38: warning:" in err
     assert "ok (SCALAR, 1 warning)" in out
 
 
