@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,8 @@ def compile(text_or_path: str | Path, name: str = "<spec>") -> Recurrence:
 
 
 def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state: Any = None,
-              output_final_state: bool = False, **kwargs: Any) -> tuple[Any, Any]:
+              output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None,
+              **kwargs: Any) -> tuple[Any, Any]:
     """Run the float64 oracle with the same call convention as a compiled recurrence."""
     if isinstance(spec, Recurrence):
         spec = spec.spec
@@ -99,9 +101,30 @@ def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state
                 options[key] = float(value)
         else:
             raise TypeError(f"{spec.name}: unexpected argument `{key}`")
-    outs, finals = oracle.run(spec, tensors, options=options, initial_state=initial_state)
+    if cu_seqlens is None:
+        outs, finals = oracle.run(spec, tensors, options=options, initial_state=initial_state)
+    else:
+        outs, finals = _run_packed(spec, tensors, options, initial_state, cu_seqlens)
     o = _single(outs)
     return o, (_single(finals) if output_final_state else None)
+
+
+def _run_packed(spec: ir.Spec, tensors: dict[str, torch.Tensor], options: dict[str, float], initial_state: Any,
+                cu_seqlens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The oracle over packed sequences: each slice of the time axis from its own initial state."""
+    inputs = {t.name for t in spec.inputs}
+    h0 = (initial_state,) if isinstance(initial_state, torch.Tensor) else initial_state
+    bounds = [int(x) for x in cu_seqlens.tolist()]
+    outs: list[dict[str, torch.Tensor]] = []
+    finals: list[dict[str, torch.Tensor]] = []
+    for i, (bos, eos) in enumerate(itertools.pairwise(bounds)):
+        sub = {n: (x[:, bos:eos] if n in inputs else x) for n, x in tensors.items()}
+        state = tuple(x[i : i + 1] for x in h0) if h0 is not None else None
+        o, f = oracle.run(spec, sub, options=options, initial_state=state)
+        outs.append(o)
+        finals.append(f)
+    return ({n: torch.cat([o[n] for o in outs], dim=1) for n in outs[0]},
+            {n: torch.cat([f[n] for f in finals], dim=0) for n in finals[0]})
 
 
 def _single(d: Mapping[str, torch.Tensor]) -> Any:

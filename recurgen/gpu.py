@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 _POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "dht_", "dx_", "dp_", "dh0_", "dy_")
-_FLAGS = ("CKPT", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "SAVE_CKPT", "USE_FINAL_STATE_GRADIENT")
+_FLAGS = ("CKPT", "IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "SAVE_CKPT", "USE_FINAL_STATE_GRADIENT")
 ARCHS = {"sm_80": 80, "sm_90": 90}
 
 
@@ -43,6 +43,8 @@ def _signature(arg_names: list[str], consts: dict[str, Any], io_dtype: str) -> d
     for a in arg_names:
         if a in consts:
             sig[a] = "constexpr"
+        elif a == "cu_seqlens":
+            sig[a] = "*i32"
         elif a.startswith(("x_", "y_", "dy_", "dx_")):
             sig[a] = f"*{io_dtype}"
         elif a.startswith(_POINTER_PREFIXES):

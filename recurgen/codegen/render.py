@@ -115,13 +115,15 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
     ins = [(f"x_{i.name}", f"xs[{i.name!r}]") for i in plan.inputs]
     prs = [(f"p_{p.name}", f"ps[{p.name!r}]") for p in plan.params]
     opts = [(f"opt_{o}", f"opts[{o!r}]") for o in plan.options]
-    sizes = [("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV"), ("NC", "NC")]
+    sizes = [("cu_seqlens", "cu"), ("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV"),
+             ("NC", "NC")]
     blocks = [(f"B{d}", f"blocks[{d!r}]") for d in plan.dims]
     fwd = [*ins, *prs, *((f"y_{o.name}", f"ys[{o.name!r}]") for o in plan.outputs),
            *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
            *((f"ht_{x.name}", f"htr[{x.name!r}]") for x in s.states),
            *((f"ck_{x.name}", f"ck[{x.name!r}]") for x in s.states), *opts, *sizes]
-    fwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("USE_INITIAL_STATE", "h0 is not None"),
+    fwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("IS_VARLEN", "varlen"),
+                  ("USE_INITIAL_STATE", "h0 is not None"),
                   ("STORE_FINAL_STATE", "output_final_state"), ("SAVE_CKPT", "save_ckpt")]
     bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
            *((f"ck_{x.name}", f"ck[{x.name!r}]") for x in s.states),
@@ -131,7 +133,8 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
            *((f"dp_{n}", f"dpr[{n!r}]") for n in plan.param_grads),
            *((f"dh0_{x.name}", f"dh0r[{x.name!r}]") for x in s.states), *opts, *sizes,
            ("NB", "NB"), ("NBH", "NBH"), ("NTOK", "NTOK")]
-    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("USE_INITIAL_STATE", "h0"),
+    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("IS_VARLEN", "varlen"),
+                  ("USE_INITIAL_STATE", "h0"),
                   ("USE_FINAL_STATE_GRADIENT", "use_final")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
 

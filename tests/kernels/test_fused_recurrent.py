@@ -145,3 +145,59 @@ def test_torch_path_matches_oracle(name: str) -> None:
 def test_step_equals_forward(name: str, backend: str) -> None:
     check_step(name, B=2, T=4, H=2, sizes={"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3}, backend=backend,
                seed=3)
+
+
+def check_varlen(name: str, *, cu: list[int], backend: str, seed: int) -> None:
+    """Packed sequences (`cu_seqlens`): each from its own initial state, nothing crossing a boundary."""
+    rec = recurgen.load(name)
+    spec = rec.spec
+    sizes = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3}
+    cu_t = torch.tensor(cu, dtype=torch.int32)
+    xs = _stable(name, random_inputs(spec, 1, cu[-1], 2, sizes, torch.float32, seed))
+    h0 = random_state(spec, len(cu) - 1, 2, sizes, torch.float32, seed)
+    a = {n: x.clone().requires_grad_() for n, x in xs.items()}
+    ah = [h.clone().requires_grad_() for h in h0]
+    out, fin = rec(*a.values(), initial_state=ah, output_final_state=True, cu_seqlens=cu_t, checkpoint_every=2,
+                   backend=backend)
+    r = {n: x.double().requires_grad_() for n, x in xs.items()}
+    rh = [h.to(torch.complex128 if h.is_complex() else torch.float64).requires_grad_() for h in h0]
+    rout, rfin = recurgen.reference(spec, *r.values(), initial_state=rh, output_final_state=True, cu_seqlens=cu_t)
+    tol = TOL[torch.float32]
+    for i, (o, ro) in enumerate(zip(_tuple(out), _tuple(rout), strict=True)):
+        _close(f"{name}: varlen output {i}", o, ro, tol)
+    for i, (f, rf) in enumerate(zip(_tuple(fin), _tuple(rfin), strict=True)):
+        _close(f"{name}: varlen final state {i}", f, rf, tol)
+    gen = torch.Generator().manual_seed(seed)
+    cots = [torch.randn(ro.shape, generator=gen, dtype=torch.float64) for ro in _tuple(rout)]
+    loss = sum((o.double() * c).sum() for o, c in zip(_tuple(out), cots, strict=True))
+    rloss = sum((o * c).sum() for o, c in zip(_tuple(rout), cots, strict=True))
+    grads = torch.autograd.grad(loss, [*a.values(), *ah], allow_unused=True)
+    rgrads = torch.autograd.grad(rloss, [*r.values(), *rh], allow_unused=True)
+    for label, g, rg in zip([*a, *(f"h0[{s.name}]" for s in spec.states)], grads, rgrads, strict=True):
+        if rg is not None:
+            assert g is not None, f"{name}: no varlen gradient for {label}"
+            _close(f"{name}: varlen d{label}", g, rg, tol)
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_varlen_matches_oracle(name: str, backend: str) -> None:
+    # an empty sequence, a single token, and lengths that are not multiples of the checkpoint interval
+    check_varlen(name, cu=[0, 3, 3, 4, 9], backend=backend, seed=5)
+
+
+@pytest.mark.parametrize(("cu", "message"), [
+    ([0, 2, 1, 4], "never decrease"),
+    ([0, 2, 3], "end at T=4"),
+    ([1, 2, 4], "start at 0"),
+])
+def test_bad_cu_seqlens_raise(cu: list[int], message: str) -> None:
+    gla = recurgen.load("gla")
+    xs = [torch.randn(1, 4, 2, 4), torch.randn(1, 4, 2, 4), torch.randn(1, 4, 2, 3), -torch.rand(1, 4, 2, 4)]
+    with pytest.raises(ValueError, match=message):
+        gla(*xs, cu_seqlens=torch.tensor(cu))
+    with pytest.raises(ValueError, match="B must be 1"):
+        gla(*[torch.cat([x, x]) for x in xs], cu_seqlens=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="1-D int32/int64"):
+        gla(*xs, cu_seqlens=torch.tensor([0.0, 4.0]))

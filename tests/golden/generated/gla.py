@@ -42,6 +42,7 @@ NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens, recomputes the rest
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
 
 
 @triton.jit
@@ -64,6 +65,7 @@ def gla_fused_recurrent_fwd_kernel(
     ht_S,
     ck_S,
     opt_scale,
+    cu_seqlens,
     T,
     H,
     K,
@@ -73,13 +75,20 @@ def gla_fused_recurrent_fwd_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     CKPT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr,
     STORE_FINAL_STATE: tl.constexpr,
     SAVE_CKPT: tl.constexpr,
 ):
-    # one program per (state tile, batch x head)
+    # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_b).to(tl.int64)
+        T_seq = tl.load(cu_seqlens + i_b + 1).to(tl.int64) - bos
+    else:
+        bos = i_b.to(tl.int64) * T
+        T_seq = T
     i_bh64 = i_bh.to(tl.int64)
     i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
@@ -95,8 +104,8 @@ def gla_fused_recurrent_fwd_kernel(
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
         b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
-    for t in range(0, T):
-        i_tok = (i_b.to(tl.int64) * T + t) * H + i_h  # row of token t in [B, T, H, ...]
+    for t in range(0, T_seq):
+        i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
         if SAVE_CKPT:
             if t % CKPT == 0:
                 # the state before each segment of CKPT tokens, for the backward pass
@@ -136,6 +145,7 @@ def gla_fused_recurrent_bwd_kernel(
     dx_v,
     dh0_S,
     opt_scale,
+    cu_seqlens,
     T,
     H,
     K,
@@ -148,12 +158,19 @@ def gla_fused_recurrent_bwd_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     CKPT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
 ):
-    # one program per (state tile, batch x head)
+    # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_b).to(tl.int64)
+        T_seq = tl.load(cu_seqlens + i_b + 1).to(tl.int64) - bos
+    else:
+        bos = i_b.to(tl.int64) * T
+        T_seq = T
     i_bh64 = i_bh.to(tl.int64)
     i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
@@ -168,14 +185,14 @@ def gla_fused_recurrent_bwd_kernel(
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
-    for i_c in range(NC - 1, -1, -1):
+    for i_c in range((T_seq + CKPT - 1) // CKPT - 1, -1, -1):
         # segment i_c: recompute its states from the checkpoint into the scratch buffer ...
         t0 = i_c * CKPT
-        n_s = tl.minimum(T - t0, CKPT)
+        n_s = tl.minimum(T_seq - t0, CKPT)
         b_S = tl.load(ck_S + (i_bh64 * NC + i_c) * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
         for s in range(0, n_s):
             t = t0 + s
-            i_tok = (i_b.to(tl.int64) * T + t) * H + i_h  # row of token t in [B, T, H, ...]
+            i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
             tl.store(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :], b_S)
             b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
             b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
@@ -190,7 +207,7 @@ def gla_fused_recurrent_bwd_kernel(
         # ... then run the adjoint step backwards through it
         for s in range(n_s - 1, -1, -1):
             t = t0 + s
-            i_tok = (i_b.to(tl.int64) * T + t) * H + i_h  # row of token t in [B, T, H, ...]
+            i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
             b_S = tl.load(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :])
             b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
             b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
@@ -275,6 +292,26 @@ def _sizes(tensors):
     return B, T, H, sz
 
 
+def _seqlens(cu_seqlens, B, T, device):
+    """Validate flash-linear-attention's packed layout: B = 1, cumulative lengths [N + 1] from 0 to T."""
+    if cu_seqlens is None:
+        return None, B, T
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 \
+            or cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must be a 1-D int32/int64 tensor [N + 1] of cumulative "
+                         f"sequence lengths, got {cu_seqlens!r:.80}")
+    if B != 1:
+        raise ValueError(f"{SPEC_NAME}: with `cu_seqlens` the inputs are packed into one row: B must be 1, got {B}")
+    if cu_seqlens.device != device:
+        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` is on {cu_seqlens.device} but the inputs are on {device}")
+    cu = cu_seqlens.detach().to("cpu", torch.int64)
+    lengths = cu[1:] - cu[:-1]
+    if int(cu[0]) != 0 or int(cu[-1]) != T or bool((lengths < 0).any()):
+        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must start at 0, never decrease, and end at T={T}; "
+                         f"got {cu.tolist()[:8]}{'...' if cu.numel() > 8 else ''}")
+    return cu_seqlens.to(torch.int32).contiguous(), cu.numel() - 1, int(lengths.max())
+
+
 def _state_shape(B, H, sz, dims):
     return (B, H, *(sz[d] for d in dims))
 
@@ -329,22 +366,25 @@ def _real_view(x):
     return torch.view_as_real(x) if x.is_complex() else x
 
 
-def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype):
+def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
+    cu, N, T_max = seq  # N sequences (batch rows, or cu_seqlens slices), the longest T_max tokens
     blocks, NV = _blocks(sz, STATE_TILE_BUDGET)
-    NC = triton.cdiv(max(T, 1), ckpt_every)
+    NC = triton.cdiv(max(T_max, 1), ckpt_every)
     device = xs[INPUTS[0][0]].device
     ys = {name: torch.empty(B, T, H, *(sz[d] for d in dims), dtype=out_dtype, device=device)
           for name, dims, _ in OUTPUTS}
-    ht = {name: torch.empty(_state_shape(B, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
+    ht = {name: torch.empty(_state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
                             device=device) for name, dims, c in STATES} if output_final_state else None
-    ck = {name: torch.empty(B * H * NC * math.prod(sz[d] for d in dims) * (2 if c else 1) if save_ckpt else 1,
+    ck = {name: torch.empty(N * H * NC * math.prod(sz[d] for d in dims) * (2 if c else 1) if save_ckpt else 1,
                             dtype=torch.float32, device=device) for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
     h0r = {name: _real_view(x.to(torch.complex64 if c else torch.float32).contiguous())
            for (name, _, c), x in zip(STATES, h0)} if h0 is not None else {n: dummy for n, _, _ in STATES}
     htr = {name: _real_view(x) for name, x in ht.items()} if ht is not None else {n: dummy for n, _, _ in STATES}
-    grid = (NV, B * H)
-    if T > 0:
+    cu = cu if cu is not None else torch.zeros(2, dtype=torch.int32, device=device)
+    varlen = seq[0] is not None
+    grid = (NV, N * H)
+    if T > 0 and N > 0:
         _launch(gla_fused_recurrent_fwd_kernel, grid, NUM_WARPS,
             xs['q'],
             xs['k'],
@@ -355,6 +395,7 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
             htr['S'],
             ck['S'],
             opts['scale'],
+            cu,
             T,
             H,
             sz['K'],
@@ -364,6 +405,7 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
             BK=blocks['K'],
             BV=blocks['V'],
             CKPT=ckpt_every,
+            IS_VARLEN=varlen,
             USE_INITIAL_STATE=h0 is not None,
             STORE_FINAL_STATE=output_final_state,
             SAVE_CKPT=save_ckpt,
@@ -374,19 +416,20 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
     return ys, ht, ck
 
 
-def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H):
+def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
+    cu, N, T_max = seq
     blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET)
-    NC = triton.cdiv(max(T, 1), ckpt_every)
+    NC = triton.cdiv(max(T_max, 1), ckpt_every)
     device = xs[INPUTS[0][0]].device
-    NB, NBH, NTOK = B, B * H, B * T * H
+    NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
     dx = {name: torch.zeros((1 if name in tiled_inputs else NV,) + tuple(xs[name].shape), dtype=torch.float32,
                             device=device) for name in ('q', 'g', 'k', 'v')}
-    dp = {name: torch.zeros((NV, B) + tuple(ps[name].shape), dtype=torch.float32, device=device)
+    dp = {name: torch.zeros((NV, N) + tuple(ps[name].shape), dtype=torch.float32, device=device)
           for name in ()}
-    dh0 = {name: torch.zeros((NV,) + _state_shape(B, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
+    dh0 = {name: torch.zeros((NV,) + _state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
                              device=device) for name, dims, c in STATES}
-    sc = {name: torch.empty(B * H * NV * ckpt_every * _tile_numel(blocks, dims, c), dtype=torch.float32,
+    sc = {name: torch.empty(N * H * NV * ckpt_every * _tile_numel(blocks, dims, c), dtype=torch.float32,
                             device=device) for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
@@ -397,8 +440,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     dh0r = {name: _real_view(x) for name, x in dh0.items()}
     dxr, dpr = dx, dp
     use_final = dht is not None and any(dht[n] is not None for n, _, _ in STATES)
-    grid = (NV, B * H)
-    if T > 0:
+    cu = cu if cu is not None else torch.zeros(2, dtype=torch.int32, device=device)
+    varlen = seq[0] is not None
+    grid = (NV, N * H)
+    if T > 0 and N > 0:
         _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
             xs['q'],
             xs['k'],
@@ -414,6 +459,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             dxr['v'],
             dh0r['S'],
             opts['scale'],
+            cu,
             T,
             H,
             sz['K'],
@@ -426,6 +472,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             BK=blocks['K'],
             BV=blocks['V'],
             CKPT=ckpt_every,
+            IS_VARLEN=varlen,
             USE_INITIAL_STATE=h0,
             USE_FINAL_STATE_GRADIENT=use_final,
         )
@@ -439,7 +486,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
 
 class FusedRecurrentGlaFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, opts, output_final_state, ckpt_every, n_x, n_p, *tensors):
+    def forward(ctx, opts, output_final_state, ckpt_every, seq, *tensors):
         names = ARG_ORDER
         values = dict(zip(names, tensors[: len(names)]))
         h0 = list(tensors[len(names):]) if len(tensors) > len(names) else None
@@ -450,11 +497,11 @@ class FusedRecurrentGlaFunction(torch.autograd.Function):
         out_dtype = xs[INPUTS[0][0]].dtype
         save = any(ctx.needs_input_grad)
         ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save, ckpt_every, sz, B, T, H,
-                                              out_dtype)
+                                              out_dtype, seq)
         if save:
             ctx.save_for_backward(*[xs[n] for n, _, _ in INPUTS], *[ps[n] for n, _, _ in PARAMS],
                                   *[ck[n] for n, _, _ in STATES])
-            ctx.meta = (opts, ckpt_every, sz, B, T, H, h0 is not None, [x.dtype for x in tensors[: len(names)]],
+            ctx.meta = (opts, ckpt_every, sz, B, T, H, seq, h0 is not None, [x.dtype for x in tensors[: len(names)]],
                         [x.dtype for x in h0] if h0 is not None else None)
         outs = tuple(ys[n] for n, _, _ in OUTPUTS)
         finals = tuple(ht[n] for n, _, _ in STATES) if ht is not None else ()
@@ -462,7 +509,7 @@ class FusedRecurrentGlaFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        opts, ckpt_every, sz, B, T, H, has_h0, dtypes, h0_dtypes = ctx.meta
+        opts, ckpt_every, sz, B, T, H, seq, has_h0, dtypes, h0_dtypes = ctx.meta
         saved = ctx.saved_tensors
         xs = {n: saved[i] for i, (n, _, _) in enumerate(INPUTS)}
         ps = {n: saved[len(INPUTS) + i] for i, (n, _, _) in enumerate(PARAMS)}
@@ -470,14 +517,14 @@ class FusedRecurrentGlaFunction(torch.autograd.Function):
         dys = {n: grads[i] for i, (n, _, _) in enumerate(OUTPUTS)}
         rest = grads[len(OUTPUTS):]
         dht = {n: rest[i] for i, (n, _, _) in enumerate(STATES)} if rest else None
-        gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, opts, has_h0, ck, dys, dht, ckpt_every, sz, B, T, H)
+        gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, opts, has_h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq)
         by_name = {**gx, **gp}
         out = []
         for name, dtype in zip(ARG_ORDER, dtypes):
             g = by_name.get(name)
             out.append(None if g is None else g.to(dtype))
         h0_grads = [gh0[n].to(dt) for (n, _, _), dt in zip(STATES, h0_dtypes)] if has_h0 else []
-        return (None, None, None, None, None, *out, *h0_grads)
+        return (None, None, None, None, *out, *h0_grads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +567,17 @@ def _torch_step(states, xs, ps, opts, sz, H, _dtype, _device):
     return [t3], [t5]
 
 
-def _torch_forward(values, opts, h0, output_final_state):
+def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
+    if cu_seqlens is not None:
+        # packed sequences: each slice from its own initial state, never across a boundary
+        bounds = cu_seqlens.tolist()
+        parts = []
+        for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
+            sub = {n: (x[:, bos:eos] if n in _INPUT_NAMES else x) for n, x in values.items()}
+            parts.append(_torch_forward(sub, opts, [x[i:i + 1] for x in h0] if h0 is not None else None, True))
+        ys = tuple(torch.cat([p[j] for p in parts], dim=1) for j in range(len(OUTPUTS)))
+        finals = tuple(torch.cat([p[len(OUTPUTS) + j] for p in parts], dim=0) for j in range(len(STATES)))
+        return ys + (finals if output_final_state else ())
     B, T, H, sz = _sizes(values)
     dt = torch.float32 if values[INPUTS[0][0]].dtype != torch.float64 else torch.float64
     device = values[INPUTS[0][0]].device
@@ -549,7 +606,7 @@ def _torch_forward(values, opts, h0, output_final_state):
 # public API
 # ---------------------------------------------------------------------------------------------
 def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
-        output_final_state=False, checkpoint_every=None, backend=None):
+        output_final_state=False, cu_seqlens=None, checkpoint_every=None, backend=None):
     """Gated Linear Attention (Yang et al. 2024)
 
     Fused recurrent mode: one program per (state tile, batch x head) walks the sequence.
@@ -562,6 +619,8 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
         scale: per-call scalar; None takes the spec's default.
         initial_state: `[B, H, K, V]` (S), or None.
         output_final_state: also return the final state(s), fp32.
+        cu_seqlens: `[N + 1]` cumulative lengths of N sequences packed along T (then B = 1; initial and
+            final states are `[N, H, ...]`); states never cross a sequence boundary.
         checkpoint_every: tokens per stored state in training (default CHECKPOINT_EVERY).
         backend: "triton", "torch", or None (Triton on CUDA or under TRITON_INTERPRET=1, else torch).
 
@@ -571,20 +630,21 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
     values = {'q': q, 'k': k, 'v': v, 'g': g}
     given = {'scale': scale}
     B, T, H, sz = _sizes(values)
-    h0 = _check_states(initial_state, B, H, sz, "initial_state")
+    seq = _seqlens(cu_seqlens, B, T, values[INPUTS[0][0]].device)
+    h0 = _check_states(initial_state, seq[1], H, sz, "initial_state")
     opts = _options(given, sz, H)
     if backend is None:
         backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
     if backend == "torch":
-        res = _torch_forward(values, opts, h0, output_final_state)
+        res = _torch_forward(values, opts, h0, output_final_state, seq[0])
     else:
         ckpt = int(checkpoint_every or CHECKPOINT_EVERY)
         if ckpt < 1:
             raise ValueError(f"{SPEC_NAME}: `checkpoint_every` must be >= 1, got {ckpt}")
         args = [values[n] for n in ARG_ORDER] + (list(h0) if h0 is not None else [])
-        res = FusedRecurrentGlaFunction.apply(opts, output_final_state, ckpt, len(INPUTS), len(PARAMS), *args)
+        res = FusedRecurrentGlaFunction.apply(opts, output_final_state, ckpt, seq, *args)
     outs, finals = res[: len(OUTPUTS)], res[len(OUTPUTS):]
     out = outs[0] if len(outs) == 1 else tuple(outs)
     if not output_final_state:
@@ -614,7 +674,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
             xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
             ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
             ys, ht, _ = fused_recurrent_gla_fwd(xs, ps, opts, states, True, False, CHECKPOINT_EVERY, sz, B, 1, H,
-                                              xs[INPUTS[0][0]].dtype)
+                                           xs[INPUTS[0][0]].dtype, (None, B, 1))
             res = tuple(ys[n] for n, _, _ in OUTPUTS) + tuple(ht[n] for n, _, _ in STATES)
         for s, new in zip(states, res[len(OUTPUTS):]):
             s.copy_(new.to(s.dtype))
