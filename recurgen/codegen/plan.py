@@ -309,9 +309,10 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         state_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
         final_store += _store(f"ht_{s.name}", "i_bh64", s.ty.dims, names)
         # checkpoints in the state's own layout, so the backward pass may tile differently
-        ckpt_store += _store(f"ck_{s.name}", "(i_bh64 * NC + t // CKPT)", s.ty.dims, names)
+        ckpt_store += _store(f"ck_{s.name}", "((i_slot + t // CKPT) * H + i_h)", s.ty.dims, names)
         ckpt_load += [f"{n} = {ld}" for n, ld in
-                      zip(names, _load(f"ck_{s.name}", "(i_bh64 * NC + i_c)", s.ty.dims, s.ty.complex), strict=True)]
+                      zip(names, _load(f"ck_{s.name}", "((i_slot + i_c) * H + i_h)", s.ty.dims, s.ty.complex),
+                          strict=True)]
         bo, bn = block_offsets(s.ty.dims), block_numel(s.ty.dims)
         for c, n in enumerate(names):
             sslot = f"(i_prog * CKPT + s) * {len(names)} + {c}"

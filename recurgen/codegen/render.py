@@ -115,8 +115,7 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
     ins = [(f"x_{i.name}", f"xs[{i.name!r}]") for i in plan.inputs]
     prs = [(f"p_{p.name}", f"ps[{p.name!r}]") for p in plan.params]
     opts = [(f"opt_{o}", f"opts[{o!r}]") for o in plan.options]
-    sizes = [("cu_seqlens", "cu"), ("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV"),
-             ("NC", "NC")]
+    sizes = [("cu_seqlens", "cu"), ("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV")]
     blocks = [(f"B{d}", f"blocks[{d!r}]") for d in plan.dims]
     fwd = [*ins, *prs, *((f"y_{o.name}", f"ys[{o.name!r}]") for o in plan.outputs),
            *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
@@ -172,7 +171,7 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
     names = {
         "fwd_name": f"{prefix}_fused_recurrent_fwd_kernel", "bwd_name": f"{prefix}_fused_recurrent_bwd_kernel",
         "fwd_launcher": f"fused_recurrent_{prefix}_fwd", "bwd_launcher": f"fused_recurrent_{prefix}_bwd",
-        "fused_fn": f"fused_recurrent_{prefix}", "fn_class": f"FusedRecurrent{camel(prefix)}Function",
+        "fused_fn": f"fused_recurrent_{prefix}",
         "cls": camel(prefix),
     }
     key = ["H", *plan.dims]  # retune when a size changes

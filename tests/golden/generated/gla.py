@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,6 @@ def gla_fused_recurrent_fwd_kernel(
     K,
     V,
     NV,
-    NC,
     BK: tl.constexpr,
     BV: tl.constexpr,
     CKPT: tl.constexpr,
@@ -89,6 +89,7 @@ def gla_fused_recurrent_fwd_kernel(
     else:
         bos = i_b.to(tl.int64) * T
         T_seq = T
+    i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
     i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
@@ -109,7 +110,7 @@ def gla_fused_recurrent_fwd_kernel(
         if SAVE_CKPT:
             if t % CKPT == 0:
                 # the state before each segment of CKPT tokens, for the backward pass
-                tl.store(ck_S + (i_bh64 * NC + t // CKPT) * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ck_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
+                tl.store(ck_S + ((i_slot + t // CKPT) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ck_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
         b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_v = tl.load(x_v + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
@@ -151,7 +152,6 @@ def gla_fused_recurrent_bwd_kernel(
     K,
     V,
     NV,
-    NC,
     NB,
     NBH,
     NTOK,
@@ -171,6 +171,7 @@ def gla_fused_recurrent_bwd_kernel(
     else:
         bos = i_b.to(tl.int64) * T
         T_seq = T
+    i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
     i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
@@ -189,7 +190,7 @@ def gla_fused_recurrent_bwd_kernel(
         # segment i_c: recompute its states from the checkpoint into the scratch buffer ...
         t0 = i_c * CKPT
         n_s = tl.minimum(T_seq - t0, CKPT)
-        b_S = tl.load(ck_S + (i_bh64 * NC + i_c) * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
+        b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
         for s in range(0, n_s):
             t = t0 + s
             i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
@@ -295,7 +296,7 @@ def _sizes(tensors):
 def _seqlens(cu_seqlens, B, T, device):
     """Validate flash-linear-attention's packed layout: B = 1, cumulative lengths [N + 1] from 0 to T."""
     if cu_seqlens is None:
-        return None, B, T
+        return None, B
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 \
             or cu_seqlens.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must be a 1-D int32/int64 tensor [N + 1] of cumulative "
@@ -304,12 +305,13 @@ def _seqlens(cu_seqlens, B, T, device):
         raise ValueError(f"{SPEC_NAME}: with `cu_seqlens` the inputs are packed into one row: B must be 1, got {B}")
     if cu_seqlens.device != device:
         raise ValueError(f"{SPEC_NAME}: `cu_seqlens` is on {cu_seqlens.device} but the inputs are on {device}")
-    cu = cu_seqlens.detach().to("cpu", torch.int64)
-    lengths = cu[1:] - cu[:-1]
-    if int(cu[0]) != 0 or int(cu[-1]) != T or bool((lengths < 0).any()):
-        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must start at 0, never decrease, and end at T={T}; "
-                         f"got {cu.tolist()[:8]}{'...' if cu.numel() > 8 else ''}")
-    return cu_seqlens.to(torch.int32).contiguous(), cu.numel() - 1, int(lengths.max())
+    if not torch.compiler.is_compiling():  # reading the values would end a compiled graph
+        cu = cu_seqlens.detach().to("cpu", torch.int64)
+        lengths = cu[1:] - cu[:-1]
+        if int(cu[0]) != 0 or int(cu[-1]) != T or bool((lengths < 0).any()):
+            raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must start at 0, never decrease, and end at T={T}; "
+                             f"got {cu.tolist()[:8]}{'...' if cu.numel() > 8 else ''}")
+    return cu_seqlens.to(torch.int32).contiguous(), cu_seqlens.numel() - 1
 
 
 def _state_shape(B, H, sz, dims):
@@ -358,6 +360,15 @@ def _blocks(sz, budget):
     return blocks, nv
 
 
+def _numel(sz, dims):
+    return math.prod(sz[d] for d in dims)
+
+
+def _ckpt_rows(B, T, N, ckpt_every):
+    """Checkpoint slots for all sequences: sequence n's c-th slot is bos // CKPT + n + c (never shared)."""
+    return triton.cdiv(B * T, ckpt_every) + N
+
+
 def _tile_numel(blocks, dims, cplx):
     return math.prod(blocks[d] for d in dims) * (2 if cplx else 1)
 
@@ -367,15 +378,14 @@ def _real_view(x):
 
 
 def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
-    cu, N, T_max = seq  # N sequences (batch rows, or cu_seqlens slices), the longest T_max tokens
+    cu, N = seq  # N sequences: batch rows, or cu_seqlens slices of the one packed row
     blocks, NV = _blocks(sz, STATE_TILE_BUDGET)
-    NC = triton.cdiv(max(T_max, 1), ckpt_every)
     device = xs[INPUTS[0][0]].device
     ys = {name: torch.empty(B, T, H, *(sz[d] for d in dims), dtype=out_dtype, device=device)
           for name, dims, _ in OUTPUTS}
     ht = {name: torch.empty(_state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
                             device=device) for name, dims, c in STATES} if output_final_state else None
-    ck = {name: torch.empty(N * H * NC * math.prod(sz[d] for d in dims) * (2 if c else 1) if save_ckpt else 1,
+    ck = {name: torch.empty(_ckpt_rows(B, T, N, ckpt_every) * H * _numel(sz, dims) * (2 if c else 1) if save_ckpt else 1,
                             dtype=torch.float32, device=device) for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
     h0r = {name: _real_view(x.to(torch.complex64 if c else torch.float32).contiguous())
@@ -401,7 +411,6 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
             sz['K'],
             sz['V'],
             NV,
-            NC,
             BK=blocks['K'],
             BV=blocks['V'],
             CKPT=ckpt_every,
@@ -417,9 +426,8 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 
 
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
-    cu, N, T_max = seq
+    cu, N = seq
     blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET)
-    NC = triton.cdiv(max(T_max, 1), ckpt_every)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
@@ -465,7 +473,6 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             sz['K'],
             sz['V'],
             NV,
-            NC,
             NB,
             NBH,
             NTOK,
@@ -484,47 +491,114 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     return grads_x, grads_p, grads_h0
 
 
-class FusedRecurrentGlaFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, opts, output_final_state, ckpt_every, seq, *tensors):
-        names = ARG_ORDER
-        values = dict(zip(names, tensors[: len(names)]))
-        h0 = list(tensors[len(names):]) if len(tensors) > len(names) else None
-        h0 = None if h0 is not None and all(x is None for x in h0) else h0
-        B, T, H, sz = _sizes(values)
-        xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
-        ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
-        out_dtype = xs[INPUTS[0][0]].dtype
-        save = any(ctx.needs_input_grad)
-        ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save, ckpt_every, sz, B, T, H,
-                                              out_dtype, seq)
-        if save:
-            ctx.save_for_backward(*[xs[n] for n, _, _ in INPUTS], *[ps[n] for n, _, _ in PARAMS],
-                                  *[ck[n] for n, _, _ in STATES])
-            ctx.meta = (opts, ckpt_every, sz, B, T, H, seq, h0 is not None, [x.dtype for x in tensors[: len(names)]],
-                        [x.dtype for x in h0] if h0 is not None else None)
-        outs = tuple(ys[n] for n, _, _ in OUTPUTS)
-        finals = tuple(ht[n] for n, _, _ in STATES) if ht is not None else ()
-        return outs + finals
+# ---------------------------------------------------------------------------------------------
+# custom ops: the kernels as opaque, differentiable torch ops (torch.compile traces them without a
+# graph break; their fake implementations give the output shapes)
+# ---------------------------------------------------------------------------------------------
+_OP = f"{SPEC_NAME}_{SPEC_SHA256[:12]}_v{RECURGEN_VERSION.replace('.', '_')}"
 
-    @staticmethod
-    def backward(ctx, *grads):
-        opts, ckpt_every, sz, B, T, H, seq, has_h0, dtypes, h0_dtypes = ctx.meta
-        saved = ctx.saved_tensors
-        xs = {n: saved[i] for i, (n, _, _) in enumerate(INPUTS)}
-        ps = {n: saved[len(INPUTS) + i] for i, (n, _, _) in enumerate(PARAMS)}
-        ck = {n: saved[len(INPUTS) + len(PARAMS) + i] for i, (n, _, _) in enumerate(STATES)}
-        dys = {n: grads[i] for i, (n, _, _) in enumerate(OUTPUTS)}
-        rest = grads[len(OUTPUTS):]
-        dht = {n: rest[i] for i, (n, _, _) in enumerate(STATES)} if rest else None
-        gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, opts, has_h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq)
-        by_name = {**gx, **gp}
-        out = []
-        for name, dtype in zip(ARG_ORDER, dtypes):
-            g = by_name.get(name)
-            out.append(None if g is None else g.to(dtype))
-        h0_grads = [gh0[n].to(dt) for (n, _, _), dt in zip(STATES, h0_dtypes)] if has_h0 else []
-        return (None, None, None, None, *out, *h0_grads)
+
+def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[float], output_final_state: bool,
+              save_ckpt: bool, ckpt_every: int, cu_seqlens: Optional[torch.Tensor]) -> list[torch.Tensor]:
+    values = dict(zip(ARG_ORDER, xs_list))
+    B, T, H, sz = _sizes(values)
+    N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
+    ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
+    ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts)), h0 or None, output_final_state,
+                                  save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype, (cu_seqlens, N))
+    finals = [ht[n] for n, _, _ in STATES] if ht is not None else []
+    return [ys[n] for n, _, _ in OUTPUTS] + finals + ([ck[n] for n, _, _ in STATES] if save_ckpt else [])
+
+
+def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens):
+    values = dict(zip(ARG_ORDER, xs_list))
+    B, T, H, sz = _sizes(values)
+    N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    x0 = values[INPUTS[0][0]]
+    out = [x0.new_empty((B, T, H, *(sz[d] for d in dims))) for _, dims, _ in OUTPUTS]
+    if output_final_state:
+        out += [x0.new_empty(_state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32)
+                for _, dims, c in STATES]
+    if save_ckpt:
+        out += [x0.new_empty((_ckpt_rows(B, T, N, ckpt_every) * H * _numel(sz, dims) * (2 if c else 1),),
+                             dtype=torch.float32) for _, dims, c in STATES]
+    return out
+
+
+def _bwd_impl(xs_list: list[torch.Tensor], has_h0: bool, ck_list: list[torch.Tensor], dys: list[torch.Tensor],
+              dht: list[torch.Tensor], opts: list[float], ckpt_every: int,
+              cu_seqlens: Optional[torch.Tensor]) -> list[torch.Tensor]:
+    values = dict(zip(ARG_ORDER, xs_list))
+    B, T, H, sz = _sizes(values)
+    N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    xs = {n: values[n] for n, _, _ in INPUTS}
+    ps = {n: values[n] for n, _, _ in PARAMS}
+    ck = dict(zip((n for n, _, _ in STATES), ck_list))
+    gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts)), has_h0, ck,
+                                  dict(zip((n for n, _, _ in OUTPUTS), dys)),
+                                  dict(zip((n for n, _, _ in STATES), dht)) if dht else None,
+                                  ckpt_every, sz, B, T, H, (cu_seqlens, N))
+    grads = {**gx, **gp}
+    out = [grads[n].to(values[n].dtype) if n in grads else torch.zeros_like(values[n]) for n in ARG_ORDER]
+    return out + [gh0[n] for n, _, _ in STATES]
+
+
+def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
+    values = dict(zip(ARG_ORDER, xs_list))
+    B, T, H, sz = _sizes(values)
+    N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    x0 = values[INPUTS[0][0]]
+    return [torch.empty_like(values[n]) for n in ARG_ORDER] + [
+        x0.new_empty(_state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32)
+        for _, dims, c in STATES]
+
+
+def _setup_context(ctx, inputs, output):
+    xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens = inputs
+    n_fin = len(STATES) if output_final_state else 0
+    ck = output[len(OUTPUTS) + n_fin:]
+    ctx.save_for_backward(*xs_list, *ck)
+    ctx.meta = (opts, ckpt_every, cu_seqlens, bool(h0), output_final_state, [x.dtype for x in h0])
+
+
+def _backward(ctx, grads):
+    opts, ckpt_every, cu_seqlens, has_h0, output_final_state, h0_dtypes = ctx.meta
+    saved = ctx.saved_tensors
+    xs_list, ck_list = list(saved[: len(ARG_ORDER)]), list(saved[len(ARG_ORDER):])
+    values = dict(zip(ARG_ORDER, xs_list))
+    B, T, H, sz = _sizes(values)
+    N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    x0 = values[INPUTS[0][0]]
+    dys = [g if g is not None else x0.new_zeros((B, T, H, *(sz[d] for d in dims)))
+           for g, (_, dims, _) in zip(grads[: len(OUTPUTS)], OUTPUTS)]
+    dht = []
+    if output_final_state:
+        dht = [g if g is not None else x0.new_zeros(_state_shape(N, H, sz, dims),
+                                                    dtype=torch.complex64 if c else torch.float32)
+               for g, (_, dims, c) in zip(grads[len(OUTPUTS): len(OUTPUTS) + len(STATES)], STATES)]
+    res = _bwd_op(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens)
+    dxs, dh0 = res[: len(ARG_ORDER)], res[len(ARG_ORDER):]
+    dh0 = [g.to(dt) for g, dt in zip(dh0, h0_dtypes)] if has_h0 else []
+    # one entry per input, in the inputs' structure: torch flattens a non-empty float list to one leaf,
+    # but keeps an empty one as a list
+    return dxs, dh0, (None if opts else []), None, None, None, None
+
+
+def _register(name, impl, fake):
+    qual = f"recurgen::{name}"
+    try:  # a module imported twice (same spec, same version) reuses its ops: the code is identical
+        return torch.library.custom_op(qual, impl, mutates_args=())
+    except RuntimeError:
+        return getattr(torch.ops.recurgen, name).default
+
+
+_fwd_op = _register(f"{_OP}_fwd", _fwd_impl, _fwd_fake)
+_bwd_op = _register(f"{_OP}_bwd", _bwd_impl, _bwd_fake)
+if hasattr(_fwd_op, "register_fake"):
+    _fwd_op.register_fake(_fwd_fake)
+    _bwd_op.register_fake(_bwd_fake)
+    _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,9 +717,13 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
         ckpt = int(checkpoint_every or CHECKPOINT_EVERY)
         if ckpt < 1:
             raise ValueError(f"{SPEC_NAME}: `checkpoint_every` must be >= 1, got {ckpt}")
-        args = [values[n] for n in ARG_ORDER] + (list(h0) if h0 is not None else [])
-        res = FusedRecurrentGlaFunction.apply(opts, output_final_state, ckpt, seq, *args)
-    outs, finals = res[: len(OUTPUTS)], res[len(OUTPUTS):]
+        xs_list = [values[n] for n in ARG_ORDER]
+        save = torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
+        res = _fwd_op(xs_list, list(h0 or []), [opts[n] for n, _ in OPTIONS], output_final_state, save, ckpt,
+                      seq[0])
+    # the op also returns the checkpoints it saved for the backward pass: not part of the result
+    outs = res[: len(OUTPUTS)]
+    finals = res[len(OUTPUTS): len(OUTPUTS) + (len(STATES) if output_final_state else 0)]
     out = outs[0] if len(outs) == 1 else tuple(outs)
     if not output_final_state:
         return out, None
@@ -674,7 +752,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
             xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
             ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
             ys, ht, _ = fused_recurrent_gla_fwd(xs, ps, opts, states, True, False, CHECKPOINT_EVERY, sz, B, 1, H,
-                                           xs[INPUTS[0][0]].dtype, (None, B, 1))
+                                           xs[INPUTS[0][0]].dtype, (None, B))
             res = tuple(ys[n] for n, _, _ in OUTPUTS) + tuple(ht[n] for n, _, _ in STATES)
         for s, new in zip(states, res[len(OUTPUTS):]):
             s.copy_(new.to(s.dtype))
@@ -699,4 +777,4 @@ class Gla(torch.nn.Module):
         return fused_recurrent_gla(*args, **kwargs)
 
 
-__all__ = ['fused_recurrent_gla', "step", 'Gla', 'FusedRecurrentGlaFunction']
+__all__ = ['fused_recurrent_gla', "step", 'Gla']
