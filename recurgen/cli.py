@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
-from . import config
+from . import config, verify
 from .errors import InternalError, Severity, SpecError
 from .frontend import Source, load_source, resolve
 from .resources import bundled_spec_names
@@ -86,6 +86,30 @@ def _analyze(src: Source):  # type: ignore[no-untyped-def]  # -> (ir.Spec, warni
     return spec, warnings, analysis
 
 
+@dataclass
+class _Specs:
+    """The SPEC arguments of one command: each parsed and analysed; errors reported, the worst exit code kept."""
+
+    command: str
+    code: int = EXIT_OK
+
+    def each(self, names: Sequence[str]) -> Iterator[tuple[Source, Any, tuple[Any, ...], Any]]:
+        """(source, spec, warnings, analysis) of every spec that has no errors."""
+        for name in names:
+            try:
+                src = _source(name)
+                spec, warnings, analysis = _analyze(src)
+            except _Usage as e:
+                print(f"recurgen {self.command}: error: {e}", file=sys.stderr)
+                self.code = max(self.code, EXIT_USAGE)
+                continue
+            except SpecError as e:
+                print(e.render(), file=sys.stderr)
+                self.code = max(self.code, EXIT_SPEC)
+                continue
+            yield src, spec, warnings, analysis
+
+
 def _print_diagnostics(diags: Sequence[object], source: str, out: TextIO) -> None:
     for d in diags:
         print(d.render(source), file=out)  # type: ignore[attr-defined]
@@ -99,25 +123,14 @@ def _configure_check(p: argparse.ArgumentParser) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     from .analysis.report import summary
 
-    code = EXIT_OK
-    for name in args.specs:
-        try:
-            src = _source(name)
-            _, warnings, analysis = _analyze(src)
-        except _Usage as e:
-            print(f"recurgen check: error: {e}", file=sys.stderr)
-            code = max(code, EXIT_USAGE)
-            continue
-        except SpecError as e:
-            print(e.render(), file=sys.stderr)
-            code = max(code, EXIT_SPEC)
-            continue
+    specs = _Specs("check")
+    for src, _, warnings, analysis in specs.each(args.specs):
         diags = [*warnings, *analysis.diagnostics]
         _print_diagnostics(diags, src.text, sys.stderr)
         n = sum(d.severity is Severity.WARNING for d in diags)
         note = f", {n} warning{'s' if n != 1 else ''}" if n else ""
         print(f"{src.path}: ok ({summary(analysis)}{note})")
-    return code
+    return specs.code
 
 
 # --- explain -----------------------------------------------------------------------------------------
@@ -128,24 +141,13 @@ def _configure_explain(p: argparse.ArgumentParser) -> None:
 def _run_explain(args: argparse.Namespace) -> int:
     from .analysis.report import explain
 
-    code = EXIT_OK
+    specs = _Specs("explain")
     texts: list[str] = []
-    for name in args.specs:
-        try:
-            src = _source(name)
-            _, warnings, analysis = _analyze(src)
-        except _Usage as e:
-            print(f"recurgen explain: error: {e}", file=sys.stderr)
-            code = max(code, EXIT_USAGE)
-            continue
-        except SpecError as e:
-            print(e.render(), file=sys.stderr)
-            code = max(code, EXIT_SPEC)
-            continue
+    for src, _, warnings, analysis in specs.each(args.specs):
         _print_diagnostics(warnings, src.text, sys.stderr)
         texts.append(str(_stage("explain", src.path, lambda a=analysis, p=src.path: explain(a, p))))
     sys.stdout.write("\n".join(texts))
-    return code
+    return specs.code
 
 
 # --- list --------------------------------------------------------------------------------------------
@@ -180,19 +182,8 @@ def _run_compile(args: argparse.Namespace) -> int:
 
     from .codegen.render import render_module
 
-    code = EXIT_OK
-    for name in args.specs:
-        try:
-            src = _source(name)
-            spec, warnings, _ = _analyze(src)
-        except _Usage as e:
-            print(f"recurgen compile: error: {e}", file=sys.stderr)
-            code = max(code, EXIT_USAGE)
-            continue
-        except SpecError as e:
-            print(e.render(), file=sys.stderr)
-            code = max(code, EXIT_SPEC)
-            continue
+    specs = _Specs("compile")
+    for src, spec, warnings, _ in specs.each(args.specs):
         _print_diagnostics(warnings, src.text, sys.stderr)
         gen = _stage("render", src.path, lambda s=spec, x=src: render_module(s, x.sha256, x.path))
         if args.output is None:
@@ -207,7 +198,7 @@ def _run_compile(args: argparse.Namespace) -> int:
             raise _Usage(f"cannot write to `{out}`: {e.strerror or e}") from e
         lines = gen.source.count("\n")  # type: ignore[attr-defined]
         print(f"wrote {path} ({lines} lines: fused recurrent forward, backward and step kernels for `{spec.name}`)")
-    return code
+    return specs.code
 
 
 # --- inspect -----------------------------------------------------------------------------------------
@@ -264,6 +255,8 @@ COMMANDS: tuple[Command, ...] = (
             _configure_compile, _run_compile),
     Command("inspect", "compile every kernel for a GPU arch without a GPU; registers, spills, shared memory",
             _configure_inspect, _run_inspect),
+    Command("verify", "property-test every generated kernel of a spec against its float64 oracle",
+            verify.configure, verify.main),
 )
 
 

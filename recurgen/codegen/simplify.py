@@ -23,65 +23,47 @@ def _operator(m: Expr) -> bool:
     return isinstance(m, Apply) and len(m.ty.dims) == 2 and not uses(m, _STATES)
 
 
-def _left(m: Expr, x: Expr) -> Expr | None:
-    """`m @ x` without forming `m`, when m is structured; None when no rewrite applies."""
+def _apply(m: Expr, x: Expr, left: bool) -> Expr | None:
+    """`m @ x` (left) or `x @ m` without forming `m`, when m is structured; None when no rewrite applies."""
     if not _operator(m):
         return None
     assert isinstance(m, Apply)
+
+    def mm(a: Expr) -> Expr:  # the same product with `a` in m's place
+        return matmul(a, x) if left else matmul(x, a)
+
     op = m.op
     if op is Op.EYE:
         return x
     if op in (Op.ADD, Op.SUB) and all(len(a.ty.dims) == 2 for a in m.args):
-        lhs, rhs = (matmul(a, x) for a in m.args)
+        lhs, rhs = (mm(a) for a in m.args)
         return b.add(lhs, rhs) if op is Op.ADD else b.sub(lhs, rhs)
     if op is Op.NEG:
-        return b.neg(matmul(m.args[0], x))
+        return b.neg(mm(m.args[0]))
     if op is Op.MUL:
         c, mat = m.args
         if c.ty.dims:
             c, mat = mat, c
         if not c.ty.dims and len(mat.ty.dims) == 2:
-            return b.mul(c, matmul(mat, x))
+            return b.mul(c, mm(mat))
     if op is Op.DIAG and _unique(x.ty.dims):
-        return b.mul(m.args[0], x)  # named broadcast scales x along its first dim
+        # named broadcast scales x along its first (left) or last (right) dim
+        return b.mul(m.args[0], x) if left else b.mul(x, m.args[0])
     if op is Op.OUTER:
-        return b.outer(m.args[0], matmul(m.args[1], x)) if len(x.ty.dims) == 2 else \
-            b.mul(m.args[0], matmul(m.args[1], x))
-    return None
-
-
-def _right(x: Expr, m: Expr) -> Expr | None:
-    """`x @ m` without forming `m`."""
-    if not _operator(m):
-        return None
-    assert isinstance(m, Apply)
-    op = m.op
-    if op is Op.EYE:
-        return x
-    if op in (Op.ADD, Op.SUB) and all(len(a.ty.dims) == 2 for a in m.args):
-        lhs, rhs = (matmul(x, a) for a in m.args)
-        return b.add(lhs, rhs) if op is Op.ADD else b.sub(lhs, rhs)
-    if op is Op.NEG:
-        return b.neg(matmul(x, m.args[0]))
-    if op is Op.MUL:
-        c, mat = m.args
-        if c.ty.dims:
-            c, mat = mat, c
-        if not c.ty.dims and len(mat.ty.dims) == 2:
-            return b.mul(c, matmul(x, mat))
-    if op is Op.DIAG and _unique(x.ty.dims):
-        return b.mul(x, m.args[0])  # named broadcast scales x along its last dim
-    if op is Op.OUTER:
-        return b.outer(matmul(x, m.args[0]), m.args[1]) if len(x.ty.dims) == 2 else \
-            b.mul(matmul(x, m.args[0]), m.args[1])
+        u, w = m.args
+        if left:  # (u wᵀ) x = u (wᵀ x)
+            inner = matmul(w, x)
+            return b.outer(u, inner) if len(x.ty.dims) == 2 else b.mul(u, inner)
+        inner = matmul(x, u)  # x (u wᵀ) = (x u) wᵀ
+        return b.outer(inner, w) if len(x.ty.dims) == 2 else b.mul(inner, w)
     return None
 
 
 def matmul(a: Expr, c: Expr) -> Expr:
     """`a @ c`, distributed through structured matrices where that avoids forming them."""
-    out = _left(a, c)
+    out = _apply(a, c, left=True)
     if out is None:
-        out = _right(a, c)
+        out = _apply(c, a, left=False)
     return out if out is not None else b.matmul(a, c)
 
 
