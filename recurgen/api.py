@@ -101,12 +101,33 @@ def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state
                 options[key] = float(value)
         else:
             raise TypeError(f"{spec.name}: unexpected argument `{key}`")
+    tensors = _ungroup(spec, tensors)
     if cu_seqlens is None:
         outs, finals = oracle.run(spec, tensors, options=options, initial_state=initial_state)
     else:
         outs, finals = _run_packed(spec, tensors, options, initial_state, cu_seqlens)
     o = _single(outs)
     return o, (_single(finals) if output_final_state else None)
+
+
+def _ungroup(spec: ir.Spec, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Grouped heads (an argument with fewer heads than the largest, dividing it) repeated to full heads."""
+    inputs = {t.name for t in spec.inputs}
+
+    def heads(n: str) -> int:  # 0: not a tensor of the expected rank (the oracle will say so)
+        x = tensors[n]
+        axis = 2 if n in inputs else 0
+        return int(x.shape[axis]) if x.dim() > axis else 0
+
+    counts = [heads(n) for n in spec.arg_order if n in tensors and isinstance(tensors[n], torch.Tensor)]
+    H = max(counts, default=0)
+    out = dict(tensors)
+    for t in (*spec.inputs, *spec.params):
+        x = tensors.get(t.name)
+        h = heads(t.name) if isinstance(x, torch.Tensor) else 0
+        if isinstance(x, torch.Tensor) and 0 < h < H and H % h == 0:
+            out[t.name] = x.repeat_interleave(H // h, dim=2 if t in spec.inputs else 0)
+    return out
 
 
 def _run_packed(spec: ir.Spec, tensors: dict[str, torch.Tensor], options: dict[str, float], initial_state: Any,

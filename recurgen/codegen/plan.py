@@ -182,6 +182,11 @@ def _store(ptr: str, row: str, dims: tuple[str, ...], vals: tuple[str, ...]) -> 
             for c, v in enumerate(vals)]
 
 
+def _input_row(name: str) -> str:
+    """The row of input `name` at token t: it may have fewer heads than the state (grouped heads)."""
+    return f"(i_t * H_{name} + i_h // (H // H_{name}))"
+
+
 def _names(base: str, cplx: bool) -> tuple[str, ...]:
     return (f"{base}_re", f"{base}_im") if cplx else (base,)
 
@@ -245,7 +250,9 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     param_loads = []
     for p in spec.params:
         leaves[Var(p.name, Kind.PARAM, p.ty)] = f"b_{p.name}"
-        param_loads.append(f"b_{p.name} = {_load(f'p_{p.name}', 'i_h', p.ty.dims, False)[0]}")
+        # grouped heads: a tensor with fewer heads serves H // H_x consecutive heads of the state
+        row = f"(i_h // (H // H_{p.name}))"
+        param_loads.append(f"b_{p.name} = {_load(f'p_{p.name}', row, p.ty.dims, False)[0]}")
     for o in spec.options:
         leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
     const_printer_leaves = dict(leaves)
@@ -260,13 +267,13 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
                          for n in _nodes([e for _, e in step.new_states] + [e for _, e in step.outputs]))
         if whole_used or not slices:
             leaves[Var(i.name, Kind.INPUT, i.ty)] = f"b_{i.name}"
-            input_loads.append(f"b_{i.name} = {_load(f'x_{i.name}', 'i_tok', i.ty.dims, False)[0]}")
+            input_loads.append(f"b_{i.name} = {_load(f'x_{i.name}', _input_row(i.name), i.ty.dims, False)[0]}")
         for j in slices:
             sub = i.ty.dims[1:]
             node = Apply(Op.INDEX, (Var(i.name, Kind.INPUT, i.ty), ir.Const(float(j))), ir.Type(sub), str(j))
             leaves[node] = f"b_{i.name}_{j}"
-            input_loads.append(f"b_{i.name}_{j} = "
-                               f"{_load(f'x_{i.name}', 'i_tok', sub, False, f'{j} * {numel(sub)}', i.ty.dims)[0]}")
+            load = _load(f"x_{i.name}", _input_row(i.name), sub, False, f"{j} * {numel(sub)}", i.ty.dims)[0]
+            input_loads.append(f"b_{i.name}_{j} = {load}")
 
     state_names = {s.name: _names(f"b_{s.name}", s.ty.complex) for s in spec.states}
     for s in spec.states:
@@ -429,6 +436,7 @@ def _adjoint_code(spec: ir.Spec, adj: Adjoint, bp: TritonPrinter, dstate_names: 
             extra = f"{leaf.attr} * {numel(dims)}"
         v = bp.value(g)
         tile = _tile_of(v, dims, False, g.ty.dims)[0]
+        # gradients are written with the full head count; the host sums grouped heads (and tiles)
         row = "i_tok" if name in tiled_inputs or split is None else "(i_v * NTOK + i_tok)"
         offs, m = global_offsets(dims), mask(dims)
         base_off = f"{row} * {numel(leaf.args[0].ty.dims if isinstance(leaf, Apply) else dims)}"

@@ -115,7 +115,9 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
     ins = [(f"x_{i.name}", f"xs[{i.name!r}]") for i in plan.inputs]
     prs = [(f"p_{p.name}", f"ps[{p.name!r}]") for p in plan.params]
     opts = [(f"opt_{o}", f"opts[{o!r}]") for o in plan.options]
-    sizes = [("cu_seqlens", "cu"), ("T", "T"), ("H", "H"), *((d, f"sz[{d!r}]") for d in plan.dims), ("NV", "NV")]
+    heads = [(f"H_{t.name}", f"hs[{t.name!r}]") for t in (*plan.inputs, *plan.params)]
+    sizes = [("cu_seqlens", "cu"), ("T", "T"), ("H", "H"), *heads, *((d, f"sz[{d!r}]") for d in plan.dims),
+             ("NV", "NV")]
     blocks = [(f"B{d}", f"blocks[{d!r}]") for d in plan.dims]
     fwd = [*ins, *prs, *((f"y_{o.name}", f"ys[{o.name!r}]") for o in plan.outputs),
            *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),

@@ -78,7 +78,8 @@ def _gla_inputs(B: int = 1, T: int = 3, H: int = 2, K: int = 4, V: int = 3) -> l
 
 @pytest.mark.parametrize(("index", "bad", "message"), [
     (3, torch.randn(1, 3, 2), "`g` must have shape [B, T, H, K]"),
-    (2, torch.randn(1, 3, 3, 3), "`v` must have shape [B, T, H, V] with B=1, T=3, H=2"),
+    (2, torch.randn(1, 3, 3, 3), "`q` has H=2 heads but `v` has H=3"),
+    (2, torch.randn(1, 4, 2, 3), "`v` must have shape [B, T, H, V] with B=1, T=3"),
     (1, torch.randn(1, 3, 2, 5), "`k` has K=5 but K=4 from `q`"),
     (0, torch.randint(0, 3, (1, 3, 2, 4)), "`q` has dtype torch.int64"),
 ])

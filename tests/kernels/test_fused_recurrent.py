@@ -201,3 +201,33 @@ def test_bad_cu_seqlens_raise(cu: list[int], message: str) -> None:
         gla(*[torch.cat([x, x]) for x in xs], cu_seqlens=torch.tensor([0, 4]))
     with pytest.raises(ValueError, match="1-D int32/int64"):
         gla(*xs, cu_seqlens=torch.tensor([0.0, 4.0]))
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize(("name", "grouped"), [
+    ("gated_delta_rule", ("q", "k")),  # grouped values, as flash-linear-attention's GVA: v, g, beta per value head
+    ("gla", ("k", "g")),
+    ("rwkv6", ("u",)),  # a grouped param
+])
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_grouped_heads_match_oracle(name: str, grouped: tuple[str, ...], backend: str) -> None:
+    rec = recurgen.load(name)
+    spec = rec.spec
+    H, G = 4, 2
+    xs = random_inputs(spec, 2, 5, H, {"K": 5, "V": 3}, torch.float32, 7)
+    params = {p.name for p in spec.params}
+    # keep every G-th head of the grouped tensors: the state's head h reads their head h // G
+    xs = {n: (x[::G] if n in params else x[:, :, ::G]) if n in grouped else x for n, x in xs.items()}
+    h0 = random_state(spec, 2, H, {"K": 5, "V": 3}, torch.float32, 7)
+    a = {n: x.clone().requires_grad_() for n, x in xs.items()}
+    o, s = rec(*a.values(), initial_state=h0, output_final_state=True, checkpoint_every=2, backend=backend)
+    r = {n: x.double().requires_grad_() for n, x in xs.items()}
+    ro, rs = recurgen.reference(spec, *r.values(), initial_state=[h.double() for h in h0], output_final_state=True)
+    _close(f"{name}: grouped output", o, ro, TOL[torch.float32])
+    _close(f"{name}: grouped state", s, rs, TOL[torch.float32])
+    (o.double() * ro.detach()).sum().backward()
+    (ro * ro.detach()).sum().backward()
+    for n in a:
+        assert a[n].grad is not None, n
+        assert a[n].grad.shape == xs[n].shape, n
+        _close(f"{name}: grouped d{n}", a[n].grad, r[n].grad, TOL[torch.float32])

@@ -69,6 +69,10 @@ def gla_fused_recurrent_fwd_kernel(
     cu_seqlens,
     T,
     H,
+    H_q,
+    H_k,
+    H_v,
+    H_g,
     K,
     V,
     NV,
@@ -106,15 +110,16 @@ def gla_fused_recurrent_fwd_kernel(
     if USE_INITIAL_STATE:
         b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
     for t in range(0, T_seq):
-        i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
+        i_t = bos + t
+        i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
         if SAVE_CKPT:
             if t % CKPT == 0:
                 # the state before each segment of CKPT tokens, for the backward pass
                 tl.store(ck_S + ((i_slot + t // CKPT) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ck_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
-        b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_v = tl.load(x_v + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-        b_g = tl.load(x_g + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_t0 = tl.exp(b_g)  # [K]
         b_t1 = b_t0[:, None] * b_S  # [K, V]
         b_t2 = b_k[:, None] * b_v[None, :]  # [K, V]
@@ -149,6 +154,10 @@ def gla_fused_recurrent_bwd_kernel(
     cu_seqlens,
     T,
     H,
+    H_q,
+    H_k,
+    H_v,
+    H_g,
     K,
     V,
     NV,
@@ -193,12 +202,13 @@ def gla_fused_recurrent_bwd_kernel(
         b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
         for s in range(0, n_s):
             t = t0 + s
-            i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
+            i_t = bos + t
+            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
             tl.store(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :], b_S)
-            b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
             b_r0 = tl.exp(b_g)  # [K]
             b_r1 = b_r0[:, None] * b_S  # [K, V]
             b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
@@ -208,12 +218,13 @@ def gla_fused_recurrent_bwd_kernel(
         # ... then run the adjoint step backwards through it
         for s in range(n_s - 1, -1, -1):
             t = t0 + s
-            i_tok = (bos + t) * H + i_h  # row of token t in [B, T, H, ...]
+            i_t = bos + t
+            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
             b_S = tl.load(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :])
-            b_q = tl.load(x_q + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
             b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
             b_g0 = b_do * opt_scale  # [V]
             b_g1 = b_q[:, None] * b_g0[None, :]  # [K, V]
@@ -260,17 +271,22 @@ def _fmt(names):
 
 
 def _sizes(tensors):
-    """B, T, H and every dim, read from the arguments; ValueError naming the argument otherwise."""
+    """B, T, H and every dim, read from the arguments; ValueError naming the argument otherwise.
+
+    H is the largest head count; a tensor may have fewer heads that divide it (grouped heads, as in
+    GQA / grouped-value Gated DeltaNet): its head h serves heads h*G ... h*G + G-1, G = H // its heads.
+    """
     first, first_dims = INPUTS[0][0], INPUTS[0][1]
     x0 = tensors[first]
     if not isinstance(x0, torch.Tensor) or x0.dim() != 3 + len(first_dims):
         got = list(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
         raise ValueError(f"{SPEC_NAME}: `{first}` must have shape {_fmt(['B', 'T', 'H', *first_dims])}, got {got}")
-    B, T, H = (int(s) for s in x0.shape[:3])
+    B, T = (int(s) for s in x0.shape[:2])
     sz = dict(FIXED_DIMS)
     origin = {d: "the spec" for d in FIXED_DIMS}
     dtype, device = x0.dtype, x0.device
-    for table, lead, names in ((INPUTS, (B, T, H), ("B", "T", "H")), (PARAMS, (H,), ("H",))):
+    heads = {}
+    for table, lead, names in ((INPUTS, (B, T), ("B", "T", "H")), (PARAMS, (), ("H",))):
         for name, dims, _ in table:
             x = tensors[name]
             want = [*names, *dims]
@@ -279,9 +295,10 @@ def _sizes(tensors):
                                  f"got {type(x).__name__}")
             if x.dim() != len(want) or tuple(x.shape[: len(lead)]) != lead:
                 known = ", ".join(f"{n}={v}" for n, v in zip(names, lead))
-                raise ValueError(f"{SPEC_NAME}: `{name}` must have shape {_fmt(want)} with {known} (from "
-                                 f"`{first}`), got {list(x.shape)}")
-            for d, s in zip(dims, x.shape[len(lead):]):
+                raise ValueError(f"{SPEC_NAME}: `{name}` must have shape {_fmt(want)}"
+                                 + (f" with {known} (from `{first}`)" if known else "") + f", got {list(x.shape)}")
+            heads[name] = int(x.shape[len(lead)])
+            for d, s in zip(dims, x.shape[len(lead) + 1:]):
                 if d in sz and sz[d] != s:
                     raise ValueError(f"{SPEC_NAME}: `{name}` has {d}={s} but {d}={sz[d]} from {origin[d]}")
                 sz.setdefault(d, int(s))
@@ -290,7 +307,28 @@ def _sizes(tensors):
                 raise ValueError(f"{SPEC_NAME}: `{name}` is on {x.device} but `{first}` is on {device}")
             if x.dtype not in _FLOAT_DTYPES:
                 raise ValueError(f"{SPEC_NAME}: `{name}` has dtype {x.dtype}; expected float32, float16 or bfloat16")
+    most = max(heads, key=lambda n: heads[n])
+    H = heads[most]
+    for name, h in heads.items():
+        if h < 1 or H % h:
+            raise ValueError(f"{SPEC_NAME}: `{name}` has H={h} heads but `{most}` has H={H}: an argument may have "
+                             "fewer heads than the largest only if its count divides it (grouped heads)")
     return B, T, H, sz
+
+
+def _heads(values):
+    """Each argument's own head count (H // it is its group size)."""
+    return {n: int(values[n].shape[2]) for n, _, _ in INPUTS} | {n: int(values[n].shape[0]) for n, _, _ in PARAMS}
+
+
+def _ungroup(values, H):
+    """Repeat grouped heads to H (the torch path and the oracle work head by head)."""
+    out = dict(values)
+    for n, _, _ in INPUTS:
+        out[n] = values[n].repeat_interleave(H // values[n].shape[2], dim=2)
+    for n, _, _ in PARAMS:
+        out[n] = values[n].repeat_interleave(H // values[n].shape[0], dim=0)
+    return out
 
 
 def _seqlens(cu_seqlens, B, T, device):
@@ -379,6 +417,7 @@ def _real_view(x):
 
 def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
     cu, N = seq  # N sequences: batch rows, or cu_seqlens slices of the one packed row
+    hs = _heads({**xs, **ps})
     blocks, NV = _blocks(sz, STATE_TILE_BUDGET)
     device = xs[INPUTS[0][0]].device
     ys = {name: torch.empty(B, T, H, *(sz[d] for d in dims), dtype=out_dtype, device=device)
@@ -408,6 +447,10 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
             cu,
             T,
             H,
+            hs['q'],
+            hs['k'],
+            hs['v'],
+            hs['g'],
             sz['K'],
             sz['V'],
             NV,
@@ -427,13 +470,14 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
     cu, N = seq
+    hs = _heads({**xs, **ps})
     blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
-    dx = {name: torch.zeros((1 if name in tiled_inputs else NV,) + tuple(xs[name].shape), dtype=torch.float32,
-                            device=device) for name in ('q', 'g', 'k', 'v')}
-    dp = {name: torch.zeros((NV, N) + tuple(ps[name].shape), dtype=torch.float32, device=device)
+    dx = {name: torch.zeros((1 if name in tiled_inputs else NV, B, T, H) + tuple(xs[name].shape[3:]),
+                            dtype=torch.float32, device=device) for name in ('q', 'g', 'k', 'v')}
+    dp = {name: torch.zeros((NV, N, H) + tuple(ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
     dh0 = {name: torch.zeros((NV,) + _state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
                              device=device) for name, dims, c in STATES}
@@ -470,6 +514,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             cu,
             T,
             H,
+            hs['q'],
+            hs['k'],
+            hs['v'],
+            hs['g'],
             sz['K'],
             sz['V'],
             NV,
@@ -483,8 +531,9 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             USE_INITIAL_STATE=h0,
             USE_FINAL_STATE_GRADIENT=use_final,
         )
-    grads_x = {name: g.sum(0) for name, g in dx.items()}
-    grads_p = {name: g.sum((0, 1)) for name, g in dp.items()}
+    # sum the tiles' partial gradients, then the heads of each group
+    grads_x = {name: g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
+    grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
     grads_h0 = {name: g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
@@ -653,6 +702,7 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
         finals = tuple(torch.cat([p[len(OUTPUTS) + j] for p in parts], dim=0) for j in range(len(STATES)))
         return ys + (finals if output_final_state else ())
     B, T, H, sz = _sizes(values)
+    values = _ungroup(values, H)
     dt = torch.float32 if values[INPUTS[0][0]].dtype != torch.float64 else torch.float64
     device = values[INPUTS[0][0]].device
     xs = {n: values[n].to(dt) for n, _, _ in INPUTS}
