@@ -72,7 +72,11 @@ _GENERATED_NAMES = {
     "recurgen": "a module the generated code imports",
     **dict.fromkeys(("self", "cls", "ctx", "grad", "dtype", "device", "mode", "final_state"),
                     "a name in the generated code"),
-    **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state"), "an argument of the generated public call"),
+    **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state", "backend", "checkpoint_every"),
+                    "an argument of the generated public call"),
+    **dict.fromkeys(("INPUTS", "PARAMS", "STATES", "OUTPUTS", "OPTIONS", "ARG_ORDER", "FIXED_DIMS", "TILED_DIM",
+                     "SPEC_NAME", "SPEC_SHA256", "RECURGEN_VERSION", "F", "hashlib", "os", "Optional"),
+                    "a module-level name of the generated code"),
 }
 RESERVED = frozenset({*FUNCTIONS, *_LANGUAGE_NAMES, *_GENERATED_NAMES}) | frozenset(keyword.kwlist) \
     | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

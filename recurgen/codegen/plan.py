@@ -21,7 +21,7 @@ from ..ir import Apply, Expr, Kind, Op, Var
 from .step import Adjoint, Step, build_adjoint, build_step, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
-STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program: 16 KiB, no spills at 4 warps
+STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program: 8 KiB (4096 spills for rwkv6 at K = V = 128)
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
 # More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
 # measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).

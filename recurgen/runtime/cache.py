@@ -31,7 +31,6 @@ def _digest(data: bytes) -> str:
 
 
 def _writable_root() -> Path:
-    global _fallback_dir
     root = config.cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -39,11 +38,17 @@ def _writable_root() -> Path:
         probe.close()
         return root
     except OSError as err:
-        if _fallback_dir is None:
-            _fallback_dir = Path(tempfile.mkdtemp(prefix="recurgen-"))
-            warnings.warn(f"recurgen: cache directory {root} is not writable ({err.strerror}); "
-                          f"using {_fallback_dir} for this process (set RECURGEN_CACHE_DIR)", stacklevel=3)
-        return _fallback_dir
+        return _private_root(root, err)
+
+
+def _private_root(root: Path, err: OSError) -> Path:
+    """A temporary directory for this process, announced once with the reason the cache could not be used."""
+    global _fallback_dir
+    if _fallback_dir is None:
+        _fallback_dir = Path(tempfile.mkdtemp(prefix="recurgen-"))
+        warnings.warn(f"recurgen: cache directory {root} is not writable ({err.strerror or err}); "
+                      f"using {_fallback_dir} for this process (set RECURGEN_CACHE_DIR)", stacklevel=4)
+    return _fallback_dir
 
 
 def _key(gen: GeneratedModule) -> str:
@@ -87,9 +92,14 @@ def load(gen: GeneratedModule) -> ModuleType:
     with _lock:
         if gen.fingerprint in _loaded:
             return _loaded[gen.fingerprint]
-        path = write(gen)
-        if _digest(path.read_bytes()) != gen.fingerprint:  # lost a race with a tamperer: write again
+        try:
             path = write(gen)
+        except OSError as err:
+            # The probe in `_writable_root` passed but the write did not (a read-only remount, a full disk, a
+            # quota): compiling still works from a private directory, as for an unwritable root.
+            path = write(gen, _private_root(config.cache_dir(), err))
+        if _digest(path.read_bytes()) != gen.fingerprint:  # lost a race with a tamperer: write again
+            path = write(gen, path.parent.parent)
         name = f"recurgen_generated.{gen.spec_name}_{gen.fingerprint[:16]}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:

@@ -1,0 +1,1 @@
+"""Benchmark and measurement scripts, run as modules: `python -m benchmarks.<name>`."""

@@ -1,0 +1,168 @@
+"""`python -m benchmarks`: measure, then write every table and plot under benchmarks/results/.
+
+    python -m benchmarks                      # everything (about an hour on 2 idle cores; traffic dominates)
+    python -m benchmarks --quick              # fewer specs and sizes: a smoke run of every part
+    python -m benchmarks --parts traffic,fla,report --specs gla   # re-measure one spec, re-render
+    python -m benchmarks --parts report       # re-render tables and plots from the stored data
+
+Each measuring part stores its raw data in results/data/<part>.json (traffic and fla: saved after every spec,
+and specs not re-measured keep their stored counts); the report is rendered from whatever data is there,
+so parts can be re-run independently.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Counting needs Triton's interpreter, which must be chosen before triton is first imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import argparse
+import json
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import common
+
+PARTS = ("traffic", "fla", "wallclock", "compile", "scaling", "report")
+QUICK_SPECS = ("gla", "delta_rule", "hgrn")
+PLOT_SPECS = ("gla", "delta_rule", "hgrn")  # the three specs of the traffic-vs-T plot (all also in fla)
+SCALING_SPECS = ("gla", "delta_rule")
+FLA_SPECS = ("gla", "simple_gla", "retention", "linear_attn", "delta_rule", "gated_delta_rule", "hgrn", "rwkv6")
+SCALING_KV = (32, 64, 128, 256)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _stored(data_dir: Path, part: str) -> dict[str, Any]:
+    path = data_dir / f"{part}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(data_dir: Path, part: str, data: Any) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / f"{part}.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def _measure_all(runner: Any, specs: list[str], ts: tuple[int, ...], dims: Any,
+                 progress: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    from . import traffic
+
+    out: dict[str, Any] = {"fits": {}, "errors": {}, "dims": {}, "small_T": list(ts)}
+    if previous and previous.get("small_T") == list(ts):
+        # keep what an earlier run measured for the specs this run does not re-measure
+        for key in ("fits", "errors", "dims"):
+            out[key] = {n: v for n, v in previous.get(key, {}).items() if n not in specs}
+    # the models fla also has first: on a busy machine the comparison is the most useful partial result
+    for name in sorted(specs, key=lambda n: (n not in PLOT_SPECS, n not in FLA_SPECS, n)):
+        sz = dims(name)
+        t0 = time.perf_counter()
+        try:
+            out["fits"][name] = traffic.to_json(traffic.measure(runner, name, sz, ts))
+            out["dims"][name] = sz
+        except Exception as e:  # one spec failing must not lose the others: recorded in the report
+            out["errors"][name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            traceback.print_exc()
+        _log(f"  {name}: {time.perf_counter() - t0:.1f} s")
+        if progress is not None:
+            progress(out)  # save after every spec: a long run interrupted keeps what it measured
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    ap.add_argument("--quick", action="store_true", help="three specs, two sequence lengths, small sweeps")
+    ap.add_argument("--specs", default=None, help="comma-separated specs (default: all bundled; --quick: "
+                                                  f"{', '.join(QUICK_SPECS)})")
+    ap.add_argument("--out", type=Path, default=common.RESULTS, help="results directory")
+    args = ap.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    specs = args.specs.split(",") if args.specs else list(QUICK_SPECS) if args.quick else common.all_specs()
+    data_dir = args.out / "data"
+    warnings.filterwarnings("ignore", message=".*Triton is not supported on current platform.*")
+
+    import recurgen
+
+    from . import traffic
+
+    def dims(name: str) -> dict[str, int]:
+        return common.spec_dims(recurgen.load(name).spec)
+
+    ts = traffic.QUICK_T if args.quick else traffic.SMALL_T
+    if "traffic" in parts:
+        _log(f"traffic: recurgen recurrent mode, {len(specs)} specs, T={ts}")
+        data: dict[str, Any] = {"modes": {}, "environment": common.environment(), "quick": args.quick}
+        for mode in traffic.MODES.values():
+            if mode.run is None:
+                data["modes"][mode.name] = {"note": mode.note}
+                continue
+
+            def progress(partial: dict[str, Any], mode: str = mode.name) -> None:
+                data["modes"][mode] = partial
+                _save(data_dir, "traffic", data)
+
+            before = _stored(data_dir, "traffic").get("modes", {}).get(mode.name)
+            data["modes"][mode.name] = _measure_all(mode.run, specs, ts, dims, progress, before)
+        _save(data_dir, "traffic", data)
+    if "fla" in parts:
+        from . import peers
+
+        ok, why = peers.available()
+        fdata: dict[str, Any] = {"available": ok, "why": why, "environment": common.environment()}
+        if ok:
+            names = [n for n in specs if n in peers.adapters()]
+            _log(f"fla: fused recurrent kernels, {names}")
+
+            def fla_progress(partial: dict[str, Any]) -> None:
+                fdata["recurrent"] = partial
+                _save(data_dir, "fla", fdata)
+
+            before = _stored(data_dir, "fla").get("recurrent")
+            fdata["recurrent"] = _measure_all(peers.run_fla_recurrent, names, ts, dims, fla_progress, before)
+        _save(data_dir, "fla", fdata)
+    if "wallclock" in parts:
+        from . import wallclock
+
+        wspecs = tuple(n for n in wallclock.WALL_SPECS if n in specs) or wallclock.WALL_SPECS[:1]
+        wts = wallclock.QUICK_T if args.quick else wallclock.WALL_T
+        _log(f"wallclock: {wspecs}, T={wts}")
+        _save(data_dir, "wallclock", wallclock.run(wspecs, wts))
+    if "compile" in parts:
+        from . import compile_time
+
+        _log("compile: cold/warm times and the sm_90 resource table")
+        _save(data_dir, "compile", {"times": compile_time.compile_times(specs),
+                                    "inspect": compile_time.inspect_table(specs)})
+    if "scaling" in parts:
+        kvs = SCALING_KV[:3] if args.quick else SCALING_KV
+        sspecs = [n for n in SCALING_SPECS if n in specs] or list(SCALING_SPECS[:1])
+        _log(f"scaling: K=V in {kvs} for {sspecs}")
+        out: dict[str, Any] = {}
+        for kv in kvs:
+            out[str(kv)] = _measure_all(
+                traffic.run_recurgen_recurrent, sspecs, ts,
+                lambda n, kv=kv: common.spec_dims(recurgen.load(n).spec, kv))
+        _save(data_dir, "scaling", out)
+    if "report" in parts:
+        from . import report
+
+        _log("report")
+        written = report.write(args.out)
+        for p in written:
+            _log(f"  wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

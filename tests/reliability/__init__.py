@@ -1,0 +1,1 @@
+"""Reliability: hostile specs and inputs, the compile cache under concurrency and damage, numerics."""
