@@ -112,32 +112,28 @@ def choose_split(spec: ir.Spec, step: Step) -> str | None:
 
 
 # --- code fragments -------------------------------------------------------------------------------
-def global_offsets(dims: tuple[str, ...]) -> str:
-    """Offsets of a tile inside one contiguous row of shape `dims` (runtime sizes)."""
+def _offsets(dims: tuple[str, ...], index: str, size: str) -> str:
+    """Row-major offsets of a tile: `index` names each dim's offsets, `size` its extent (both formats)."""
     if not dims:
         return "0"
     n = len(dims)
     terms = []
     for i, d in enumerate(dims):
         idx = ", ".join(":" if j == i else "None" for j in range(n))
-        o = f"o_{d}[{idx}]" if n > 1 else f"o_{d}"
-        stride = " * ".join(dims[i + 1:])
+        o = f"{index.format(d)}[{idx}]" if n > 1 else index.format(d)
+        stride = " * ".join(size.format(x) for x in dims[i + 1:])
         terms.append(f"{o} * {stride}" if stride else o)
     return " + ".join(terms)
+
+
+def global_offsets(dims: tuple[str, ...]) -> str:
+    """Offsets of a tile inside one contiguous row of shape `dims` (runtime sizes)."""
+    return _offsets(dims, "o_{}", "{}")
 
 
 def block_offsets(dims: tuple[str, ...]) -> str:
     """Offsets of a tile in a compact block-shaped buffer (no masks needed)."""
-    if not dims:
-        return "0"
-    n = len(dims)
-    terms = []
-    for i, d in enumerate(dims):
-        idx = ", ".join(":" if j == i else "None" for j in range(n))
-        o = f"l_{d}[{idx}]" if n > 1 else f"l_{d}"
-        stride = " * ".join(f"B{x}" for x in dims[i + 1:])
-        terms.append(f"{o} * {stride}" if stride else o)
-    return " + ".join(terms)
+    return _offsets(dims, "l_{}", "B{}")
 
 
 def numel(dims: tuple[str, ...]) -> str:
