@@ -100,12 +100,17 @@ def load(gen: GeneratedModule) -> ModuleType:
             path = write(gen, _private_root(config.cache_dir(), err))
         if _digest(path.read_bytes()) != gen.fingerprint:  # lost a race with a tamperer: write again
             path = write(gen, path.parent.parent)
-        name = f"recurgen_generated.{gen.spec_name}_{gen.fingerprint[:16]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import generated module {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        module = import_file(f"recurgen_generated.{gen.spec_name}_{gen.fingerprint[:16]}", path)
         _loaded[gen.fingerprint] = module
         return module
+
+
+def import_file(name: str, path: Path) -> ModuleType:
+    """Import a Python file as module `name` (Triton's `@jit` needs its source on disk, not `exec`)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import generated module {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

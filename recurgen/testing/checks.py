@@ -393,12 +393,11 @@ def load_module_file(spec: str | Path | ir.Spec, path: str | Path) -> Any:
     Warns:
         UserWarning: the module was generated from another version of the spec (its SPEC_SHA256 differs).
     """
-    import importlib.util
-    import sys
     import warnings
 
     from recurgen.api import Recurrence
     from recurgen.frontend import Source, load_source, resolve
+    from recurgen.runtime.cache import import_file
 
     path = Path(path)
     if isinstance(spec, ir.Spec):
@@ -409,13 +408,7 @@ def load_module_file(spec: str | Path | ir.Spec, path: str | Path) -> Any:
     declared = re.search(r"^SPEC_NAME = ['\"](\w+)['\"]", path.read_text(encoding="utf-8"), re.MULTILINE)
     if declared is not None and declared.group(1) != ir_spec.name:  # before importing: its ops would register
         raise ValueError(f"{path} was generated for spec `{declared.group(1)}`, not `{ir_spec.name}`")
-    name = f"recurgen_verify_module.{ir_spec.name}_{abs(hash(str(path.resolve()))):x}"
-    mspec = importlib.util.spec_from_file_location(name, path)
-    if mspec is None or mspec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(mspec)
-    sys.modules[name] = module
-    mspec.loader.exec_module(module)
+    module = import_file(f"recurgen_verify_module.{ir_spec.name}_{abs(hash(str(path.resolve()))):x}", path)
     got = getattr(module, "SPEC_NAME", None)
     if got != ir_spec.name:
         raise ValueError(f"{path} was generated for spec `{got}`, not `{ir_spec.name}`")
