@@ -4,9 +4,10 @@
     python -m benchmarks --quick              # fewer specs and sizes: a smoke run of every part
     python -m benchmarks --parts traffic,fla,report --specs gla   # re-measure one spec, re-render
     python -m benchmarks --parts report       # re-render tables and plots from the stored data
+    python -m benchmarks --parts traffic,fla --modes chunk --specs gla   # one mode only (recurrent, chunk)
 
 Each measuring part stores its raw data in results/data/<part>.json (traffic and fla: saved after every spec,
-and specs not re-measured keep their stored counts); the report is rendered from whatever data is there,
+and specs and modes not re-measured keep their stored counts); the report is rendered from whatever data is there,
 so parts can be re-run independently.
 """
 
@@ -30,7 +31,7 @@ from . import common
 
 PARTS = ("traffic", "fla", "wallclock", "compile", "scaling", "report")
 QUICK_SPECS = ("gla", "delta_rule", "hgrn")
-PLOT_SPECS = ("gla", "delta_rule", "hgrn")  # the three specs of the traffic-vs-T plot (all also in fla)
+PLOT_SPECS = ("gla", "gated_delta_rule", "mamba2")  # the three specs of the traffic-vs-T plot (chunk vs recurrent)
 SCALING_SPECS = ("gla", "delta_rule")
 FLA_SPECS = ("gla", "simple_gla", "retention", "linear_attn", "delta_rule", "gated_delta_rule", "hgrn", "rwkv6")
 SCALING_KV = (32, 64, 128, 256)
@@ -75,6 +76,12 @@ def _measure_all(runner: Any, specs: list[str], ts: tuple[int, ...], dims: Any,
     return out
 
 
+def traffic_modes() -> tuple[str, ...]:
+    from . import traffic
+
+    return tuple(traffic.MODES)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,12 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="three specs, two sequence lengths, small sweeps")
     ap.add_argument("--specs", default=None, help="comma-separated specs (default: all bundled; --quick: "
                                                   f"{', '.join(QUICK_SPECS)})")
+    ap.add_argument("--modes", default=",".join(traffic_modes()), help="traffic part: comma-separated "
+                    f"subset of {', '.join(traffic_modes())}")
     ap.add_argument("--out", type=Path, default=common.RESULTS, help="results directory")
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
         ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    if set(args.modes.split(",")) - set(traffic_modes()):
+        ap.error(f"unknown mode(s) in {args.modes!r}")
     specs = args.specs.split(",") if args.specs else list(QUICK_SPECS) if args.quick else common.all_specs()
     data_dir = args.out / "data"
     warnings.filterwarnings("ignore", message=".*Triton is not supported on current platform.*")
@@ -101,35 +112,48 @@ def main(argv: list[str] | None = None) -> int:
 
     ts = traffic.QUICK_T if args.quick else traffic.SMALL_T
     if "traffic" in parts:
-        _log(f"traffic: recurgen recurrent mode, {len(specs)} specs, T={ts}")
-        data: dict[str, Any] = {"modes": {}, "environment": common.environment(), "quick": args.quick}
-        for mode in traffic.MODES.values():
-            if mode.run is None:
+        modes = [traffic.MODES[m] for m in args.modes.split(",")]
+        # other modes keep what an earlier run stored: modes can be measured in separate runs
+        data: dict[str, Any] = {"modes": _stored(data_dir, "traffic").get("modes", {}),
+                                "environment": common.environment(), "quick": args.quick}
+        for mode in modes:
+            if mode.run is None:  # a mode declared before its kernels exist: say so, count nothing
                 data["modes"][mode.name] = {"note": mode.note}
                 continue
+            mts = mode.quick_t if args.quick else mode.small_t
+            names = [n for n in specs if mode.name != "chunk" or traffic.chunk_reason(n) is None]
+            _log(f"traffic: recurgen {mode.name} mode, {len(names)} specs, T={mts}")
 
             def progress(partial: dict[str, Any], mode: str = mode.name) -> None:
-                data["modes"][mode] = partial
+                # re-read before saving: a run of another mode may be saving to the same file
+                data["modes"] = {**_stored(data_dir, "traffic").get("modes", {}), mode: partial}
                 _save(data_dir, "traffic", data)
 
-            before = _stored(data_dir, "traffic").get("modes", {}).get(mode.name)
-            data["modes"][mode.name] = _measure_all(mode.run, specs, ts, dims, progress, before)
-        _save(data_dir, "traffic", data)
+            before = data["modes"].get(mode.name)
+            block = _measure_all(mode.run, names, mts, dims, progress, before)
+            if mode.name == "chunk":  # specs without a chunk form, and why (from their generated module)
+                block["no_chunk_form"] = {**(before or {}).get("no_chunk_form", {}), **{
+                    n: traffic.chunk_reason(n) for n in specs if traffic.chunk_reason(n) is not None}}
+            progress(block)
     if "fla" in parts:
         from . import peers
 
         ok, why = peers.available()
-        fdata: dict[str, Any] = {"available": ok, "why": why, "environment": common.environment()}
-        if ok:
-            names = [n for n in specs if n in peers.adapters()]
-            _log(f"fla: fused recurrent kernels, {names}")
+        fdata: dict[str, Any] = {**_stored(data_dir, "fla"), "available": ok, "why": why,
+                                 "environment": common.environment()}
+        runs = {"recurrent": (peers.adapters, peers.run_fla_recurrent, ts),
+                "chunk": (peers.chunk_adapters, peers.run_fla_chunk,
+                          traffic.CHUNK_QUICK_T if args.quick else traffic.CHUNK_T)}
+        for mode in (m for m in args.modes.split(",") if ok and m in runs):
+            table, runner, mts = runs[mode]
+            names = [n for n in specs if n in table()]
+            _log(f"fla: {mode} kernels, {names}, T={mts}")
 
-            def fla_progress(partial: dict[str, Any]) -> None:
-                fdata["recurrent"] = partial
+            def fla_progress(partial: dict[str, Any], mode: str = mode) -> None:
+                fdata[mode] = partial
                 _save(data_dir, "fla", fdata)
 
-            before = _stored(data_dir, "fla").get("recurrent")
-            fdata["recurrent"] = _measure_all(peers.run_fla_recurrent, names, ts, dims, fla_progress, before)
+            fdata[mode] = _measure_all(runner, names, mts, dims, fla_progress, fdata.get(mode))
         _save(data_dir, "fla", fdata)
     if "wallclock" in parts:
         from . import wallclock

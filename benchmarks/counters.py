@@ -14,6 +14,12 @@ block and records one `Launch` per kernel launch:
   one per element. Integer index arithmetic, comparisons, selects and casts are not FLOPs.
   Every lane of an elementwise op counts, masked or not: the hardware computes them all.
 
+`with count_torch() as glue: ...` counts the other half of a call: the memory traffic of the torch ops
+around and between the kernel launches (the "glue": casts, gating formulas, readouts, sums of partial
+gradients). One `Launch` record per aten op, with the bytes of its tensor inputs (read) and outputs
+(written); views, metadata-only and allocation-only ops move nothing and count zero, and ops run by the
+interpreter while it executes a kernel (its host copies) are not glue and are skipped. See `count_torch`.
+
 We hook the interpreter's builder (`InterpreterBuilder`, whose `create_*` methods implement every
 `tl.*` op on numpy arrays) rather than `triton.language`, because the interpreter rebinds `tl.*` to the
 builder per launch; the builder is the one place every op passes through. The autotuner cannot time
@@ -23,6 +29,7 @@ anything in the interpreter, so inside `count()` an autotuned kernel runs its fi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -236,3 +243,123 @@ def count() -> Iterator[Tally]:
     finally:
         for owner, name, orig in reversed(saved):
             setattr(owner, name, orig)
+
+
+# --- torch glue ----------------------------------------------------------------------------------------
+
+# ops that read only their input's shape and dtype, never its data
+_SHAPE_ONLY = frozenset({"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like",
+                         "new_empty", "new_zeros", "new_ones", "new_full", "new_empty_strided"})
+# ops that allocate without writing: no traffic at all
+_ALLOC_ONLY = frozenset({"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"})
+# in-place ops that overwrite their first argument without reading it
+_OVERWRITE = frozenset({"copy_", "fill_", "zero_"})
+
+
+def tensor_bytes(t: Any) -> int:
+    """Bytes of the distinct elements of `t`: a broadcast (stride-0) dim is one element, read once.
+
+    0-dim tensors are scalars (a kernel takes them as arguments, in registers): no memory traffic.
+    Integer and bool tensors are index bookkeeping (sequence offsets, per-chunk tables: a few bytes per
+    chunk and sequence, not per head): not data traffic, and left out so that glue stays exactly
+    proportional to the data it moves.
+    """
+    if t.dim() == 0 or not (t.is_floating_point() or t.is_complex()):
+        return 0
+    return math.prod(n for n, st in zip(t.shape, t.stride(), strict=True) if st != 0) * t.element_size()
+
+
+def _is_view(func: Any) -> bool:
+    # a view returns an alias of an input without writing to it (in-place ops alias too, but write)
+    return any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
+
+
+def _op_traffic(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, int]:
+    """(bytes read, bytes written) by one aten op; each distinct input tensor is read once."""
+    import torch
+    from torch.utils import _pytree
+
+    if _is_view(func):
+        return 0, 0
+    name = func._schema.name.split("::")[-1]
+    inputs = [x for x in _pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+    if name in _OVERWRITE and inputs:
+        inputs = inputs[1:]
+    seen: dict[int, Any] = {id(x): x for x in inputs}  # x * x reads x once
+    read = 0 if name in _SHAPE_ONLY else sum(tensor_bytes(x) for x in seen.values())
+    outputs = [x for x in _pytree.tree_leaves(out) if isinstance(x, torch.Tensor)]
+    written = 0 if name in _ALLOC_ONLY else sum(tensor_bytes(x) for x in outputs)
+    return read, written
+
+
+def _custom_op_body(func: Any) -> Callable[..., Any] | None:
+    """The Python function a `torch.library.custom_op` runs, to be called with the mode active.
+
+    Calling the op itself again from inside the mode would dispatch to the mode again (endless
+    recursion); torch has no public way to get at the body, so this reads a private table and gives up
+    (returns None) if it changed.
+    """
+    try:
+        from torch._library.custom_ops import _maybe_get_opdef
+
+        opdef = _maybe_get_opdef(func._schema.name)
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+    return getattr(opdef, "_init_fn", None) if opdef is not None else None
+
+
+@contextlib.contextmanager
+def count_torch() -> Iterator[Tally]:
+    """Count the global-memory traffic of every torch (aten) op run inside the block, one `Launch` per op.
+
+    Reads are the op's distinct floating-point tensor inputs, writes its tensor outputs, each counted by
+    its distinct elements (`tensor_bytes`): what a fused elementwise/reduction GPU kernel for that op must
+    move at least. Not counted: integer index tables, views (no data moves), the data of inputs of
+    shape-only ops (`zeros_like`), allocations (`empty`), and everything the Triton interpreter does while
+    it runs a kernel (its copies to and from numpy are how it emulates the GPU, not glue: `count()`
+    measures the kernel itself).
+    A custom op (a kernel wrapper registered with `torch.library`) is not itself glue: its body is entered
+    so the torch ops inside it are counted, its kernels by `count()`. FLOPs of glue are not counted.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    tally = Tally()
+    in_kernel = [0]
+    restore: list[Callable[[], None]] = []
+    with contextlib.suppress(ImportError):
+        from triton.runtime import interpreter as itp
+
+        grid_call = itp.GridExecutor.__dict__["__call__"]
+
+        def in_launch(self: Any, *args: Any, **kwargs: Any) -> Any:
+            in_kernel[0] += 1
+            try:
+                return grid_call(self, *args, **kwargs)
+            finally:
+                in_kernel[0] -= 1
+
+        itp.GridExecutor.__call__ = in_launch  # type: ignore[method-assign]
+        restore.append(lambda: setattr(itp.GridExecutor, "__call__", grid_call))
+
+    class Glue(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            kwargs = kwargs or {}
+            if func.namespace != "aten":
+                body = _custom_op_body(func)
+                if body is None:  # an op we cannot look into: neither glue nor counted
+                    return func(*args, **kwargs)
+                with self:  # a kernel wrapper: count the torch ops in its body, not its arguments
+                    return body(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if not in_kernel[0]:
+                read, written = _op_traffic(func, args, kwargs, out)
+                tally.launches.append(Launch(str(func), (1, 1, 1), load_bytes=read, store_bytes=written))
+            return out
+
+    try:
+        with Glue():
+            yield tally
+    finally:
+        for undo in reversed(restore):
+            undo()

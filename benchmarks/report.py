@@ -8,9 +8,12 @@ from typing import Any
 
 from . import common, roofline, traffic
 from .common import GPU_B, GPU_H, GPU_T, md_table, si
+from .traffic import GLUE
 
 KIND_LABEL = {"fwd": "fwd", "fwd_train": "fwd (training: + checkpoints)", "bwd": "bwd", "step": "step (decode)"}
 T_REF = 4096  # the sequence length of the summary tables
+PLOT_SPECS = ("gla", "gated_delta_rule", "mamba2")  # traffic vs T: chunk against recurrent
+CHUNK = traffic.CHUNK_T[0]  # tokens per chunk: the chunk kernels' serial walk is T / CHUNK steps
 SCALING_T = (256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
@@ -34,17 +37,166 @@ def _regs(comp: dict[str, Any] | None) -> dict[tuple[str, str], tuple[int, int]]
     return out
 
 
-def _model(gpu: roofline.Gpu, fit: traffic.Fit, kind: str, T: int, regs: tuple[int, int] | None
-           ) -> roofline.Estimate:
+def _model(gpu: roofline.Gpu, fit: traffic.Fit, kind: str, T: int, regs: tuple[int, int] | None,
+           mode: str = "recurrent") -> roofline.Estimate:
     counts = fit.at(GPU_B, 1 if kind == "step" else T, GPU_H)
-    steps = 0 if kind == "step" else (2 * T if kind == "bwd" else T)  # bwd: recompute + adjoint walks
+    # the serial walk: tokens (recurrent) or chunks (chunk mode); bwd walks twice (recompute + adjoint)
+    walk = T if mode == "recurrent" else T // CHUNK
+    steps = 0 if kind == "step" else (2 * walk if kind == "bwd" else walk)
     programs = fit.programs * GPU_B * GPU_H
     resident = roofline.resident_per_sm(*(regs or (None, 4)))
-    return roofline.estimate(gpu, counts, max(steps, 1), programs, resident)
+    cycles = roofline.STEP_LATENCY_CYCLES if mode == "recurrent" else roofline.CHUNK_STEP_LATENCY_CYCLES
+    return roofline.estimate(gpu, counts, max(steps, 1), programs, resident, cycles)
+
+
+def _glue_model(gpu: roofline.Gpu, fits: dict[str, traffic.Fit], kind: str, T: int) -> roofline.Estimate | None:
+    """Torch glue: every op one memory-bound launch (its FLOPs are not counted)."""
+    fit = fits.get(kind + GLUE)
+    if fit is None:
+        return None
+    return roofline.estimate(gpu, fit.at(GPU_B, 1 if kind == "step" else T, GPU_H), 1, 0, None)
+
+
+def _reg(regs: dict[tuple[str, str], tuple[int, int]], name: str, kind: str, mode: str) -> tuple[int, int] | None:
+    # the inspect table has the recurrent kernels' registers; chunk kernels: unknown (one wave, optimistic)
+    return regs.get((name, "bwd" if kind == "bwd" else "fwd")) if mode == "recurrent" else None
+
+
+def _seconds(gpu: roofline.Gpu, fits: dict[str, traffic.Fit], kind: str, T: int, reg: tuple[int, int] | None,
+             mode: str) -> tuple[float, str]:
+    """Modelled time of one kind, kernels + glue, and what bounds it (glue when glue takes longer)."""
+    e = _model(gpu, fits[kind], kind, T, reg, mode)
+    g = _glue_model(gpu, fits, kind, T)
+    if g is None:
+        return e.seconds, e.bound
+    return e.seconds + g.seconds, ("glue" if g.seconds > e.seconds else e.bound)
 
 
 def _ratio(x: float, y: float) -> str:
     return f"{x / y:.2f}" if y else "–"
+
+
+def _bytes(c: dict[str, float]) -> float:
+    return c["load_bytes"] + c["store_bytes"]
+
+
+def _split(fits: dict[str, traffic.Fit], kind: str, T: int) -> tuple[float, float | None]:
+    """(kernel bytes, glue bytes or None when glue was not counted) of one kind at the GPU shape."""
+    T = 1 if kind == "step" else T
+    glue = fits.get(kind + GLUE)
+    return _bytes(fits[kind].at(GPU_B, T, GPU_H)), None if glue is None else _bytes(glue.at(GPU_B, T, GPU_H))
+
+
+def _over_lb(fits: dict[str, traffic.Fit], kind: str, lb: float) -> str:
+    """'total (glue g)' over the lower bound, or the kernels' ratio alone when glue was not counted."""
+    if kind not in fits:
+        return "–"
+    k, g = _split(fits, kind, T_REF)
+    if g is None:
+        return _ratio(k, lb)
+    return f"{_ratio(k + g, lb)} ({_ratio(g, lb)} glue)"
+
+
+def _vs_peer(mine: dict[str, traffic.Fit], peer: dict[str, traffic.Fit] | None, kind: str) -> str:
+    """Bytes recurgen / fla: totals when both sides' glue was counted, kernels only otherwise (marked)."""
+    if not peer or kind not in peer or kind not in mine:
+        return "–"
+    mk, mg = _split(mine, kind, T_REF)
+    pk, pg = _split(peer, kind, T_REF)
+    if mg is None or pg is None:
+        return f"{_ratio(mk, pk)} (kernels)"
+    return _ratio(mk + mg, pk + pg)
+
+
+def _linear(fits: dict[str, traffic.Fit]) -> str:
+    return "yes" if all(f.verified for f in fits.values()) else "**no**"
+
+
+def _modes(tr: dict[str, Any] | None) -> dict[str, tuple[dict[str, Any], dict[str, dict[str, traffic.Fit]]]]:
+    """mode -> (its data block, its fits per spec), for the modes that were measured."""
+    out = {}
+    for mode in traffic.MODES:
+        block = (tr or {}).get("modes", {}).get(mode)
+        if block and block.get("fits"):
+            out[mode] = (block, _fits(block))
+    return out
+
+
+def _summary(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic.Fit]]], regs: Any,
+             no_chunk: dict[str, str]) -> str:
+    h100 = roofline.GPUS[0]
+    rows = []
+    for name in sorted({n for _, fits in modes.values() for n in fits} | set(no_chunk)):
+        for mode, (block, fits) in modes.items():
+            if name not in fits:
+                if mode == "chunk" and name in no_chunk:
+                    rows.append([f"`{name}`", mode, f"no chunk form ({no_chunk[name]})", *["–"] * 9])
+                continue
+            f = fits[name]
+            lb = traffic.lower_bounds(name, GPU_B, T_REF, GPU_H, block["dims"][name])
+            cells: list[Any] = [f"`{name}`", mode] + [_over_lb(f, k, lb[k]) for k in traffic.KINDS]
+            fwd, bound = _seconds(h100, f, "fwd", T_REF, _reg(regs, name, "fwd", mode), mode)
+            train = sum(_seconds(h100, f, k, T_REF, _reg(regs, name, k, mode), mode)[0] for k in ("fwd_train", "bwd"))
+            cells += [f"{fwd * 1e3:.2f} ({bound})", si(GPU_B * T_REF / fwd), si(GPU_B * T_REF / train)]
+            peer = peers.get(mode, {}).get(name)
+            cells += [_vs_peer(f, peer, "fwd"), _vs_peer(f, peer, "bwd"), _linear(f)]
+            rows.append(cells)
+    return md_table(["spec", "mode", "fwd bytes / LB", "fwd (train) / LB", "bwd / LB", "step / LB",
+                     "H100 fwd ms (bound)", "H100 fwd tok/s", "H100 train tok/s", "fwd bytes recurgen/fla",
+                     "bwd bytes recurgen/fla", "linear"], rows)
+
+
+def _detail(mode: str, block: dict[str, Any], fits: dict[str, dict[str, traffic.Fit]]) -> list[str]:
+    rows = []
+    for name, f in fits.items():
+        sz = block["dims"][name]
+        for kind in (k for k in traffic.KINDS if k in f):
+            for T in ((1,) if kind == "step" else GPU_T):
+                c = f[kind].at(GPU_B, T, GPU_H)
+                g = f[kind + GLUE].at(GPU_B, T, GPU_H) if kind + GLUE in f else None
+                lb = common.lower_bound(recurgen_spec(name), kind, GPU_B, T, GPU_H, sz)
+                tot = _bytes(c) + (_bytes(g) if g else 0)
+                ok = f[kind].verified and (g is None or f[kind + GLUE].verified)
+                evidence = f[kind].evidence if not f[kind].verified else f.get(kind + GLUE, f[kind]).evidence
+                rows.append([f"`{name}`", KIND_LABEL[kind], T, si(c["load_bytes"], "B"), si(c["store_bytes"], "B"),
+                             "–" if g is None else si(_bytes(g), "B"), si(tot, "B"), si(lb, "B"),
+                             _ratio(_bytes(c), lb), _ratio(tot, lb), si(c["flops"]), si(c["sfu"]),
+                             f"{int(c['launches'])}" + ("" if g is None else f" + {int(g['launches'])}"),
+                             ", ".join(f"`{k}`" for k in f[kind].kernels),
+                             "yes" if ok else "**no**: " + evidence])
+    ts = block.get("small_T", [])
+    return [f"## Counted traffic and FLOPs ({mode} mode, extrapolated)", "",
+            f"Counted at T = {', '.join(map(str, ts))}. kernels: the Triton launches; glue: the torch ops around "
+            "them (one launch each on a GPU). Ratios over the IO lower bound for the kernels alone and for "
+            "kernels + glue. FLOPs and SFU ops: kernels only.", "",
+            md_table(["spec", "kernel", "T", "kernels loaded", "kernels stored", "glue bytes", "total",
+                      "IO lower bound", "kernels / LB", "total / LB", "FLOPs", "SFU ops",
+                      "launches (kernels + glue ops)", "kernels", "linear"], rows), ""]
+
+
+def _peer_table(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic.Fit]]]) -> list[str]:
+    rows = []
+    for mode, pfits in peers.items():
+        mine = modes.get(mode, ({}, {}))[1]
+        for name, pf in pfits.items():
+            if name not in mine:
+                continue
+            for kind in (k for k in traffic.KINDS if k in mine[name]):
+                if kind not in pf:
+                    rows.append([f"`{name}`", mode, KIND_LABEL[kind], "–", "–", "–", "–", "–", "–",
+                                 "fla has no such kernel for this model" if kind != "step" else "–"])
+                    continue
+                mk, mg = _split(mine[name], kind, T_REF)
+                pk, pg = _split(pf, kind, T_REF)
+                T = 1 if kind == "step" else T_REF
+                r, p = mine[name][kind].at(GPU_B, T, GPU_H), pf[kind].at(GPU_B, T, GPU_H)
+                rows.append([f"`{name}`", mode, KIND_LABEL[kind], si(mk, "B"), "–" if mg is None else si(mg, "B"),
+                             si(pk, "B"), "–" if pg is None else si(pg, "B"), _vs_peer(mine[name], pf, kind),
+                             _ratio(r["flops"], p["flops"]),
+                             ", ".join(f"`{k}`" for k in pf[kind].kernels) +
+                             ("" if pf[kind].verified else " (**not linear**: " + pf[kind].evidence + ")")])
+    return md_table(["spec", "mode", "kernel", "recurgen kernels", "recurgen glue", "fla kernels", "fla glue",
+                     "bytes recurgen/fla", "kernel FLOPs recurgen/fla", "fla kernels"], rows).splitlines()
 
 
 def write(out: Path) -> list[Path]:
@@ -58,166 +210,143 @@ def write(out: Path) -> list[Path]:
                      "CPU wall-clock times are measured.", ""]
     env = (tr or fla or {}).get("environment") or common.environment()
     md += ["## Environment", "", common.env_block(env), ""]
-    rec_block = (tr or {}).get("modes", {}).get("recurrent")
-    rec = _fits(rec_block)
-    fla_block = (fla or {}).get("recurrent")
-    peer = _fits(fla_block)
+    modes = _modes(tr)
+    rec_block = modes.get("recurrent", ({}, {}))[0]
+    peers = {m: _fits((fla or {}).get(m)) for m in traffic.MODES if (fla or {}).get(m)}
+    no_chunk = ((tr or {}).get("modes", {}).get("chunk") or {}).get("no_chunk_form", {})
     regs = _regs(comp)
     md += ["## Modes", "",
-           "- **recurrent** (fused recurrent kernels: fwd, bwd, decode step): measured below.",
-           f"- **chunk**: {traffic.MODES['chunk'].note}. When chunk kernels are generated, they are one entry "
-           "in `benchmarks.traffic.MODES` and appear in every table and in the traffic-vs-T plot.", ""]
+           "- **recurrent** (fused recurrent kernels: fwd, bwd, decode step).",
+           f"- **chunk** (`mode=\"chunk\"`: chunked-parallel kernels, {CHUNK} tokens per chunk, fwd and bwd; decoding "
+           "uses the recurrent step whatever the mode). Specs without a chunk form: "
+           + (", ".join(f"`{n}` ({why})" for n, why in sorted(no_chunk.items())) or "none") + ".", ""]
     md += ["## Method", "",
            f"Shape: B={GPU_B}, H={GPU_H}, T in {', '.join(map(str, GPU_T))}, every free dim 128 (K = V = 128; fixed "
            "dims as in the spec), bf16 inputs/outputs, fp32 params and states. The interpreter cannot run that "
-           "shape, so every kernel is counted at B = H = 1 for T = "
-           f"{', '.join(map(str, (rec_block or {}).get('small_T', traffic.SMALL_T)))} and at B·H = 2 (as B=1,H=2 and "
-           "B=2,H=1). Counts must be exactly affine in T and exactly proportional to B·H (checked per kernel and "
-           "counter, column *linear*); then count(B, T, H) = B·H·(a + b·T) is extrapolated.",
+           "shape, so every kernel is counted at B = H = 1 for three small T (recurrent: "
+           f"{', '.join(map(str, rec_block.get('small_T', traffic.SMALL_T)))}, multiples of the checkpoint interval; "
+           f"chunk: {', '.join(map(str, traffic.CHUNK_T))}, one to three chunks) and at B·H = 2 (as B=1,H=2 and "
+           "B=2,H=1). Kernel counts must be exactly affine in T and exactly proportional to B·H (checked per kernel "
+           "and counter, column *linear*); then count(B, T, H) = B·H·(a + b·T) is extrapolated: chunk mode is "
+           "scaled by its measured per-chunk counts.",
            "",
            "Bytes are global loads + stores actually issued by the kernels (masked lanes excluded; re-reads "
-           "count again); host-side torch ops around the launches (the sum of per-tile partial gradients, "
-           "dtype casts, copying the decode state back) are not counted, for recurgen and fla alike. "
+           "count again). **Glue** is counted separately (`benchmarks.counters.count_torch`, a "
+           "`TorchDispatchMode`): every aten op run around and between the launches — in chunk mode the spec's "
+           "formulas for the kernels' canonical q/k/v/g/β (or a/b/c) and for the outputs, layout changes and "
+           "casts; in both modes the kernel wrappers' casts, allocations and partial-gradient sums — counted as "
+           "the distinct elements of its tensor inputs (read) and outputs (written); views and allocations move "
+           "nothing. Glue reads a param once per call, so its fit is B·H·(a + b·T) + H·h, checked by doubling H "
+           "exactly. fla's glue is counted for its chunk kernels; its recurrent kernels were counted without "
+           "(ratios marked *(kernels)* compare kernels only). "
            "IO lower bound: every input read once and every output written once, in bf16 (fwd); inputs and "
            "output cotangents read, input gradients written (bwd); one token plus the state read and "
-           "written in fp32 (step). FLOPs: fp32 elementwise arithmetic + reductions (+ 2·M·N·K per `tl.dot`); "
-           "exp/log/sqrt are counted separately as SFU ops.", ""]
+           "written in fp32 (step). FLOPs: fp32 elementwise arithmetic + reductions (+ 2·M·N·K per `tl.dot`), "
+           "kernels only; exp/log/sqrt are counted separately as SFU ops.", ""]
 
     # --- summary -----------------------------------------------------------------------------------
-    h100 = roofline.GPUS[0]
-    if rec:
-        rows = []
-        for name, fits in rec.items():
-            sz = rec_block["dims"][name]
-            lb = traffic.lower_bounds(name, GPU_B, T_REF, GPU_H, sz)
-            cells: list[Any] = [f"`{name}`"]
-            for kind in ("fwd", "fwd_train", "bwd", "step"):
-                c = fits[kind].at(GPU_B, 1 if kind == "step" else T_REF, GPU_H)
-                cells.append(_ratio(c["load_bytes"] + c["store_bytes"], lb[kind]))
-            est = _model(h100, fits["fwd"], "fwd", T_REF, regs.get((name, "fwd")))
-            train = sum(_model(h100, fits[k], k, T_REF, regs.get((name, "bwd" if k == "bwd" else "fwd"))).seconds
-                        for k in ("fwd_train", "bwd"))
-            cells += [f"{est.seconds * 1e3:.2f} ({est.bound})", si(GPU_B * T_REF / est.seconds),
-                      si(GPU_B * T_REF / train)]
-            for kind in ("fwd", "bwd"):
-                if name in peer and kind in peer[name]:
-                    pc = peer[name][kind].at(GPU_B, T_REF, GPU_H)
-                    rc = fits[kind].at(GPU_B, T_REF, GPU_H)
-                    cells.append(_ratio(rc["load_bytes"] + rc["store_bytes"], pc["load_bytes"] + pc["store_bytes"]))
-                else:
-                    cells.append("–")
-            cells.append("yes" if all(f.verified for f in fits.values()) else "**no**")
-            rows.append(cells)
-        summary = md_table(["spec", "fwd bytes / LB", "fwd (train) / LB", "bwd / LB", "step / LB",
-                            "H100 fwd ms (bound)", "H100 fwd tok/s", "H100 train tok/s", "fwd bytes recurgen/fla",
-                            "bwd bytes recurgen/fla", "linear"], rows)
-        md += [f"## Summary (recurrent mode; B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, bf16)", "",
-               "bytes / LB: counted global traffic over the IO lower bound (1.00 = every byte moved once). "
-               "H100 columns are modelled (see Roofline). Chunk mode: not generated yet.", "", summary, ""]
+    if modes:
+        summary = _summary(modes, peers, regs, no_chunk)
+        md += [f"## Summary (B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, bf16)", "",
+               "bytes / LB: counted global traffic (kernels + torch glue) over the IO lower bound (1.00 = every "
+               "byte moved once), the glue's share in brackets. H100 columns are modelled (see Roofline): kernels "
+               "+ glue, *glue* where the glue's modelled time exceeds the kernels'. recurgen/fla: bytes against "
+               "flash-linear-attention 0.6.0's kernels of the same mode.", "", summary, ""]
         (out / "summary.md").write_text(summary + "\n")
         written.append(out / "summary.md")
-
-        # --- traffic detail -----------------------------------------------------------------------
-        rows = []
-        for name, fits in rec.items():
-            sz = rec_block["dims"][name]
-            for kind in traffic.KINDS:
-                f = fits[kind]
-                for T in ((1,) if kind == "step" else GPU_T):
-                    c = f.at(GPU_B, T, GPU_H)
-                    lb = common.lower_bound(recurgen_spec(name), kind, GPU_B, T, GPU_H, sz)
-                    tot = c["load_bytes"] + c["store_bytes"]
-                    rows.append([f"`{name}`", KIND_LABEL[kind], T, si(c["load_bytes"], "B"), si(c["store_bytes"], "B"),
-                                 si(tot, "B"), si(lb, "B"), _ratio(tot, lb), si(c["flops"]), si(c["sfu"]),
-                                 f"{int(c['launches'])}", ", ".join(f"`{k}`" for k in f.kernels),
-                                 "yes" if f.verified else "**no**: " + f.evidence])
-        md += ["## Counted traffic and FLOPs (recurrent mode, extrapolated)", "",
-               md_table(["spec", "kernel", "T", "loaded", "stored", "total", "IO lower bound", "ratio", "FLOPs",
-                         "SFU ops", "launches", "kernels", "linear"], rows), ""]
-        missing = [n for n in common.all_specs() if n not in rec and n not in rec_block.get("errors", {})]
-        if missing:
-            md += ["Bundled specs not measured in this run (select them with `--specs`): "
-                   + ", ".join(f"`{n}`" for n in missing), ""]
-        if rec_block.get("errors"):
-            md += ["Specs that could not be counted: " + "; ".join(f"`{k}`: {v}" for k, v in
-                                                                  rec_block["errors"].items()), ""]
+        for mode, (block, fits) in modes.items():
+            md += _detail(mode, block, fits)
+            missing = [n for n in common.all_specs() if n not in fits and n not in block.get("errors", {})
+                       and not (mode == "chunk" and n in no_chunk)]
+            if missing:
+                slow = (" Chunk mode's scan family is the slowest to interpret (a blocked `tl.associative_scan` "
+                        "over every state element of each token: minutes per spec for a vector state, much more "
+                        "for a [K, V] or [D, N] state at 128 × 128)." if mode == "chunk" else "")
+                md += [f"Bundled specs not measured in {mode} mode in this run (select them with `--specs`): "
+                       + ", ".join(f"`{n}`" for n in missing) + "." + slow, ""]
+            if block.get("errors"):
+                md += ["Specs that could not be counted: " + "; ".join(f"`{k}`: {v}" for k, v in
+                                                                      block["errors"].items()), ""]
 
     # --- fla ------------------------------------------------------------------------------------------
-    md += ["## flash-linear-attention side by side (fused recurrent kernels)", ""]
+    md += ["## flash-linear-attention side by side (fused recurrent and chunk kernels)", ""]
     if fla is None:
         md += ["Not run (`python -m benchmarks --parts fla`).", ""]
     elif not fla.get("available"):
         md += [f"flash-linear-attention is not importable here: {fla.get('why')}. Install it with "
                "`pip install --no-deps fla-core==0.6.0 flash-linear-attention==0.6.0 einops`.", ""]
     else:
-        rows = []
-        for name, pf in peer.items():
-            if name not in rec:
-                continue
-            for kind in traffic.KINDS:
-                if kind not in pf:
-                    rows.append([f"`{name}`", KIND_LABEL[kind], "–", "–", "–", "–", "fla has no fused recurrent "
-                                 "backward for this model" if kind in ("fwd_train", "bwd") else "–"])
-                    continue
-                T = 1 if kind == "step" else T_REF
-                r, p = rec[name][kind].at(GPU_B, T, GPU_H), pf[kind].at(GPU_B, T, GPU_H)
-                rb, pb = r["load_bytes"] + r["store_bytes"], p["load_bytes"] + p["store_bytes"]
-                rows.append([f"`{name}`", KIND_LABEL[kind], si(rb, "B"), si(pb, "B"), _ratio(rb, pb),
-                             _ratio(r["flops"], p["flops"]),
-                             ", ".join(f"`{k}`" for k in pf[kind].kernels) +
-                             ("" if pf[kind].verified else " (**not linear**: " + pf[kind].evidence + ")")])
         md += [f"fla {env.get('flash-linear-attention')}, same shapes (B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, "
                "bf16), same counters and extrapolation; its autotuner runs its first config under the "
-               "interpreter. fla's step is its fused recurrent forward at T=1 with a state in and out. "
-               "Ratios > 1: recurgen moves more bytes.", "",
-               md_table(["spec", "kernel", "recurgen bytes", "fla bytes", "bytes recurgen/fla", "FLOPs recurgen/fla",
-                         "fla kernels"], rows), ""]
-        if fla_block and fla_block.get("errors"):
-            md += ["fla models that could not be run: " + "; ".join(f"`{k}`: {v}" for k, v in
-                                                                   fla_block["errors"].items()), ""]
+               "interpreter. fla's step is its fused recurrent forward at T=1 with a state in and out. Its chunk "
+               "kernels run in the interpreter once their loop variables are tensors, as compiled Triton has them "
+               "(`benchmarks.peers.loop_vars_as_tensors`); their bf16 `tl.dot` computes wrong values there "
+               "(TRITON_ON_CPU pitfall 1), which does not change what they load and store. "
+               "Ratios > 1: recurgen moves more bytes.", "", *_peer_table(modes, peers), ""]
+        for mode in peers:
+            errors = (fla.get(mode) or {}).get("errors")
+            if errors:
+                why = (" (`mask has unsupported dtype`: the interpreter labels a comparison's bool result with its "
+                       "operand's dtype, which `tl.load` rejects as a mask; compiled Triton does not)"
+                       if any("mask has unsupported dtype" in v for v in errors.values()) else "")
+                md += [f"fla {mode} models that could not be run: " + "; ".join(f"`{k}`: {v}" for k, v in
+                                                                              errors.items()) + why, ""]
 
     # --- roofline -------------------------------------------------------------------------------------
-    if rec:
+    if modes:
         md += ["## Roofline model for H100 and H200 (MODELLED, not measured)", "", roofline.__doc__.split("\n\n", 1)[1]
                .strip(), "", "Constants:", "", roofline.assumptions_md(), ""]
         rows = []
-        for name, fits in rec.items():
-            for kind in traffic.KINDS:
-                for gpu in roofline.GPUS:
-                    e = _model(gpu, fits[kind], kind, T_REF, regs.get((name, "bwd" if kind == "bwd" else "fwd")))
-                    toks = GPU_B * (1 if kind == "step" else T_REF) / e.seconds
-                    rows.append([f"`{name}`", KIND_LABEL[kind], gpu.name, f"{e._mem * 1e3:.3f}",
-                                 f"{e._comp * 1e3:.3f}", f"{e.serial_s * 1e3:.3f}", f"{e.overhead_s * 1e3:.3f}",
-                                 f"{e.seconds * 1e3:.3f}", e.bound, si(toks)])
-            if name in peer:
+        for mode, (_, fits) in modes.items():
+            for name, f in fits.items():
+                for kind in (k for k in traffic.KINDS if k in f):
+                    for gpu in roofline.GPUS:
+                        reg = _reg(regs, name, kind, mode)
+                        e = _model(gpu, f[kind], kind, T_REF, reg, mode)
+                        g = _glue_model(gpu, f, kind, T_REF)
+                        total, bound = _seconds(gpu, f, kind, T_REF, reg, mode)
+                        toks = GPU_B * (1 if kind == "step" else T_REF) / total
+                        rows.append([f"`{name}`", mode, KIND_LABEL[kind], gpu.name, f"{e._mem * 1e3:.3f}",
+                                     f"{e._comp * 1e3:.3f}", f"{e.serial_s * 1e3:.3f}", f"{e.overhead_s * 1e3:.3f}",
+                                     "–" if g is None else f"{g.seconds * 1e3:.3f}", f"{total * 1e3:.3f}", bound,
+                                     si(toks)])
                 for kind in ("fwd", "bwd"):
-                    if kind not in peer[name]:
+                    pf = peers.get(mode, {}).get(name)
+                    if not pf or kind not in pf:
                         continue
                     for gpu in roofline.GPUS:
-                        e = _model(gpu, peer[name][kind], kind, T_REF, None)
-                        rows.append([f"`{name}` (fla)", KIND_LABEL[kind], gpu.name, f"{e._mem * 1e3:.3f}",
+                        e = _model(gpu, pf[kind], kind, T_REF, None, mode)
+                        g = _glue_model(gpu, pf, kind, T_REF)
+                        total, bound = _seconds(gpu, pf, kind, T_REF, None, mode)
+                        rows.append([f"`{name}` (fla)", mode, KIND_LABEL[kind], gpu.name, f"{e._mem * 1e3:.3f}",
                                      f"{e._comp * 1e3:.3f}", f"{e.serial_s * 1e3:.3f}", f"{e.overhead_s * 1e3:.3f}",
-                                     f"{e.seconds * 1e3:.3f}", e.bound, si(GPU_B * T_REF / e.seconds)])
-        md += [f"B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, bf16. Times in ms; tokens/s = B·T / time "
-               "(step: B tokens).", "",
-               md_table(["spec", "kernel", "GPU", "memory", "compute", "serial", "launch", "model", "bound",
-                         "tokens/s"], rows), ""]
+                                     "–" if g is None else f"{g.seconds * 1e3:.3f}", f"{total * 1e3:.3f}", bound,
+                                     si(GPU_B * T_REF / total)])
+        md += [f"B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, bf16. Times in ms; memory / compute / serial / launch "
+               "are the kernels' terms, glue the torch ops' (bytes / bandwidth + a launch each); tokens/s = B·T / "
+               "model (step: B tokens).", "",
+               md_table(["spec", "mode", "kernel", "GPU", "memory", "compute", "serial", "launch", "glue", "model",
+                         "bound", "tokens/s"], rows), ""]
 
     # --- scaling ---------------------------------------------------------------------------------------
-    if rec:
+    if modes:
+        h100 = roofline.GPUS[0]
         rows = []
-        for name in [n for n in ("gla", "delta_rule", "hgrn", "mamba2") if n in rec]:
+        for name in PLOT_SPECS:
             for T in SCALING_T:
-                f, b = rec[name]["fwd"], rec[name]["bwd"]
-                cf, cb = f.at(GPU_B, T, GPU_H), b.at(GPU_B, T, GPU_H)
-                ef = _model(h100, f, "fwd", T, regs.get((name, "fwd")))
-                eb = _model(h100, b, "bwd", T, regs.get((name, "bwd")))
-                rows.append([f"`{name}`", T, si(cf["load_bytes"] + cf["store_bytes"], "B"),
-                             si(cb["load_bytes"] + cb["store_bytes"], "B"), f"{ef.seconds * 1e3:.3f}",
-                             f"{eb.seconds * 1e3:.3f}"])
-        md += ["## Scaling with T (recurrent mode, extrapolated counts, modelled H100 time)", "",
+                for mode, (_, fits) in modes.items():
+                    if name not in fits:
+                        continue
+                    f = fits[name]
+                    (fk, fg), (bk, bg) = _split(f, "fwd", T), _split(f, "bwd", T)
+                    tf = _seconds(h100, f, "fwd", T, _reg(regs, name, "fwd", mode), mode)[0]
+                    tb = _seconds(h100, f, "bwd", T, _reg(regs, name, "bwd", mode), mode)[0]
+                    rows.append([f"`{name}`", T, mode, si(fk, "B"), si(fg or 0, "B"), si(bk, "B"), si(bg or 0, "B"),
+                                 f"{tf * 1e3:.3f}", f"{tb * 1e3:.3f}"])
+        md += ["## Scaling with T (extrapolated counts, modelled H100 time)", "",
                "Linear in T by construction of the check above (counts verified exactly affine in T).", "",
-               md_table(["spec", "T", "fwd bytes", "bwd bytes", "H100 fwd ms", "H100 bwd ms"], rows), ""]
+               md_table(["spec", "T", "mode", "fwd kernel bytes", "fwd glue bytes", "bwd kernel bytes",
+                         "bwd glue bytes", "H100 fwd ms", "H100 bwd ms"], rows), ""]
     if scal:
         rows = []
         for kv, block in sorted(scal.items(), key=lambda kv: int(kv[0])):
@@ -285,7 +414,7 @@ def write(out: Path) -> list[Path]:
                md_table(["spec", "kernel", "warps", "blocks", "registers", "spills (B)", "stack (B)", "shared (B)"],
                         rows), ""]
 
-    written += _plots(out, rec, rec_block, peer, scal, wall, regs)
+    written += _plots(out, modes, peers, scal, wall)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     (out / "README.md").write_text("\n".join(md))
     written.insert(0, out / "README.md")
@@ -298,8 +427,50 @@ def recurgen_spec(name: str) -> Any:
     return recurgen.load(name).spec
 
 
-def _plots(out: Path, rec: dict[str, dict[str, traffic.Fit]], rec_block: Any, peer: dict[str, dict[str, traffic.Fit]],
-           scal: Any, wall: Any, regs: Any) -> list[Path]:
+def _train_bytes(fits: dict[str, traffic.Fit], T: int, glue: bool = True) -> float:
+    """Training traffic at the GPU shape: fwd (with checkpoints) + bwd, kernels (+ glue where counted)."""
+    return sum(k + ((g or 0) if glue else 0) for k, g in (_split(fits, kind, T) for kind in ("fwd_train", "bwd")))
+
+
+def _traffic_plot(plt: Any, out: Path, modes: dict[str, Any], peers: dict[str, Any]) -> Path | None:
+    """Training traffic vs T, chunk against recurrent (and fla, and the IO lower bound), for PLOT_SPECS."""
+    names = [n for n in PLOT_SPECS if any(n in fits for _, fits in modes.values())]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False)
+    ts = list(SCALING_T)
+    for ax, name in zip(axes[0], names, strict=True):
+        block = next(b for b, fits in modes.values() if name in fits)
+        spec, sz = recurgen_spec(name), block["dims"][name]
+        for mode, (_, fits) in modes.items():
+            if name in fits:
+                ax.plot(ts, [_train_bytes(fits[name], T) / 1e9 for T in ts], "o-", label=f"recurgen {mode}")
+        if "chunk" in modes and name in modes["chunk"][1]:
+            ax.plot(ts, [_train_bytes(modes["chunk"][1][name], T, glue=False) / 1e9 for T in ts], ".:",
+                    label="recurgen chunk, kernels only")
+        for mode, style in (("recurrent", "s--"), ("chunk", "^--")):
+            pf = peers.get(mode, {}).get(name)
+            if pf and "bwd" in pf:
+                ax.plot(ts, [_train_bytes(pf, T) / 1e9 for T in ts], style, label=f"fla {mode}")
+        ax.plot(ts, [(common.lower_bound(spec, "fwd", GPU_B, T, GPU_H, sz)
+                      + common.lower_bound(spec, "bwd", GPU_B, T, GPU_H, sz)) / 1e9 for T in ts], "k:",
+                label="IO lower bound")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: fwd + bwd traffic")
+        ax.set_xlabel("T")
+        ax.set_ylabel("GB (counted, extrapolated)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Training traffic vs T (B={GPU_B}, H={GPU_H}, K=V=128, bf16): kernels + torch glue", fontsize=9)
+    fig.tight_layout()
+    p = out / "traffic_vs_T.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _plots(out: Path, modes: dict[str, Any], peers: dict[str, Any], scal: Any, wall: Any) -> list[Path]:
     try:
         import matplotlib
 
@@ -307,39 +478,7 @@ def _plots(out: Path, rec: dict[str, dict[str, traffic.Fit]], rec_block: Any, pe
         import matplotlib.pyplot as plt
     except ImportError:  # plots are optional: `pip install -e '.[bench]'`
         return []
-    written = []
-    names = [n for n in ("gla", "delta_rule", "hgrn") if n in rec]
-    if names:
-        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-        ts = list(SCALING_T)
-        for ax, name in zip(axes[0], names, strict=True):
-            sz = rec_block["dims"][name]
-            spec = recurgen_spec(name)
-
-            def total(fits: dict[str, traffic.Fit], T: int) -> float:
-                return sum(sum(fits[k].at(GPU_B, T, GPU_H)[c] for c in ("load_bytes", "store_bytes"))
-                           for k in ("fwd_train", "bwd") if k in fits)
-
-            ax.plot(ts, [total(rec[name], T) / 1e9 for T in ts], "o-", label="recurgen recurrent")
-            if name in peer and "bwd" in peer[name]:
-                ax.plot(ts, [total(peer[name], T) / 1e9 for T in ts], "s--", label="fla recurrent")
-            ax.plot(ts, [(common.lower_bound(spec, "fwd", GPU_B, T, GPU_H, sz)
-                          + common.lower_bound(spec, "bwd", GPU_B, T, GPU_H, sz)) / 1e9 for T in ts], "k:",
-                    label="IO lower bound")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(f"{name}: fwd+bwd traffic")
-            ax.set_xlabel("T")
-            ax.set_ylabel("GB (counted, extrapolated)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"Training traffic vs T (B={GPU_B}, H={GPU_H}, K=V=128, bf16); chunk mode not generated yet",
-                     fontsize=9)
-        fig.tight_layout()
-        p = out / "traffic_vs_T.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+    written = [p for p in (_traffic_plot(plt, out, modes, peers),) if p is not None]
     if scal:
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for name in _scaling_names(scal):

@@ -15,6 +15,9 @@ Two bounds per launch, and the larger one is the model:
    unknown (fla's kernels, the K = V sweep) all programs are assumed resident at once (one wave): an
    optimistic serial term.
 
+Chunk mode walks chunks, not tokens: its serial term is T / 64 steps of `CHUNK_STEP_LATENCY_CYCLES`. The
+torch glue around the kernels is modelled as memory-bound ops, one launch each, added to the kernels' time.
+
 Plus a fixed launch overhead per launch. Tokens/s = B·T / modelled time.
 
 All hardware numbers are public datasheet values (SXM parts); the latency and overhead constants are
@@ -46,6 +49,9 @@ GPUS = (
 )
 LAUNCH_OVERHEAD_S = 5e-6  # assumed host launch + ramp per kernel
 STEP_LATENCY_CYCLES = 700  # assumed: ~600 cycles global-memory latency + ~100 cycles reduction/barrier
+# assumed: a chunk step of the inter-chunk state walk is one global load of a chunk's k, v tiles plus one
+# 64-token tl.dot into the state tile (~400 cycles of tensor-core latency) before the next chunk can start
+CHUNK_STEP_LATENCY_CYCLES = 1000
 REGISTERS_PER_SM = 65536
 
 
@@ -76,14 +82,15 @@ class Estimate:
     _comp: float = 0.0
 
 
-def estimate(gpu: Gpu, counts: dict[str, float], T_serial: int, programs: int, resident: int | None) -> Estimate:
+def estimate(gpu: Gpu, counts: dict[str, float], T_serial: int, programs: int, resident: int | None,
+             step_cycles: int = STEP_LATENCY_CYCLES) -> Estimate:
     """Model one kernel kind: `counts` summed over its launches; `T_serial` steps walked in sequence."""
     mem = (counts["load_bytes"] + counts["store_bytes"]) / gpu.hbm_bytes_per_s
     comp = (counts["dot_flops"] / gpu.tensor_flops + (counts["flops"] - counts["dot_flops"]) / gpu.fp32_flops
             + counts["sfu"] / gpu.sfu_per_s)
     # unknown residency: every program resident at once (one wave), the optimistic case
     waves = 0 if not programs else 1 if resident is None else math.ceil(programs / (gpu.sms * resident))
-    serial = waves * T_serial * STEP_LATENCY_CYCLES / gpu.clock_hz
+    serial = waves * T_serial * step_cycles / gpu.clock_hz
     return Estimate(max(mem, comp), serial, counts["launches"] * LAUNCH_OVERHEAD_S, mem, comp)
 
 
@@ -94,6 +101,10 @@ def assumptions_md() -> str:
     rows.append(f"- launch overhead {LAUNCH_OVERHEAD_S * 1e6:.0f} µs per launch (assumed)")
     rows.append(f"- per-step latency {STEP_LATENCY_CYCLES} cycles (assumed: one un-pipelined global load "
                 "+ a cross-warp reduction)")
+    rows.append(f"- chunk mode: the serial walk is T / 64 chunk steps of {CHUNK_STEP_LATENCY_CYCLES} cycles each "
+                "(assumed: a global load of the chunk's tiles + one tl.dot into the state)")
+    rows.append("- torch glue: each aten op one launch, memory-bound (its bytes / HBM bandwidth + the launch "
+                "overhead); glue FLOPs are not counted")
     rows.append("- programs resident per SM: 65536 / (registers × 32 × warps) from `recurgen inspect` on sm_90; "
                 "where unknown (fla's kernels, the K = V sweep) one wave (optimistic)")
     return "\n".join(rows)

@@ -8,12 +8,20 @@ the third exactly, and doubling B or H must double every count exactly. Only the
 extrapolated; a kernel whose counts fail the check is reported as such and not extrapolated.
 
 Kernel modes are entries of `MODES`: a mode is a function that runs one spec's kernels at a given shape
-and returns the counted launches per kernel kind. Chunk mode is declared but not generated yet.
+and returns the counted launches per kernel kind. Chunk mode is counted at multiples of its chunk size
+(64 tokens), where its counts are affine in T.
+
+Besides the Triton launches, each kind `k` has a kind `k:glue`: the torch ops around the launches
+(`counters.count_torch`), one record per op. In chunk mode that is the spec's prepare/readout formulas
+and the layout changes; in both modes the casts, allocations and partial-gradient sums of the kernel
+wrappers. Glue reads each param once per call (not once per program), so its fit has a per-head term:
+count = B·H·(a + b·T) + H·h, checked by doubling H exactly (B=2 then determines h).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -23,12 +31,15 @@ import torch
 import recurgen
 
 from . import common
-from .counters import Launch, count
+from .counters import Launch, count, count_torch
 
 KINDS = ("fwd", "fwd_train", "bwd", "step")
+GLUE = ":glue"  # suffix of the kind that holds the torch ops of a kernel kind
 COUNTERS = ("load_bytes", "store_bytes", "flops", "dot_flops", "sfu", "launches")
 SMALL_T = (16, 32, 48)  # multiples of CHECKPOINT_EVERY: the checkpoint count is then affine in T
 QUICK_T = (16, 32)
+CHUNK_T = (64, 128, 192)  # multiples of the chunk size: one, two and three chunks
+CHUNK_QUICK_T = (64, 128)
 
 Counts = dict[str, int]
 Runner = Callable[[str, int, int, int, dict[str, int]], dict[str, list[Launch]]]
@@ -40,53 +51,78 @@ def _sum(launches: list[Launch]) -> Counts:
             "sfu": sum(x.sfu for x in launches), "launches": len(launches)}
 
 
-def _loss(out: Any) -> torch.Tensor:
-    # a fixed cotangent per output: ones (values do not change the traffic)
+def cotangents(out: Any) -> list[torch.Tensor]:
+    # a fixed cotangent per output, made outside the counted block (a loss would add its own torch ops)
     outs = out if isinstance(out, tuple) else (out,)
-    return sum((o.float().sum() for o in outs), torch.zeros(()))
+    return [torch.ones_like(o) for o in outs]
 
 
-# --- recurgen, fused recurrent mode ------------------------------------------------------------------
+@contextlib.contextmanager
+def counting(into: dict[str, list[Launch]], kind: str) -> Iterator[None]:
+    """Count one kind: its Triton launches into `into[kind]`, its torch glue into `into[kind + GLUE]`."""
+    with count() as kernels, count_torch() as glue:
+        yield
+    into[kind] = kernels.launches
+    into[kind + GLUE] = glue.launches
 
-def run_recurgen_recurrent(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
-    """Run fwd (inference), fwd+bwd (training) and step of one bundled spec, counting every launch."""
+
+# --- recurgen: fused recurrent and chunk modes ----------------------------------------------------------
+
+def _run_recurgen(name: str, B: int, T: int, H: int, sz: dict[str, int], mode: str) -> dict[str, list[Launch]]:
+    """Run fwd (inference), fwd+bwd (training) and, in recurrent mode, step; count every launch and op."""
     rec = recurgen.load(name)
     spec = rec.spec
     out: dict[str, list[Launch]] = {}
     xs = common.make_inputs(spec, B, T, H, sz)
-    with torch.no_grad(), count() as tally:
-        rec(*xs.values(), mode="recurrent")
-    out["fwd"] = tally.launches
+    with torch.no_grad(), counting(out, "fwd"):
+        rec(*xs.values(), mode=mode)
     xs = common.make_inputs(spec, B, T, H, sz, requires_grad=True)
-    with count() as tally:
-        o, _ = rec(*xs.values(), mode="recurrent")
-    out["fwd_train"] = tally.launches
-    with count() as tally:
-        _loss(o).backward()
-    out["bwd"] = tally.launches
+    with counting(out, "fwd_train"):
+        o, _ = rec(*xs.values(), mode=mode)
+    outs = o if isinstance(o, tuple) else (o,)
+    grads = cotangents(o)
+    with counting(out, "bwd"):
+        torch.autograd.backward(outs, grads)
+    if mode != "recurrent":
+        return out  # decoding is one token: the same step kernel whatever the mode
     xs1 = common.make_inputs(spec, B, 1, H, sz)
     inputs = {t.name for t in spec.inputs}
     args = [x[:, 0] if n in inputs else x for n, x in xs1.items()]
     states = common.zero_states(spec, B, H, sz)
-    with count() as tally:
+    with counting(out, "step"):
         rec.step(*args, state=states[0] if len(states) == 1 else states)
-    out["step"] = tally.launches
     return out
+
+
+def run_recurgen_recurrent(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
+    """The fused recurrent kernels: fwd, fwd+bwd and the decode step."""
+    return _run_recurgen(name, B, T, H, sz, "recurrent")
+
+
+def run_recurgen_chunk(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
+    """The chunked-parallel kernels (T a multiple of the chunk size) and the torch code around them."""
+    return _run_recurgen(name, B, T, H, sz, "chunk")
+
+
+def chunk_reason(name: str) -> str | None:
+    """Why a spec has no chunk form (None: it has one)."""
+    return recurgen.load(name).chunk_reason
 
 
 @dataclass(frozen=True)
 class Mode:
-    """A kernel family: how to run it, or why it cannot run yet."""
+    """A kernel family: how to run it, at which small lengths its counts are affine in T."""
 
     name: str
     run: Runner | None
     note: str = ""
+    small_t: tuple[int, ...] = SMALL_T
+    quick_t: tuple[int, ...] = QUICK_T
 
 
-# A new mode (chunk) is one entry here once its kernels are generated.
 MODES: dict[str, Mode] = {
     "recurrent": Mode("recurrent", run_recurgen_recurrent),
-    "chunk": Mode("chunk", None, "not generated yet by recurgen (mode='chunk' raises); nothing to count"),
+    "chunk": Mode("chunk", run_recurgen_chunk, small_t=CHUNK_T, quick_t=CHUNK_QUICK_T),
 }
 
 
@@ -94,7 +130,11 @@ MODES: dict[str, Mode] = {
 
 @dataclass
 class Fit:
-    """Per kernel kind: count(B, T, H) = B·H·(a + b·T), exact, with the evidence."""
+    """Per kernel kind: count(B, T, H) = B·H·(a + b·T) + H·h, exact, with the evidence.
+
+    h (per head, independent of B and T) is zero for kernels, whose every program does the same work;
+    torch glue reads a param once per call, not once per batch element.
+    """
 
     kind: str
     a: dict[str, Fraction] = field(default_factory=dict)
@@ -103,41 +143,50 @@ class Fit:
     evidence: str = ""
     kernels: tuple[str, ...] = ()
     programs: int = 0  # programs per (batch, head): the largest grid of the kind's launches at B=H=1
+    h: dict[str, Fraction] = field(default_factory=dict)
 
     def at(self, B: int, T: int, H: int) -> dict[str, float]:
         # launches do not scale with B·H (one grid covers them); everything else is per program
-        return {c: float((1 if c == "launches" else B * H) * (self.a[c] + self.b[c] * T)) for c in self.a}
+        return {c: float((1 if c == "launches" else B * H) * (self.a[c] + self.b[c] * T)
+                         + H * self.h.get(c, 0)) for c in self.a}
+
+
+def _fit_counter(fit: Fit, key: str, c: dict[int, Counts], h2: Counts, b2: Counts, ts: tuple[int, ...]
+                 ) -> list[str]:
+    """Fit one counter of one kind into `fit`; return the checks that failed."""
+    t0, t1 = ts[0], ts[1]
+    base = c[t0][key]
+    if key == "launches":
+        fit.a[key], fit.b[key] = Fraction(base), Fraction(0)  # launches do not scale with B·H
+        return []
+    slope = Fraction(0) if fit.kind.startswith("step") else Fraction(c[t1][key] - base, t1 - t0)  # one token
+    per_head = Fraction(2 * base - b2[key]) if fit.kind.endswith(GLUE) else Fraction(0)
+    fit.b[key], fit.h[key] = slope, per_head
+    fit.a[key] = base - per_head - slope * t0
+    problems = []
+    for T in ts[2:]:
+        if c[T][key] != base + slope * (T - t0):
+            problems.append(f"{key} not affine in T (T={T}: {c[T][key]} vs {base + slope * (T - t0)})")
+    if h2[key] != 2 * base:
+        problems.append(f"{key} at H=2: {h2[key]} != 2 x {base}")
+    if not fit.kind.endswith(GLUE) and b2[key] != 2 * base:
+        problems.append(f"{key} at B=2: {b2[key]} != 2 x {base}")
+    return problems
 
 
 def measure(run: Runner, name: str, sz: dict[str, int], ts: tuple[int, ...] = SMALL_T) -> dict[str, Fit]:
-    """Count `run` at small shapes and fit count = B·H·(a + b·T) per kernel kind, verified exactly."""
+    """Count `run` at small shapes and fit count = B·H·(a + b·T) (+ H·h for glue) per kind, verified exactly."""
     by_t = {T: run(name, 1, T, 1, sz) for T in ts}
     h2 = run(name, 1, ts[0], 2, sz)
     b2 = run(name, 2, ts[0], 1, sz)
     fits = {}
     for kind in by_t[ts[0]]:
         c = {T: _sum(by_t[T][kind]) for T in ts}
-        t0, t1 = ts[0], ts[1]
-        fit = Fit(kind, kernels=tuple(sorted({x.kernel for x in by_t[t0][kind]})),
-                  programs=max((x.programs for x in by_t[t0][kind]), default=0))
-        problems = []
-        for key in COUNTERS:
-            if key == "launches":
-                fit.a[key], fit.b[key] = Fraction(c[t0][key]), Fraction(0)  # launches do not scale with B·H
-                continue
-            slope = Fraction(c[t1][key] - c[t0][key], t1 - t0)
-            if kind == "step":
-                slope = Fraction(0)  # one token by definition
-            fit.b[key], fit.a[key] = slope, c[t0][key] - slope * t0
-            for T in ts[2:]:
-                if c[T][key] != fit.a[key] + slope * T:
-                    problems.append(f"{key} not affine in T (T={T}: {c[T][key]} vs {fit.a[key] + slope * T})")
-            for label, other in (("H=2", h2), ("B=2", b2)):
-                got = _sum(other[kind])[key]
-                if got != 2 * c[t0][key]:
-                    problems.append(f"{key} at {label}: {got} != 2 x {c[t0][key]}")
+        fit = Fit(kind, kernels=tuple(sorted({x.kernel for x in by_t[ts[0]][kind]})),
+                  programs=max((x.programs for x in by_t[ts[0]][kind]), default=0))
+        problems = [p for key in COUNTERS for p in _fit_counter(fit, key, c, _sum(h2[kind]), _sum(b2[kind]), ts)]
         fit.verified = not problems
-        checks = f"T={', '.join(map(str, ts))} at B=H=1; B·H=2 as (1,2) and (2,1) at T={t0}"
+        checks = f"T={', '.join(map(str, ts))} at B=H=1; B·H=2 as (1,2) and (2,1) at T={ts[0]}"
         fit.evidence = ("exact: " + checks) if fit.verified else "NOT linear: " + "; ".join(problems[:3])
         fits[kind] = fit
     return fits
@@ -145,15 +194,20 @@ def measure(run: Runner, name: str, sz: dict[str, int], ts: tuple[int, ...] = SM
 
 def to_json(fits: dict[str, Fit]) -> dict[str, Any]:
     """Exact fractions as [numerator, denominator]: the JSON keeps the fit exact."""
-    return {k: {"a": {c: [v.numerator, v.denominator] for c, v in f.a.items()},
-                "b": {c: [v.numerator, v.denominator] for c, v in f.b.items()},
-                "verified": f.verified, "evidence": f.evidence, "kernels": list(f.kernels), "programs": f.programs}
+    def frac(d: dict[str, Fraction]) -> dict[str, list[int]]:
+        return {c: [v.numerator, v.denominator] for c, v in d.items()}
+
+    return {k: {"a": frac(f.a), "b": frac(f.b), "h": frac(f.h), "verified": f.verified, "evidence": f.evidence,
+                "kernels": list(f.kernels), "programs": f.programs}
             for k, f in fits.items()}
 
 
 def from_json(data: dict[str, Any]) -> dict[str, Fit]:
-    return {k: Fit(k, {c: Fraction(*v) for c, v in d["a"].items()}, {c: Fraction(*v) for c, v in d["b"].items()},
-                   d["verified"], d["evidence"], tuple(d["kernels"]), d["programs"]) for k, d in data.items()}
+    def frac(d: dict[str, list[int]]) -> dict[str, Fraction]:
+        return {c: Fraction(*v) for c, v in d.items()}
+
+    return {k: Fit(k, frac(d["a"]), frac(d["b"]), d["verified"], d["evidence"], tuple(d["kernels"]), d["programs"],
+                   frac(d.get("h", {}))) for k, d in data.items()}
 
 
 def lower_bounds(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import ir, oracle
+from . import ir, oracle, signature
 from .codegen.render import render_module
 from .frontend import Source, load_source, resolve
 from .runtime import cache
@@ -35,28 +35,38 @@ class Recurrence:
         """`o, final_state = rec(*inputs_and_params, scale=None, initial_state=None, output_final_state=False)`."""
         if mode not in MODES:
             raise ValueError(f"{self.name}: `mode` must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode == "chunk":
-            raise ValueError(f"{self.name}: mode='chunk' has no kernels in this version of recurgen; "
-                             "use mode='recurrent' (or 'auto')")
-        fn = getattr(self.module, f"fused_recurrent_{self.name}")
-        return fn(*args, **kwargs)
+        fn = getattr(self._variant(args, kwargs).module, f"fused_recurrent_{self.name}")
+        return fn(*args, mode=mode, **kwargs)
+
+    @property
+    def chunk_reason(self) -> str | None:
+        """Why this spec has no chunk form (None: `mode="chunk"` runs chunked-parallel kernels)."""
+        return self.module.CHUNK_REASON
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
         """Decode one token: inputs `[B, H, ...]`, `state` updated in place; returns this token's output."""
-        return self.module.step(*args, **kwargs)
+        return self._variant(args, kwargs).module.step(*args, **kwargs)
+
+    def _variant(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Recurrence:
+        """The spec's variant for the switch options a call sets (`normalize=True`): compiled on first use."""
+        asked = signature.switch_values(self.spec, args, kwargs)
+        current = dict(self.spec.switches)
+        if all(current[n] == v for n, v in asked.items()):
+            return self
+        return _build(self.source, {**current, **asked})
 
     def reference(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         """The float64 oracle, called like the recurrence itself."""
         return reference(self.spec, *args, **kwargs)
 
 
-_by_hash: dict[tuple[str, str], Recurrence] = {}
+_by_hash: dict[tuple[str, str, tuple[tuple[str, float], ...]], Recurrence] = {}
 
 
-def _build(src: Source) -> Recurrence:
-    key = (src.sha256, src.path)
+def _build(src: Source, switches: dict[str, float] | None = None) -> Recurrence:
+    key = (src.sha256, src.path, tuple(sorted((switches or {}).items())))
     if key not in _by_hash:
-        spec, _warnings = load_source(src)
+        spec, _warnings = load_source(src, switches)
         gen = render_module(spec, src.sha256, src.path)
         _by_hash[key] = Recurrence(spec, cache.load(gen), src)
     return _by_hash[key]
@@ -88,24 +98,26 @@ def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state
         spec = spec.spec
     elif not isinstance(spec, ir.Spec):
         spec = load_source(resolve(spec))[0]
-    names = list(spec.arg_order)
-    if len(args) > len(names):
-        raise TypeError(f"{spec.name}: takes {len(names)} tensor arguments, got {len(args)}")
-    tensors: dict[str, torch.Tensor] = dict(zip(names, args, strict=False))
-    options: dict[str, float] = {}
-    for key, value in kwargs.items():
-        if key in names:
-            tensors[key] = value
-        elif key in {o.name for o in spec.options}:
-            if value is not None:
-                options[key] = float(value)
-        else:
-            raise TypeError(f"{spec.name}: unexpected argument `{key}`")
-    tensors = _ungroup(spec, tensors)
+    asked = signature.switch_values(spec, args, kwargs)
+    if any(dict(spec.switches)[n] != v for n, v in asked.items()):  # the variant the call asks for
+        spec = load_source(Source(spec.source, spec.path), {**dict(spec.switches), **asked})[0]
+    # the public call's names, order, optional tensors and layout (recurgen.signature), then the oracle
+    bound, calls = signature.bind(spec, args, {**kwargs, "initial_state": initial_state,
+                                               "output_final_state": output_final_state, "cu_seqlens": cu_seqlens})
+    initial_state, output_final_state, cu_seqlens = (calls.get(n) for n in ("initial_state", "output_final_state",
+                                                                           "cu_seqlens"))
+    option_names = {o.name for o in spec.options}
+    tensors = {n: x for n, x in bound.items() if n not in option_names}
+    options = {n: float(x) for n, x in bound.items() if n in option_names and x is not None}
+    options |= signature.presence(spec, tensors)
+    tensors, initial_state, flat = signature.add_heads(spec, tensors, initial_state)
+    tensors = _ungroup(spec, signature.fill_defaults(spec, tensors))
     if cu_seqlens is None:
         outs, finals = oracle.run(spec, tensors, options=options, initial_state=initial_state)
     else:
         outs, finals = _run_packed(spec, tensors, options, initial_state, cu_seqlens)
+    if flat:  # `layout [B, T]`: back to the call's layout, without the head axis
+        outs, finals = {n: x.squeeze(2) for n, x in outs.items()}, {n: x.squeeze(1) for n, x in finals.items()}
     o = _single(outs)
     return o, (_single(finals) if output_final_state else None)
 

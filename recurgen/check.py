@@ -59,12 +59,13 @@ DOMAIN_WORDS = {
 # diagnostic gives for each group.
 _LANGUAGE_NAMES = {
     "I": "the identity matrix", "prev": "the function `prev(S)`", "head": "the head index of a `const`",
+    "given": "the function `given(x)`", "select": "the function `select(switch, a, b)`",
     "H": "the number of heads in a `const`", "inf": "infinity in intervals", "pi": "the constant pi",
     "j": "the imaginary unit's suffix", "real": "an annotation", "complex": "an annotation and a function",
     # Lark lexes a keyword as a name where only a name fits, so `let output = ...` would parse; a reader
     # could not tell the statements apart.
     **dict.fromkeys(("recurrence", "input", "param", "const", "option", "dim", "state", "let", "update", "output",
-                     "api", "for", "in"), "a keyword of the spec language"),
+                     "api", "layout", "for", "in", "when"), "a keyword of the spec language"),
 }
 _GENERATED_NAMES = {
     "tl": "a module the generated code imports", "triton": "a module the generated code imports",
@@ -72,8 +73,8 @@ _GENERATED_NAMES = {
     "recurgen": "a module the generated code imports",
     **dict.fromkeys(("self", "cls", "ctx", "grad", "dtype", "device", "mode", "final_state"),
                     "a name in the generated code"),
-    **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state", "backend", "checkpoint_every"),
-                    "an argument of the generated public call"),
+    **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state", "backend", "checkpoint_every",
+                     "chunk_size"), "an argument of the generated public call"),
     **dict.fromkeys(("INPUTS", "PARAMS", "STATES", "OUTPUTS", "OPTIONS", "ARG_ORDER", "FIXED_DIMS", "TILED_DIM",
                      "SPEC_NAME", "SPEC_SHA256", "RECURGEN_VERSION", "F", "hashlib", "os", "Optional"),
                     "a module-level name of the generated code"),
@@ -158,8 +159,11 @@ class _Scope:
 
 
 class _Checker:
-    def __init__(self, module: S.Module) -> None:
+    def __init__(self, module: S.Module, switches: dict[str, float] | None = None) -> None:
         self.m = module
+        self.wanted = dict(switches or {})  # switch values asked for; the others take their option's default
+        self.switches: dict[str, float] = {}  # every switch met so far, and the value checked
+        self.off_states: dict[str, str] = {}  # states that do not exist in this variant -> their switch
         self.r = Reporter(module.source)
         self.lines = module.source.split("\n")
         self.path = module.path
@@ -174,6 +178,7 @@ class _Checker:
         self.updates: list[ir.Update] = []
         self.outputs: list[ir.Output] = []
         self.api: S.Api | None = None
+        self.layout: S.Layout | None = None
         self.context = "update"  # which statement kind is being checked: update, output, const, option, let
         self.loop: ir.Loop | None = None
         self.declared_later: dict[str, tuple[str, int]] = {}
@@ -297,13 +302,19 @@ class _Checker:
                 self._output(st)
             elif isinstance(st, S.Api):
                 self._api_stmt(st)
+            elif isinstance(st, S.Layout):
+                self._layout_stmt(st)
         self._finish()
+        api = self._check_api()
+        self._check_optional()
         self.r.raise_if_errors()
-        arg_order = tuple(a.name for a in self.api.args) if self.api else \
-            tuple(t.name for t in (*self.inputs, *self.params))
+        arg_order = tuple(a.target for a in api.args if a.target in {t.name for t in (*self.inputs, *self.params)}) \
+            if self.api else tuple(t.name for t in (*self.inputs, *self.params))
         return ir.Spec(header.name.name, header.description, tuple(self.dims.values()), tuple(self.inputs),
                        tuple(self.params), tuple(self.consts), tuple(self.options), tuple(self.states),
-                       tuple(self.updates), tuple(self.outputs), arg_order, self.path, self.m.source)
+                       tuple(self.updates), tuple(self.outputs), arg_order, self.path, self.m.source, api=api,
+                       heads=self.layout is None or len(self.layout.dims) == 3,
+                       switches=tuple(sorted(self.switches.items())))
 
     def _prescan(self) -> None:
         """Remember where every name is declared, to tell 'used before declared' from 'unknown'."""
@@ -405,11 +416,85 @@ class _Checker:
                 self.r.error(d.span, f"input `{d.name.name}` cannot be complex",
                              "inputs are real tensors; build complex values from them with complex(re, im)")
             dom = self._domain(d, st.kind)
+            default = self._default(d, st.kind, dom, is_complex) if d.default is not None else None
+            when = self._when(d, st.kind) if d.when is not None else None
             if not self._declare_name(d.name, st.kind):
                 continue
-            t = ir.Tensor(d.name.name, Type(dims, is_complex), dom, d.span)
+            if when is not None and self.switches[when] == 0:
+                self.off_states[d.name.name] = when  # this variant has no such state: its update is skipped
+                self.scope.decl[d.name.name] = ("state", d.name.span)
+                continue
+            t = ir.Tensor(d.name.name, Type(dims, is_complex), dom, d.span, default, when)
             {"input": self.inputs, "param": self.params, "state": self.states}[st.kind].append(t)
             self._register(d.name, st.kind, kind, t.ty)
+
+    def _default(self, d: S.TensorDecl, kind: str, dom: ir.Domain, is_complex: bool) -> float | None:
+        """The value an optional input or param (`= 0`) takes when the call omits it: a number in its domain."""
+        assert d.default is not None
+        name, span = d.name.name, d.default.span
+        if kind == "state":
+            self.r.error(span, f"state `{name}` cannot have a default value",
+                         "a state starts at zero, or at the call's `initial_state`")
+            return None
+        if is_complex or dom.normalized:
+            why = "complex" if is_complex else "normalized"
+            self.r.error(span, f"a {why} {kind} cannot have a default value",
+                         "a default fills every element with one real number; make the argument required")
+            return None
+        value = self._literal(d.default)
+        if value is None:
+            return None
+        if not dom.contains(value):
+            self.r.error(span, f"the default {value:g} of `{name}` is outside its domain `{dom}`",
+                         "an omitted argument still has to be a valid value: choose a default inside the domain")
+            return None
+        return value
+
+    def _when(self, d: S.TensorDecl, kind: str) -> str | None:
+        """`state z: [K] when normalize`: the switch option, if it is one."""
+        assert d.when is not None
+        if kind != "state":
+            self.r.error(d.when.span, f"only a state can depend on a switch, not {_a(kind)}",
+                         "an optional input or param takes a default instead: `x: [D] = 0`")
+            return None
+        return d.when.name if self._switch(d.when) is not None else None
+
+    def _switch(self, ident: S.Ident | S.Name) -> float | None:
+        """The value of a switch (an option with default 0 or 1) in the variant being checked."""
+        option = next((o for o in self.options if o.name == ident.name), None)
+        if option is None:
+            if ident.name not in self.failed:
+                self.r.error(ident.span, f"`{ident.name}` is not a declared option",
+                             f"a switch is an option declared above its use: `option {ident.name} = 0`")
+            return None
+        if not isinstance(option.value, ir.Const) or option.value.value not in (0.0, 1.0):
+            self.r.error(ident.span, f"option `{ident.name}` is used as a switch, so its default must be 0 or 1",
+                         f"declare it `option {ident.name} = 0` (off unless the call turns it on)")
+            return None
+        value = float(bool(self.wanted.get(ident.name, option.value.value)))
+        self.switches[ident.name] = value
+        return value
+
+    def _literal(self, e: S.Expr) -> float | None:
+        """A finite real number, possibly negated (a default value)."""
+        if isinstance(e, S.UnOp):
+            inner = self._literal(e.arg)
+            return None if inner is None else (-inner if e.op == "-" else inner)
+        if isinstance(e, S.Number) and isinstance(e.value, float) and math.isfinite(e.value):
+            return e.value
+        self.r.error(e.span, "a default value must be a real number", "e.g. `g: [] logdecay = 0`")
+        return None
+
+    def _layout_stmt(self, st: S.Layout) -> None:
+        dims = [i.name for i in st.dims]
+        if self.layout is not None:
+            self.r.error(st.span, f"a second `layout` line (the first is on line {self.layout.span.line})",
+                         "a spec has one call layout")
+        elif dims not in (["B", "T", "H"], ["B", "T"]):
+            self.r.error(st.span, f"unknown layout `[{', '.join(dims)}]`",
+                         "the layouts are `[B, T, H]` (the default) and `[B, T]` (no head axis)")
+        else:
+            self.layout = st
 
     def _dim_decl(self, st: S.DimDecl) -> None:
         if st.size < 1 or st.size > 4096:
@@ -454,6 +539,9 @@ class _Checker:
 
     def _update(self, st: S.Update) -> None:
         name = st.target.name
+        if name in self.off_states:
+            self.attempted_updates.setdefault(name, st.span.line)
+            return
         entry = self.scope.entries.get(name)
         if name in self.failed:
             return
@@ -579,21 +667,110 @@ class _Checker:
             if d.size is None and d.name not in known:
                 self.r.error(d.span, f"dimension `{d.name}` appears in no input or param, so its size "
                              "cannot be read from the arguments", f"declare it: `dim {d.name} = 16`")
+
+    # --- the public call ----------------------------------------------------------------------
+    def _check_api(self) -> ir.Api:
+        """The api line's arguments: each names a tensor, option or call argument once, maybe renamed."""
+        if self.api is None:
+            return ir.Api()
+        tensors = [t.name for t in (*self.inputs, *self.params)]
+        options = [o.name for o in self.options]
+        targets = [*tensors, *options, *ir.CALL_ARGS]
+        args: list[ir.ApiArg] = []
+        publics: dict[str, S.Ident] = {}
+        for a in self.api.args:
+            if a.target.name not in targets:
+                if a.target.name not in self.failed:
+                    self.r.error(a.target.span, f"`{a.target.name}` in the api line is not an input, param, "
+                                 "option or call argument", self._suggest(a.target.name, targets,
+                                                                          f"the arguments are: {', '.join(targets)}"))
+                continue
+            if a.public is not a.target and not self._public_name(a):
+                continue
+            first = publics.get(a.public.name)
+            if first is not None:
+                self.r.error(a.public.span, f"the public call would have two arguments named `{a.public.name}` "
+                             f"(the first at column {first.span.col})", "give each argument its own name")
+                continue
+            publics[a.public.name] = a.public
+            args.append(ir.ApiArg(a.public.name, a.target.name))
+        self._api_coverage(tensors)
+        api = ir.Api(self.api.name.name, tuple(args))
+        self._api_clashes(api, publics, [*tensors, *options])
+        return api
+
+    def _public_name(self, a: S.ApiArg) -> bool:
+        """A library's name for an argument must be a Python identifier the generated code does not use."""
+        name = a.public.name
+        if not IDENT.match(name):
+            self.r.error(a.public.span, f"`{name}` cannot name an argument of the public call",
+                         "use an ASCII identifier of at most 40 characters")
+            return False
+        # a public name never appears in an expression: the language's own words (`normalize`, fla's option) are
+        # fine; what clashes is Python's and the generated code's
+        reason = None if name in FUNCTIONS or name in _LANGUAGE_NAMES else reserved_reason(name)
+        if reason is not None:
+            self.r.error(a.public.span, f"`{name}` is reserved ({reason}) and cannot rename `{a.target.name}`",
+                         "the public call's arguments are Python names next to the generated code's own; "
+                         f"keep `{a.target.name}` or choose another name")
+            return False
+        return True
+
+    def _api_coverage(self, tensors: list[str]) -> None:
+        assert self.api is not None
+        names = Counter(a.target.name for a in self.api.args)
+        missing = [t for t in tensors if t not in names]
+        dup = {n for n, c in names.items() if c > 1}
+        if missing or dup:
+            self.r.error(self.api.span, "the api line must list every input and param exactly once, and any "
+                         "other argument at most once" + (f"; missing: {', '.join(missing)}" if missing else "")
+                         + (f"; repeated: {', '.join(sorted(dup))}" if dup else ""),
+                         "list each of them once, in the order of the public call")
+
+    def _api_clashes(self, api: ir.Api, publics: dict[str, S.Ident], names: list[str]) -> None:
+        """A new name must not be one that another argument keeps (`api f(q, k, v, scale = g)`)."""
+        renamed = {a.target for a in api.args if a.public != a.target}
+        for n in names:
+            if n in renamed or n not in publics:
+                continue
+            owner = next(a for a in api.args if a.public == n)
+            if owner.target != n:
+                self.r.error(publics[n].span, f"`{n}` cannot rename `{owner.target}`: the spec's `{n}` keeps "
+                             "that name in the public call", f"rename `{n}` too, or choose another name")
+
+    def _check_optional(self) -> None:
+        """Optional tensors: their dims readable without them, and no required argument after them."""
+        tensors = {t.name: t for t in (*self.inputs, *self.params)}
+        required_dims = {d for t in tensors.values() if t.default is None for d in t.ty.dims}
+        for t in tensors.values():
+            unread = [d for d in t.ty.dims if t.default is not None and d not in required_dims
+                      and self.dims[d].size is None]
+            if unread:
+                self.r.error(t.span, f"the dimension `{unread[0]}` of optional `{t.name}` appears in no required "
+                             f"input or param, so its size is unknown when `{t.name}` is omitted",
+                             f"make `{t.name}` required, or fix the size: `dim {unread[0]} = 16`")
         if self.api is not None:
-            tensors = [t.name for t in (*self.inputs, *self.params)]
-            names = Counter(a.name for a in self.api.args)
-            known = set(tensors) | self.failed
-            for a in self.api.args:
-                if a.name not in known:
-                    self.r.error(a.span, f"`{a.name}` in the api line is not an input or param",
-                                 f"the arguments are: {', '.join(tensors)}")
-            missing = [t for t in tensors if t not in names]
-            dup = {n for n, c in names.items() if c > 1}
-            if missing or dup:
-                self.r.error(self.api.span, "the api line must list every input and param exactly once"
-                             + (f"; missing: {', '.join(missing)}" if missing else "")
-                             + (f"; repeated: {', '.join(sorted(dup))}" if dup else ""),
-                             "list each of them once, in the order of the public call")
+            order = [(a.target.name, a.span) for a in self.api.args]
+        else:
+            order = [(t.name, t.span) for t in tensors.values()]
+        optional: str | None = None
+        scalar: str | None = None  # the first option or call argument listed
+        for name, span in order:
+            if name in tensors and scalar is not None:
+                self.r.error(span, f"the tensor `{name}` comes after `{scalar}`, which is not a tensor",
+                             "list the inputs and params first: recurgen's tools pass the tensors by position "
+                             f"(`{scalar}` is still accepted by name)")
+                return
+            if name in tensors and tensors[name].default is None:
+                if optional is not None:
+                    self.r.error(span, f"the required argument `{name}` comes after the optional `{optional}`",
+                                 "a call fills arguments in order: move the required ones first, or make this "
+                                 "one optional with a default (`= 0`)")
+                    return
+            elif name in tensors:
+                optional = optional or name
+            else:
+                scalar = scalar or name
 
     # --- expressions ------------------------------------------------------------------------
     def expr(self, e: S.Expr) -> ir.Expr | None:
@@ -665,6 +842,11 @@ class _Checker:
             return ir.Var(n, Kind.LOOP, SCALAR, e.span)
         if n in self.failed:
             return None  # its declaration was reported already
+        if n in self.off_states:
+            sw = self.off_states[n]
+            self.r.error(e.span, f"state `{n}` exists only when `{sw}` is on, and this statement reads it "
+                         f"when `{sw}` is off", f"read it in the `{sw}` branch of `select({sw}, ..., ...)`")
+            return None
         if n in self.scope.lets:
             return self._let(e)
         if n in self.dims:
@@ -804,6 +986,10 @@ class _Checker:
         f = e.func
         if f == "prev":
             return self._prev(e)
+        if f == "given":
+            return self._given(e)
+        if f == "select":
+            return self._select(e)
         if f == "I":
             if len(e.args) != 1 or not isinstance(e.args[0], S.Name) or e.args[0].name not in self.dims:
                 self.r.error(e.span, "`I(...)` takes one dimension name", "e.g. `I(K)`")
@@ -888,6 +1074,40 @@ class _Checker:
             return None
         dims = tuple(n for n in x.ty.dims if n != d.name)
         return ir.Apply(Op.SUM, (x,), Type(dims, x.ty.complex), d.name, e.span)
+
+    def _select(self, e: S.Call) -> ir.Expr | None:
+        """`select(switch, on, off)`: one of two expressions, chosen per call by a switch option (0 or 1).
+
+        Each variant of the spec is checked and compiled on its own, with the switch fixed, so only the chosen
+        branch is part of it: the other may read states that this variant does not have.
+        """
+        if len(e.args) != 3 or not isinstance(e.args[0], S.Name):
+            self.r.error(e.span, "`select(...)` takes a switch option and two expressions",
+                         "e.g. `select(normalize, (q @ S) / (q @ z), q @ S)`")
+            return None
+        value = self._switch(e.args[0])
+        if value is None:
+            return None
+        return self.expr(e.args[1] if value else e.args[2])
+
+    def _given(self, e: S.Call) -> ir.Expr | None:
+        """`given(x)`: 1 when the call passes the optional `x`, 0 when it omits it (a per-call number)."""
+        if len(e.args) != 1 or not isinstance(e.args[0], S.Name):
+            self.r.error(e.span, "`given(...)` takes the name of an optional input or param", "e.g. `given(z)`")
+            return None
+        n = e.args[0].name
+        if n in self.failed:
+            return None
+        t = next((t for t in (*self.inputs, *self.params) if t.name == n), None)
+        if t is None or t.default is None:
+            self.r.error(e.args[0].span, f"`{n}` is not an optional input or param",
+                         "`given(x)` tells whether the call passed `x`, declared optional with a default: "
+                         "`input x: [D] = 0`")
+            return None
+        name = ir.presence_option(n)
+        if name not in {o.name for o in self.options}:  # hidden from the call: the generated code sets it
+            self.options.append(ir.Binding(name, ir.Const(1.0), e.span))
+        return ir.Var(name, Kind.OPTION, SCALAR, e.span)
 
     def _prev(self, e: S.Call) -> ir.Expr | None:
         if len(e.args) != 1 or not isinstance(e.args[0], S.Name):
@@ -986,16 +1206,22 @@ def _matmul_hint(a: tuple[str, ...], b: tuple[str, ...], ta: str | None, tb: str
     return f"{base}; transpose a matrix with `.T`"
 
 
-def check(module: S.Module) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
-    """Resolve and type the surface tree.
+def check(module: S.Module, switches: dict[str, float] | None = None) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
+    """Resolve and type the surface tree, in the variant `switches` selects (default: the options' defaults).
+
+    The other variants (each switch flipped) are checked too, so that an error in a branch the default does
+    not take is reported now rather than at the first call that takes it.
 
     Returns:
         The spec and the warnings found on the way.
     Raises:
         SpecError: with every error found.
     """
-    checker = _Checker(module)
+    checker = _Checker(module, switches)
     spec = checker.run()
+    for name, value in spec.switches:
+        if name not in (switches or {}):
+            _Checker(module, {**(switches or {}), name: 1.0 - value}).run()
     return spec, checker.r.warnings()
 
 

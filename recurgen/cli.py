@@ -139,13 +139,13 @@ def _configure_explain(p: argparse.ArgumentParser) -> None:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from .analysis.report import explain
+    from .explain import explain_report
 
     specs = _Specs("explain")
     texts: list[str] = []
     for src, _, warnings, analysis in specs.each(args.specs):
         _print_diagnostics(warnings, src.text, sys.stderr)
-        texts.append(str(_stage("explain", src.path, lambda a=analysis, p=src.path: explain(a, p))))
+        texts.append(str(_stage("explain", src.path, lambda a=analysis, p=src.path: explain_report(a, p))))
     sys.stdout.write("\n".join(texts))
     return specs.code
 
@@ -211,6 +211,8 @@ def _configure_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="input/output dtype")
     p.add_argument("--all-configs", action="store_true",
                    help="one row per warp count the autotuner may pick (default: the best per kernel and arch)")
+    p.add_argument("--kernels", choices=("all", "recurrent", "chunk"), default="all",
+                   help="which kernel families to build: all (default), recurrent or chunk")
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
@@ -223,7 +225,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "recurgen", "inspect", *sys.argv[2:]] if sys.argv[1:2] == ["inspect"] else \
             [sys.executable, "-m", "recurgen", "inspect", *args.specs, *(f"--arch={a}" for a in args.arch or ()),
              *(f"--dim={d}" for d in args.dim), f"--dtype={args.dtype}",
-             *(["--all-configs"] if args.all_configs else [])]
+             *(["--all-configs"] if args.all_configs else []), f"--kernels={args.kernels}"]
         return subprocess.run(argv, env=env, check=False).returncode
     from .api import load
     from .gpu import best, format_table, inspect_module
@@ -241,7 +243,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         rec = _stage("load", src.path, lambda n=name: load(n))
         rows += _stage("inspect", src.path,  # type: ignore[operator]
                        lambda r=rec: inspect_module(r.module, sizes, tuple(args.arch or ("sm_90",)), args.dtype,
-                                                    until_clean=not args.all_configs))
+                                                    until_clean=not args.all_configs, kernels=args.kernels))
     print(format_table(rows if args.all_configs else best(rows)))
     return EXIT_OK
 

@@ -39,9 +39,9 @@ def resolve(spec: str | Path) -> Source:
                             f"(bundled: {', '.join(bundled_spec_names())})")
 
 
-def load_source(src: Source) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
-    """Parse and check; raises SpecError with every diagnostic."""
-    return check(parse_spec(src.text, src.path))
+def load_source(src: Source, switches: dict[str, float] | None = None) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
+    """Parse and check (in the variant `switches` selects); raises SpecError with every diagnostic."""
+    return check(parse_spec(src.text, src.path), switches)
 
 
 def load_spec(spec: str | Path) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:

@@ -68,8 +68,9 @@ def _usage(cubin: bytes) -> tuple[int, int, int, int]:
 
 def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = ("sm_90",),
                    io_dtype: str = "bf16", warp_configs: tuple[int, ...] = (),
-                   until_clean: bool = False) -> list[KernelReport]:
-    """Compile the fused recurrent kernels of a generated module at the given dim sizes.
+                   until_clean: bool = False, kernels: str = "all") -> list[KernelReport]:
+    """Compile the kernels of a generated module at the given dim sizes: `kernels` = "recurrent" (the fused
+    recurrent ones), "chunk" (the chunk families it uses) or "all".
 
     Every warp count the module's autotuner may choose is compiled (or just `warp_configs`);
     with `until_clean`, per kernel and arch only until one compiles without spills.
@@ -84,7 +85,7 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
     for d in all_dims:
         sz.setdefault(d, sizes.get(d, 128))
     rows: list[KernelReport] = []
-    for kind in ("fwd", "bwd"):
+    for kind in ("fwd", "bwd") if kernels in ("all", "recurrent") else ():
         budget = module.STATE_TILE_BUDGET if kind == "fwd" else module.BWD_STATE_TILE_BUDGET
         blocks, _ = module._blocks(sz, budget)
         fn = getattr(module, f"{name}_fused_recurrent_{kind}_kernel")
@@ -102,6 +103,43 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
                                          max(shared, int(compiled.metadata.shared))))
                 if until_clean and local == 0 and stack == 0:
                     break
+    if kernels in ("all", "chunk"):
+        rows += _inspect_chunk(module, sz, archs, io_dtype, warp_configs, until_clean)
+    return rows
+
+
+def _inspect_chunk(module: Any, sz: dict[str, int], archs: tuple[str, ...], io_dtype: str,
+                   warp_configs: tuple[int, ...], until_clean: bool) -> list[KernelReport]:
+    """The chunk kernels of each state, through its family's compile hook (tl.dot operands in `io_dtype`)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    rows: list[KernelReport] = []
+    for state, family, dims, specs in getattr(module, "CHUNK_KERNELS", ()):
+        K, V = sz[dims[0]], (sz[dims[1]] if len(dims) > 1 else 1)
+        for fn, sig, consts, *given in specs(K, V, module.CHUNK_SIZE, io_dtype, io_dtype == "fp32"):
+            shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B") and isinstance(v, int))
+            # what the JIT specialises at these sizes (unless the family says): 16-byte aligned pointers, head
+            # dims and T divisible by 16
+            attrs = given[0] if given else {
+                (i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+                if sig[a].startswith("*") or (a in ("K", "V", "T", "P", "Q", "TT") and sig[a] == "i32")}
+            for arch in archs:
+                # the pipeline stages this kernel's autotuner may pick (fewer stages keep fewer tiles live)
+                tuner = getattr(module, fn.__name__, None)
+                stages = sorted({c.num_stages for c in getattr(tuner, "configs", ())} - {None}) or [2]
+                configs = [(w, st) for w in warp_configs or module.WARP_CONFIGS for st in stages]
+                for warps, stages in configs:
+                    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
+                                              target=GPUTarget("cuda", ARCHS[arch], 32),
+                                              options={"num_warps": warps, "num_stages": stages})
+                    reg, local, stack, shared = _usage(compiled.asm["cubin"])
+                    rows.append(KernelReport(f"{module.SPEC_NAME} chunk {state} ({family}) {fn.__name__}", arch, warps,
+                                             f"{shown} stages={stages}", reg, local, stack,
+                                             max(shared, int(compiled.metadata.shared))))
+                    if until_clean and local == 0 and stack == 0:
+                        break
     return rows
 
 

@@ -182,6 +182,8 @@ class Tensor:
     ty: Type
     domain: Domain = UNBOUNDED
     span: Span = field(**_POS)
+    default: float | None = None  # an optional input or param: the value it takes when the call omits it
+    when: str | None = None  # a state that exists only when this switch option is on (1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,43 @@ class Output:
         return self.value.ty
 
 
+def presence_option(tensor: str) -> str:
+    """The hidden option behind `given(tensor)`: 1.0 when the call passes the optional tensor, else 0.0.
+
+    Its name starts with `_`, which no spec name can, so it never clashes and never enters the public call.
+    """
+    return f"_given_{tensor}"
+
+
+def is_hidden(option: str) -> bool:
+    return option.startswith("_")
+
+
+# The generated public call's own arguments (besides the spec's tensors and options) that an `api` line
+# may place and rename, with their defaults as Python source.
+CALL_ARGS = {"initial_state": "None", "output_final_state": "False", "cu_seqlens": "None", "chunk_size": "None"}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiArg:
+    """One argument of the public call as a library spells it: `public` feeds the spec's `target`."""
+
+    public: str
+    target: str  # an input, param or option of the spec, or one of CALL_ARGS
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """The `api` line: the library's function name and its leading arguments, in order."""
+
+    name: str | None = None
+    args: tuple[ApiArg, ...] = ()
+
+    def public(self, target: str) -> str:
+        """The name the public call gives `target` (its own name unless the api line renames it)."""
+        return next((a.public for a in self.args if a.target == target), target)
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     name: str
@@ -238,9 +277,14 @@ class Spec:
     states: tuple[Tensor, ...]
     updates: tuple[Update, ...]
     outputs: tuple[Output, ...]
-    arg_order: tuple[str, ...]  # the public call's tensor arguments (inputs and params), in order
+    arg_order: tuple[str, ...]  # the public call's tensor arguments (inputs and params), in order, by spec name
     path: str = field(default="<spec>", compare=False)
     source: str = field(default="", compare=False, repr=False)
+    api: Api = Api()
+    heads: bool = True  # False with `layout [B, T]`: the public call's tensors have no head axis
+    # the switch options (`state z: [K] when normalize`, `select(normalize, a, b)`) and the value this spec
+    # was specialised for: a call with other values runs the spec checked with those (`recurgen.load` does it)
+    switches: tuple[tuple[str, float], ...] = ()
 
     def tensor(self, name: str) -> Tensor:
         for t in (*self.inputs, *self.params, *self.states):

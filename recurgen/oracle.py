@@ -65,7 +65,9 @@ def infer_sizes(spec: ir.Spec, tensors: Mapping[str, torch.Tensor]) -> Sizes:
     return Sizes(int(B), int(T), int(H), dims)
 
 
-class _Eval:
+class Evaluator:
+    """Evaluates IR expressions on torch tensors (the oracle; also context parallel's transition summaries)."""
+
     def __init__(self, spec: ir.Spec, sizes: Sizes, dtype: torch.dtype, device: torch.device) -> None:
         self.spec, self.sizes, self.dtype, self.device = spec, sizes, dtype, device
         self.env: dict[tuple[str, Kind], Value] = {}
@@ -205,7 +207,7 @@ def _check_arguments(spec: ir.Spec, tensors: Mapping[str, torch.Tensor]) -> None
             raise ValueError(f"{spec.name}: `{n}` must be real, got dtype {x.dtype}")
 
 
-def _options(spec: ir.Spec, options: Mapping[str, float | torch.Tensor | None] | None, ev: _Eval) -> None:
+def _options(spec: ir.Spec, options: Mapping[str, float | torch.Tensor | None] | None, ev: Evaluator) -> None:
     given = dict(options or {})
     known = {o.name for o in spec.options}
     unknown = [n for n in given if n not in known]
@@ -283,7 +285,7 @@ def run(spec: ir.Spec, tensors: Mapping[str, torch.Tensor], *,
     _check_arguments(spec, tensors)
     sizes = infer_sizes(spec, tensors)
     device = tensors[spec.inputs[0].name].device
-    ev = _Eval(spec, sizes, dtype, device)
+    ev = Evaluator(spec, sizes, dtype, device)
     cdtype = complex_dtype(dtype)
     cast = {n: t.to(device=device, dtype=cdtype if t.is_complex() else dtype) for n, t in tensors.items()}
     for p in spec.params:

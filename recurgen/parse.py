@@ -32,13 +32,13 @@ _TOKEN_NAMES = {
     "SLASH": "`/`", "AT": "`@`", "DOUBLESTAR": "`**`", "DOT": "`.`", "$END": "end of file",
 }
 _STATEMENT_KEYWORDS = frozenset({"INPUT", "PARAM", "CONST", "OPTION", "DIM", "STATE", "LET", "UPDATE", "OUTPUT",
-                                 "API"})
-_KEYWORDS = frozenset({*_STATEMENT_KEYWORDS, "RECURRENCE", "FOR", "IN"})
+                                 "API", "LAYOUT"})
+_KEYWORDS = frozenset({*_STATEMENT_KEYWORDS, "RECURRENCE", "FOR", "IN", "WHEN"})
 _EXPR_START = frozenset({"NAME", "NUMBER", "IMAG", "LPAR", "MINUS", "PLUS"})
 # What may follow a complete operand; LPAR (a call) and LSQB (an index) too.
 _OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "AT", "DOUBLESTAR", "DOT"})
 _OPEN, _CLOSE = {"(": ")", "[": "]"}, {")": "(", "]": "["}
-_STATEMENTS = "`input`, `param`, `state`, `const`, `option`, `dim`, `let`, `update`, `output`, `api`"
+_STATEMENTS = "`input`, `param`, `state`, `const`, `option`, `dim`, `let`, `update`, `output`, `api`, `layout`"
 _WORD = re.compile(r"\w+")
 _CHAR_HINTS = {  # characters the lexer refuses, and what the writer probably meant
     "'": 'descriptions are written in double quotes: "..."',
@@ -269,6 +269,11 @@ def _syntax_error(err: UnexpectedInput, text: str, path: str) -> Diagnostic:
     return Diagnostic(Severity.ERROR, msg, span, _token_hint(tok, prev, expected))
 
 
+def _missing_keyword_hint(name: str) -> str:
+    return (f"write `update {name} = ...` for a state, `let {name} = ...` for a named expression, "
+            f"or `input {name}: [...]` for a declaration")
+
+
 def _special_syntax_error(tok: Token, prev: Token | None, expected: set[str], text: str,
                           path: str) -> Diagnostic | None:
     """Mistakes common enough to deserve their own message rather than 'unexpected X; expected Y'."""
@@ -281,9 +286,7 @@ def _special_syntax_error(tok: Token, prev: Token | None, expected: set[str], te
         name = first.group(1)
         line, col = _line_col(text, line_start + first.start(1))
         return Diagnostic(Severity.ERROR, f"the statement `{name} ...` does not start with a keyword",
-                          Span.point(path, line, col, len(name)),
-                          f"write `update {name} = ...` for a state, `let {name} = ...` for a named expression, "
-                          f"or `input {name}: [...]` for a declaration")
+                          Span.point(path, line, col, len(name)), _missing_keyword_hint(name))
     if tok.type == "NUMBER" and prev is not None and prev.type == "INT" and str(tok).startswith("."):
         line, col = _line_col(text, prev.start_pos or 0)
         return Diagnostic(Severity.ERROR, f"dimension size `{prev}{tok}` is not a whole number",
@@ -436,8 +439,17 @@ class _ToSyntax(Transformer):  # type: ignore[type-arg]
     open_open, open_closed = _interval(True, True), _interval(True, False)
     closed_open, closed_closed = _interval(False, True), _interval(False, False)
 
-    def tensor_decl(self, meta, name, shape, *annotations):  # type: ignore[no-untyped-def]
-        return S.TensorDecl(self._ident(name), shape, tuple(annotations), _span(meta, self.path))
+    def tensor_decl(self, meta, name, shape, *rest):  # type: ignore[no-untyped-def]
+        *annotations, default, when = rest  # the optional `= value` and `when OPT` (None when absent)
+        ident = self._ident(name)
+        last = annotations[-1] if annotations else None
+        if default is not None and isinstance(last, S.Ident) and last.span.line > ident.span.line:
+            # `state S: [K, V]` then `S = ...` on the next line reads as an annotation `S` with a default: the
+            # writer meant a new statement and left out its keyword
+            raise SpecError([Diagnostic(Severity.ERROR, f"the statement `{last.name} ...` does not start with a "
+                                        "keyword", last.span, _missing_keyword_hint(last.name))], "")
+        return S.TensorDecl(ident, shape, tuple(annotations), _span(meta, self.path), default,
+                            self._ident(when) if when is not None else None)
 
     def header(self, meta, name, desc):  # type: ignore[no-untyped-def]
         text = str(desc)[1:-1] if desc is not None else ""
@@ -472,9 +484,15 @@ class _ToSyntax(Transformer):  # type: ignore[type-arg]
     def output_stmt(self, meta, name, shape, value):  # type: ignore[no-untyped-def]
         return S.Output(self._ident(name), shape, value, _span(meta, self.path))
 
+    def api_arg(self, meta, public, target):  # type: ignore[no-untyped-def]
+        pub = self._ident(public)
+        return S.ApiArg(pub, self._ident(target) if target is not None else pub, _span(meta, self.path))
+
     def api_stmt(self, meta, name, *args):  # type: ignore[no-untyped-def]
-        return S.Api(self._ident(name), tuple(self._ident(a) for a in args if a is not None),
-                     _span(meta, self.path))
+        return S.Api(self._ident(name), tuple(a for a in args if a is not None), _span(meta, self.path))
+
+    def layout_stmt(self, meta, shape):  # type: ignore[no-untyped-def]
+        return S.Layout(shape, _span(meta, self.path))
 
     def start(self, meta, header, *statements):  # type: ignore[no-untyped-def]
         return S.Module(header, tuple(statements), self.path, "")

@@ -89,6 +89,8 @@ class TensorDecl:
     shape: tuple[Ident, ...]
     annotations: tuple[Annotation, ...]
     span: Span = field(**_POS)
+    default: Expr | None = None  # `= 0`: an optional input or param, this value when absent from the call
+    when: Ident | None = None  # `when normalize`: a state that exists only when the switch option is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +150,36 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiArg:
+    """One argument of an `api` line: `ours`, or `lib = ours` (the library calls `ours` `lib`)."""
+
+    public: Ident
+    target: Ident
+    span: Span = field(**_POS)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+@dataclass(frozen=True, slots=True)
 class Api:
-    """`api fla_name(arg, ...)`: the public argument order where it differs from declarations."""
+    """`api fla_name(arg, ...)`: the public argument order and names where they differ from declarations."""
 
     name: Ident
-    args: tuple[Ident, ...]
+    args: tuple[ApiArg, ...]
     span: Span = field(**_POS)
 
 
-Statement = Decl | Bind | DimDecl | Update | Output | Api
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """`layout [B, T]`: the leading axes of an input in the public call."""
+
+    dims: tuple[Ident, ...]
+    span: Span = field(**_POS)
+
+
+Statement = Decl | Bind | DimDecl | Update | Output | Api | Layout
 
 
 @dataclass(frozen=True, slots=True)

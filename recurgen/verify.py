@@ -133,9 +133,10 @@ def _device() -> str:
 
 
 def has_mode(rec: Any, mode: str) -> bool:
-    """Whether the module generated this kernel family (chunk kernels are not generated yet)."""
+    """Whether the module generated this kernel family (chunk: only for specs with a chunk form)."""
     if mode == "chunk":
-        return callable(getattr(rec.module, f"chunk_{rec.name}", None))
+        return callable(getattr(rec.module, f"chunk_{rec.name}", None)) and \
+            getattr(rec.module, "CHUNK_REASON", None) is None
     return True
 
 
@@ -250,8 +251,10 @@ def verify_mode(rec: Any, mode: str, *, examples: int = 10, dtypes: Sequence[str
     from recurgen.testing import strategies
 
     if not has_mode(rec, mode):
+        reason = getattr(rec.module, "CHUNK_REASON", None) if mode == "chunk" else None
         return ModeResult(mode, status="not generated",
-                          note=f"not generated: the module has no `{mode}_{rec.name}` kernels yet")
+                          note=f"not generated: {reason}" if reason else
+                          f"not generated: the module has no `{mode}_{rec.name}` kernels yet")
     strategy = strategies.cases(rec.spec, dtypes=dtypes, lengths=lengths, varlen=has_varlen(rec, mode))
     return search(rec, mode, strategy, examples=examples, deadline=time.monotonic() + time_budget, seed=seed,
                   progress=progress or Progress(examples, enabled=False), device=device or _device())

@@ -103,6 +103,8 @@ class _P:
             return e.name if st.loop else st.sub(e.name, st.state_time)
         if e.kind is Kind.PREV_STATE:
             return st.sub(e.name, shift(st.time, -1) if st.time else None)
+        if e.kind is Kind.OPTION and ir.is_hidden(e.name):  # the option behind `given(z)`: shown as written
+            return f"given({e.name.removeprefix(ir.presence_option(''))})"
         return e.name
 
     def show(self, e: ir.Expr) -> tuple[str, int]:

@@ -36,6 +36,8 @@ def _tensors(ts: tuple[ir.Tensor, ...], lead: tuple[str, ...]) -> str:
     groups: list[tuple[list[str], str]] = []
     for t in ts:
         desc = _shape(lead, t) + (f" {_domain(t.domain)}" if _domain(t.domain) else "")
+        if t.default is not None:  # an optional input or param
+            desc += f" = {t.default:g}"
         if groups and groups[-1][1] == desc:
             groups[-1][0].append(t.name)
         else:
@@ -116,15 +118,16 @@ def explain(a: Analysis, path: str | None = None) -> str:
     fixed = [d for d in spec.dims if d.size is not None]
     if fixed:
         out.append(_line("dims", "   ".join(f"{d.name} = {d.size}" for d in fixed), 2))
-    out.append(_line("inputs", _tensors(spec.inputs, ("B", "T", "H")), 2))
+    heads = ("H",) if spec.heads else ()  # `layout [B, T]`: the call's tensors have no head axis
+    out.append(_line("inputs", _tensors(spec.inputs, ("B", "T", *heads)), 2))
     if spec.params:
-        out.append(_line("params", _tensors(spec.params, ("H",)), 2))
+        out.append(_line("params", _tensors(spec.params, heads), 2))
     for c in spec.consts:
         out.append(_line("const", f"{c.name} = {pretty(c.value, PLAIN)}   (per head)", 2))
-    out.append(_line("state", _tensors(spec.states, ("B", "H")), 2))
+    out.append(_line("state", _tensors(spec.states, ("B", *heads)), 2))
     for u in spec.updates:
         out.append(_line("update", _update_text(u), 2))
-    options = "   ".join(f"{o.name} = {pretty(o.value, PLAIN)}" for o in spec.options)
+    options = "   ".join(f"{o.name} = {pretty(o.value, PLAIN)}" for o in spec.options if not ir.is_hidden(o.name))
     for i, o in enumerate(spec.outputs):
         tail = f"          {options}" if options and i == 0 else ""
         out.append(_line("output", f"{o.name}_t = {pretty(o.value, OUTPUT)}{tail}", 2))

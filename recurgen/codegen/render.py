@@ -14,9 +14,13 @@ from functools import cache
 import jinja2
 
 from .. import __version__, ir
+from ..analysis import analyze
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 from ..resources import templates_dir
+from ..signature import python_params, signature
+from .chunk_plan import describe, plan_chunk
+from .chunk_render import render_chunk_section
 from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
 from .step import build_step, state_var
 from .torch_printer import TorchPrinter
@@ -119,6 +123,27 @@ def _torch_step(spec: ir.Spec) -> str:
     return "\n".join(body)
 
 
+def _call_context(spec: ir.Spec) -> dict[str, object]:
+    """The public call's parameters (recurgen.signature decides them: api line, defaults, layout)."""
+    sig = signature(spec)
+    public = {p.target: p.public for p in sig if p.kind in ("tensor", "option")}
+    tensors = [(n, public[n]) for n in spec.arg_order]
+    options = [(o.name, public[o.name]) for o in spec.options if not ir.is_hidden(o.name)]
+    optional = any(t.default is not None for t in (*spec.inputs, *spec.params))
+    step = [n if p.default is None else f"{n}=None" for n, p in ((p.public, p) for p in sig if p.kind == "tensor")]
+    return {
+        "signature": python_params(spec), "tensor_args": tensors, "option_args": options,
+        "call_forward": [f"{p.public}={p.public}" for p in sig],
+        "call_aliases": [(p.target, next(q.public for q in sig if q.target == p.target and q.kind == "call"))
+                         for p in sig if p.kind == "alias"],
+        "step_signature": [*step, "state=None" if optional else "state", *(f"{o}=None" for _, o in options)],
+        "defaults": {t.name: t.default for t in (*spec.inputs, *spec.params) if t.default is not None},
+        "has_heads": spec.heads, "switches": {n: (spec.api.public(n), v) for n, v in spec.switches},
+        "presence": [(ir.presence_option(t.name), t.name) for t in (*spec.inputs, *spec.params)
+                     if ir.presence_option(t.name) in {o.name for o in spec.options}],
+    }
+
+
 def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
     s = plan.spec
     ins = [(f"x_{i.name}", f"xs[{i.name!r}]") for i in plan.inputs]
@@ -172,6 +197,8 @@ def _header(plan: RecurrentPlan, sha: str, path: str) -> str:
         f"# Fused recurrent kernels: one program per (state tile, batch x head); the state is {split}.",
         "# Backward: the adjoint of the step, derived by reverse-mode differentiation of the spec,",
         "# walks time backwards from a stored state every CHECKPOINT_EVERY tokens (recomputing the rest).",
+        "# Chunk mode (mode=\"chunk\"): see the section `chunk mode` below for the derived chunk form and the",
+        "# kernel families (templates/chunk/) it runs.",
     ]
     return "\n".join(lines)
 
@@ -195,7 +222,14 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
     key = ["H", *plan.dims]  # retune when a size changes
     kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, autotune_key=key, **names, **args)
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
+    analysis = analyze(spec)
+    chunk_plan = plan_chunk(analysis)
+    forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
+    chunk = env.get_template("chunk_mode.py.jinja").render(
+        chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else ()),
+        generated=[_comment_safe(ln) for ln in describe(chunk_plan)])
     source = env.get_template("module.py.jinja").render(
+        chunk_section=chunk.strip("\n"), chunk_fn=f"chunk_{prefix}",
         header=_header(plan, sha, path), spec_name=spec.name, spec_sha256=sha, version=__version__,
         doc=_comment_safe((spec.description or spec.name).replace("\\", "\\\\").replace('"', '\\"')),
         kernels=kernels.rstrip("\n"),
@@ -208,7 +242,7 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps,
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
-        **names, **args,
+        **names, **args, **_call_context(spec),
     )
     source = "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
     try:

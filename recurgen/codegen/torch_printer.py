@@ -109,7 +109,7 @@ class TorchPrinter:
             return self._new(f"torch.eye(sz[{e.attr!r}], dtype=_dtype, device=_device)")
         if op is Op.INDEX:
             base = self.value(args[0])
-            return self._new(f"{base}[:, :, {e.attr}]")
+            return self._new(f"{base}.select({-len(args[0].ty.dims)}, {e.attr})")  # any leading dims
         vals = [self.value(a) for a in args]
         if op in _UNARY:
             return self._new(_UNARY[op].format(vals[0]))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from recurgen import ir
+from recurgen.signature import by_public
 from recurgen.testing.compare import assert_close
 from recurgen.testing.sampling import random_inputs, random_state, resolve_sizes
 
@@ -272,13 +273,14 @@ def check_forward_backward(rec: Any, inputs: Mapping[str, Any], *, fn: Any = Non
         kwargs["checkpoint_every"] = checkpoint_every
     cu = inputs.get("cu_seqlens")
     varlen = {} if cu is None else {"cu_seqlens": cu}
-    out, fin = call(*kx.values(), **kwargs, **varlen)
+    # by keyword: an api line may place a non-tensor argument (mamba2's chunk_size) between the tensors
+    out, fin = call(**by_public(spec, kx), **kwargs, **varlen)
     # the oracle sees exactly the rounded inputs the kernel saw, in float64
     rx = {n: _oracle_copy(x) for n, x in xs.items()}
     rh = [_oracle_copy(h) for h in h0]
     from recurgen.api import reference
 
-    rout, rfin = reference(spec, *rx.values(), initial_state=rh or None, output_final_state=True, **varlen)
+    rout, rfin = reference(spec, **by_public(spec, rx), initial_state=rh or None, output_final_state=True, **varlen)
     outs, routs, fins, rfins = _tuple(out), _tuple(rout), _tuple(fin), _tuple(rfin)
     outcome = Outcome()
     if _overflows([*routs], dtype) or _overflows([*rfins], torch.float32):
@@ -349,7 +351,7 @@ def check_step(rec: Any, inputs: Mapping[str, Any], *, backend: str | None = Non
     else:
         state = [torch.zeros_like(s) for s in random_state(spec, rows, H, sizes, torch.float32, device=first.device)]
     start = [s.clone() for s in state]
-    n_in = len(spec.inputs)
+    per_token = [n in {t.name for t in spec.inputs} for n in xs]  # an api line may put params among inputs
     values = [x.detach() for x in xs.values()]
     steps = []
     kwargs = {} if backend is None else {"backend": backend}
@@ -357,14 +359,15 @@ def check_step(rec: Any, inputs: Mapping[str, Any], *, backend: str | None = Non
         for a, b, rows_of in segments:
             seg_state = [s[rows_of].clone() for s in state]
             for t in range(a, b):
-                args = [x[:, t] for x in values[:n_in]] + values[n_in:]
+                args = [x[:, t] if tok else x for x, tok in zip(values, per_token, strict=True)]
                 steps.append(_tuple(rec.step(*args, state=seg_state, **kwargs)))
             for s, new_s in zip(state, seg_state, strict=True):
                 s[rows_of] = new_s
     from recurgen.api import reference
 
     varlen = {} if cu is None else {"cu_seqlens": cu}
-    rout, rfin = reference(spec, *(_oracle_copy(x).detach() for x in values),
+    exact = {n: _oracle_copy(x).detach() for n, x in zip(xs, values, strict=True)}
+    rout, rfin = reference(spec, **by_public(spec, exact),
                            initial_state=[_oracle_copy(s).detach() for s in start], output_final_state=True, **varlen)
     outcome = Outcome()
     routs, rfins = _tuple(rout), _tuple(rfin)

@@ -50,7 +50,8 @@ def test_gates_are_listed_once() -> None:
     ("gated_delta_rule", "dS_{t-1} = exp(g_t) · (I − beta_t · k_t k_tᵀ) dS_t + scale · q_{t-1} do_{t-1}ᵀ"),
     ("kda", "dS_{t-1} = diag(exp(g_t)) (I − beta_t · k_t k_tᵀ) dS_t + scale · q_{t-1} do_{t-1}ᵀ"),
     ("rwkv7", "dS_{t-1} = (diag(exp(w_t)) + a_t b_tᵀ) dS_t + scale · r_{t-1} do_{t-1}ᵀ"),
-    ("mamba2", "dh_{t-1} = exp(softplus(dt_t + dt_bias) · A) · dh_t + dy_{t-1} C_{t-1}ᵀ"),
+    ("mamba2", "dh_{t-1} = exp(softplus(dt_t + dt_bias) · A) · dh_t"
+               " + ((given(z) · silu(z_{t-1}) + 1 − given(z)) ⊙ dy_{t-1}) C_{t-1}ᵀ"),
     ("mlstm", "dC_{t-1} = exp(logsigmoid(fg_t)) · dC_t + q_{t-1} dP1_{t-1}ᵀ"),
 ])
 def test_adjoint_recurrence_text(name: str, recurrence: str) -> None:

@@ -118,3 +118,87 @@ def test_extrapolation_accepts_exact_linear_counts_and_flags_others() -> None:
     bad = measure(runner(1), "toy", {}, (16, 32, 48))["fwd"]
     assert not bad.verified
     assert "load_bytes not affine" in bad.evidence
+
+
+def test_torch_glue_counted_exactly_views_and_allocations_excluded() -> None:
+    from benchmarks.counters import count_torch
+
+    x = torch.randn(4, 8, dtype=torch.bfloat16)  # 64 B
+    w = torch.randn(8)  # 32 B, broadcast over x's rows: read once
+    with count_torch() as glue:
+        xt = x.t()  # a view: nothing moves
+        y = x.float() * w  # cast: 64 B read, 128 B written; mul: 128 + 32 B read, 128 B written
+        z = torch.empty_like(y)  # allocation only
+        z.copy_(xt.t())  # the destination is overwritten, not read: 64 B read, 128 B written
+        s = y.sum()  # 128 B read, a 0-dim result (a scalar, no traffic)
+        e = w.expand(4, 8).contiguous()  # expand is a view; the copy reads 8 distinct floats, writes 32
+    ops = {x.kernel: (x.load_bytes, x.store_bytes) for x in glue.launches if x.bytes}
+    assert ops == {"aten._to_copy.default": (64, 128), "aten.mul.Tensor": (160, 128),
+                   "aten.copy_.default": (64, 128), "aten.sum.default": (128, 0), "aten.clone.default": (32, 128)}
+    assert glue.total()["load_bytes"] == 64 + 160 + 64 + 128 + 32
+    assert all(x.bytes == 0 for x in glue.launches if "empty" in x.kernel or x.kernel.startswith("aten.t."))
+    assert s.dim() == 0
+    assert e.shape == (4, 8)
+
+
+def test_torch_glue_skips_kernel_launches_but_counts_the_torch_ops_around_them() -> None:
+    from benchmarks.counters import count_torch
+
+    n = 32
+    x = torch.randn(n, dtype=torch.float16)
+    y = torch.randn(n)
+    with count() as kernels, count_torch() as glue:
+        out = torch.empty(n, dtype=torch.bfloat16)
+        _axpy_tail[(2,)](x, y, out, n, 2.0, BLOCK=16)  # the interpreter's host copies are not glue
+        r = out.float()  # 64 B read, 128 B written
+    assert kernels.total()["load_bytes"] == n * 6
+    assert [(g.kernel, g.load_bytes, g.store_bytes) for g in glue.launches if g.bytes] == \
+        [("aten._to_copy.default", n * 2, n * 4)]
+    assert r.shape == (n,)
+
+
+def test_torch_glue_counts_the_body_of_a_custom_op_not_its_arguments() -> None:
+    from benchmarks.counters import count_torch
+
+    @torch.library.custom_op("recurgen_bench_test::double_sum", mutates_args=())
+    def double_sum(a: torch.Tensor) -> torch.Tensor:
+        return (a * 2).sum(0)  # mul: 4·n read and written; sum: 4·n read, 4·n/2 written
+
+    a = torch.randn(2, 16)
+    with count_torch() as glue:
+        double_sum(a)
+    assert [(g.kernel, g.load_bytes, g.store_bytes) for g in glue.launches] == \
+        [("aten.mul.Tensor", 128, 128), ("aten.sum.dim_IntList", 128, 64)]
+
+
+def test_glue_fit_has_a_per_head_term_and_kernels_do_not() -> None:
+    from benchmarks.counters import Launch
+    from benchmarks.traffic import measure
+
+    def run(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
+        # glue: 6 bytes per token and (batch, head), plus a 40-byte param per head read once per call
+        glue = Launch("aten.mul.Tensor", (1, 1, 1), load_bytes=B * H * 6 * T + 40 * H)
+        return {"fwd:glue": [glue], "fwd": [Launch("k", (1, B * H, 1), load_bytes=B * H * 40 * (1 + T))]}
+
+    fits = measure(run, "toy", {}, (64, 128, 192))
+    glue, kern = fits["fwd:glue"], fits["fwd"]
+    assert glue.verified
+    assert kern.verified
+    assert glue.at(8, 4096, 16)["load_bytes"] == 8 * 16 * 6 * 4096 + 40 * 16
+    assert kern.h["load_bytes"] == 0
+    assert kern.at(8, 4096, 16)["load_bytes"] == 128 * 40 * 4097
+    # a per-head term in a kernel's counts is not linear in B·H: flagged
+    bad = measure(lambda *a: {"fwd": run(*a)["fwd:glue"]}, "toy", {}, (64, 128, 192))["fwd"]
+    assert not bad.verified
+    assert "at B=2" in bad.evidence
+
+
+def test_torch_glue_leaves_out_index_bookkeeping() -> None:
+    from benchmarks.counters import count_torch
+
+    y = torch.randn(4, 2)
+    with count_torch() as glue:
+        idx = torch.arange(0, 64, 16, dtype=torch.int64)  # a chunk table: integers, not data
+        x = y[idx // 16]  # the gathered floats are data: 32 B read, 32 B written
+    assert x.shape == (4, 2)
+    assert [(g.kernel, g.bytes) for g in glue.launches if g.bytes] == [("aten.index.Tensor", 64)]

@@ -99,8 +99,8 @@ def test_bad_state_and_mode() -> None:
         gla(*xs, initial_state=torch.zeros(1, 2, 3, 3))
     with pytest.raises(ValueError, match="`mode` must be one of"):
         gla(*xs, mode="fast")
-    with pytest.raises(ValueError, match="mode='chunk'"):
-        gla(*xs, mode="chunk")
+    with pytest.raises(ValueError, match="chunk_size"):
+        gla(*xs, mode="chunk", chunk_size=48)
 
 
 def test_empty_and_single_token_sequences() -> None:

@@ -57,7 +57,7 @@ TYPES = {
     ("gla", "exp(g) * S"): "[K, V]",  # a [K] gate broadcasts over the rows of S
     ("gla", "outer(k, v)"): "[K, V]",
     ("gla", "q @ S"): "[V]",
-    ("simple_gla", "exp(g) * S"): "[K, V]",  # a scalar gate
+    ("simple_gla", "exp(g + g_gamma) * S"): "[K, V]",  # a scalar gate
     ("hgrn", "exp(g) * h + x"): "[D]",
     ("delta_rule", "I - beta * outer(k, k)"): "[K, K]",  # `I` takes its size from its partner
     ("delta_rule", "(I - beta * outer(k, k)) @ S"): "[K, V]",

@@ -7,8 +7,9 @@ import math
 import pytest
 
 from recurgen import ir
-from recurgen.check import RESERVED, broadcast, reserved_reason
+from recurgen.check import RESERVED, broadcast, check, reserved_reason
 from recurgen.frontend import from_text
+from recurgen.parse import parse_spec
 
 from .util import errors_of, node, spec_of
 
@@ -216,12 +217,76 @@ def test_default_argument_order_is_declaration_order() -> None:
 @pytest.mark.parametrize(("api", "words"), [
     ("api f(q, k)", "missing: v"),
     ("api f(q, k, v, v)", "repeated: v"),
-    ("api f(q, k, v, S)", "`S` in the api line is not an input or param"),
+    ("api f(q, k, v, S)", "`S` in the api line is not an input, param, option or call argument"),
     ("api f(q, k, v)\napi g(q, k, v)", "a second `api` line"),
     ("api class(q, k, v)", "`class` cannot name the public function"),
+    ("api f(q, k, v, h0 = initial_stat)", "`initial_stat` in the api line is not"),
+    ("api f(q, key = k, v, key = v)", "two arguments named `key`"),
+    ("api f(q, k, value = k, v)", "repeated: k"),
+    ("api f(q, k, lambda = v)", "`lambda` is reserved (a Python keyword) and cannot rename `v`"),
+    ("api f(q, k, v, initial_state = output_final_state)", "`initial_state` is reserved"),
+    ("api f(q, k, q = v)", "two arguments named `q`"),
+    ("api f(q, k, initial_state, v)", "the tensor `v` comes after `initial_state`"),
 ])
 def test_api_errors(api: str, words: str) -> None:
     assert any(words in m for m in errors_of(QKV + UPDATE + READ + api + "\n"))
+
+
+def test_api_renames_arguments_and_call_arguments() -> None:
+    spec = spec_of(QKV + UPDATE + READ + "api f(query = q, k, v, initial_states = initial_state)\n")
+    assert spec.arg_order == ("q", "k", "v")  # the spec's names: the tensors in public order
+    assert spec.api.name == "f"
+    assert [(a.public, a.target) for a in spec.api.args] == [("query", "q"), ("k", "k"), ("v", "v"),
+                                                              ("initial_states", "initial_state")]
+    assert spec.api.public("q") == "query"
+    assert spec.api.public("v") == "v"
+
+
+def test_option_renamed_clashing_with_a_kept_name() -> None:
+    assert any("`scale` cannot rename `v`" in m for m in errors_of(
+        QKV + UPDATE + "output o: [V] = scale * (q @ S)\n" + "api f(q, k, scale = v)\n"))
+
+
+# --- optional tensors, given(), layout ------------------------------------------------------------------------
+def test_optional_tensors_have_defaults() -> None:
+    spec = spec_of("input q: [K], k: [K], v: [V], g: [] logdecay = 0\nparam D: [V] = 1.5\nstate S: [K, V]\n"
+                   "update S = exp(g) * S + outer(k, v)\noutput o: [V] = q @ S + D * v\n")
+    assert spec.tensor("g").default == 0.0
+    assert spec.tensor("D").default == 1.5
+    assert spec.tensor("q").default is None
+
+
+def test_given_is_a_hidden_per_call_option() -> None:
+    spec = spec_of("input q: [K], k: [K], v: [V], z: [V] = 0\nstate S: [K, V]\n" + UPDATE
+                   + "output o: [V] = (q @ S) * (given(z) * silu(z) + 1 - given(z))\n")
+    hidden = [o for o in spec.options if ir.is_hidden(o.name)]
+    assert [o.name for o in hidden] == [ir.presence_option("z")]  # one option however often `given` appears
+    assert hidden[0].value == ir.Const(1.0)  # the tools pass every tensor: present unless the call omits it
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("input q: [K], k: [K], v: [V], g: [] logdecay = 1\n", "the default 1 of `g` is outside its domain"),
+    ("input q: [K], k: [K], v: [V], g: [] = g\n", "a default value must be a real number"),
+    ("input q: [K], k: [K] normalized = 0, v: [V]\n", "a normalized input cannot have a default value"),
+    ("input q: [K], k: [K], v: [V]\nstate S2: [K] = 0\n", "state `S2` cannot have a default value"),
+    ("input q: [K], k: [K], v: [V], g: [N] = 0\n", "the dimension `N` of optional `g`"),
+    ("input q: [K], k: [K], v: [V], g: [] = 0, u: [K]\n", "the required argument `u` comes after the optional `g`"),
+    ("input q: [K], k: [K], v: [V]\nlayout [B, H, T]\n", "unknown layout `[B, H, T]`"),
+    ("input q: [K], k: [K], v: [V]\nlayout [B, T]\nlayout [B, T]\n", "a second `layout` line"),
+])
+def test_optional_and_layout_errors(body: str, words: str) -> None:
+    extra = "update S2 = S2 + k\n" if "S2" in body else ""
+    assert any(words in m for m in errors_of(body + "state S: [K, V]\n" + UPDATE + extra + READ))
+
+
+def test_given_needs_an_optional_tensor() -> None:
+    assert any("`k` is not an optional input or param" in m for m in errors_of(
+        QKV + UPDATE + "output o: [V] = given(k) * (q @ S)\n"))
+
+
+@pytest.mark.parametrize(("layout", "heads"), [("", True), ("layout [B, T, H]\n", True), ("layout [B, T]\n", False)])
+def test_layout(layout: str, heads: bool) -> None:
+    assert spec_of(QKV + UPDATE + READ + layout).heads is heads
 
 
 # --- domains -----------------------------------------------------------------------------------------------
@@ -352,3 +417,41 @@ def test_path_and_source_are_kept() -> None:
     text = f"recurrence t\n{QKV}{UPDATE}{READ}"
     spec = from_text(text, "here.rec")
     assert (spec.path, spec.source) == ("here.rec", text)
+
+
+# --- switches ----------------------------------------------------------------------------------------------
+SWITCHED_HEADER = 'recurrence t "a switched variant"\n'
+SWITCHED = ("input q: [K], k: [K], v: [V]\noption norm_output = 0\nstate S: [K, V], z: [K] when norm_output\n"
+            "update S = S + outer(k, v)\nupdate z = z + k\n"
+            "output o: [V] = select(norm_output, (q @ S) / (q @ z), q @ S)\n")
+
+
+def test_a_switch_selects_a_variant() -> None:
+    off = spec_of(SWITCHED)
+    assert [s.name for s in off.states] == ["S"]  # the state `when norm_output` is not in the default variant
+    assert [u.state for u in off.updates] == ["S"]
+    assert off.switches == (("norm_output", 0.0),)
+    on, _ = check(parse_spec(SWITCHED_HEADER + SWITCHED), {"norm_output": 1.0})
+    assert [s.name for s in on.states] == ["S", "z"]
+    assert on.tensor("z").when == "norm_output"
+    assert on.outputs[0].value.op is ir.Op.DIV  # the `select` branch of this variant only
+    assert on.switches == (("norm_output", 1.0),)
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (SWITCHED.replace("select(norm_output, (q @ S) / (q @ z), q @ S)", "(q @ S) / (q @ z)"),
+     "state `z` exists only when `norm_output` is on"),
+    (SWITCHED.replace("option norm_output = 0", "option norm_output = 2"), "its default must be 0 or 1"),
+    (SWITCHED.replace("select(norm_output,", "select(nrm,"), "`nrm` is not a declared option"),
+    (SWITCHED.replace("select(norm_output, (q @ S) / (q @ z), q @ S)", "select(norm_output, q @ S)"),
+     "`select(...)` takes a switch option and two expressions"),
+    (SWITCHED.replace("v: [V]\n", "v: [V] when norm_output\n", 1), "only a state can depend on a switch"),
+])
+def test_switch_errors(body: str, words: str) -> None:
+    assert any(words in m for m in errors_of(body))
+
+
+def test_the_branch_not_taken_is_checked_too() -> None:
+    """`recurgen check` reports an error in the variant the defaults do not select."""
+    bad = SWITCHED.replace("(q @ S) / (q @ z)", "(q @ S) / (q @ zz)")
+    assert any("unknown name `zz`" in m for m in errors_of(bad))

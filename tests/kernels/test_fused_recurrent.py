@@ -42,7 +42,8 @@ def _close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) 
 
 
 def check_against_oracle(name: str, *, B: int, T: int, H: int, sizes: dict[str, int], dtype: torch.dtype,
-                         with_h0: bool, ckpt: int, budget: int | None, backend: str, seed: int) -> None:
+                         with_h0: bool, ckpt: int, budget: int | None, backend: str, seed: int,
+                         mode: str = "recurrent", chunk_size: int | None = None) -> None:
     rec = recurgen.load(name)
     spec = rec.spec
     if budget is not None:  # force several programs per state (restored below: modules are cached)
@@ -54,7 +55,7 @@ def check_against_oracle(name: str, *, B: int, T: int, H: int, sizes: dict[str, 
         xs = {n: x.to(dtype).requires_grad_() for n, x in base.items()}
         h0s = [h.clone().requires_grad_() for h in h0]
         out, fin = rec(*xs.values(), initial_state=h0s or None, output_final_state=True,
-                       checkpoint_every=ckpt, backend=backend)
+                       checkpoint_every=ckpt, backend=backend, mode=mode, chunk_size=chunk_size)
         # the oracle sees exactly the rounded inputs the kernel saw
         rx = {n: x.detach().double().requires_grad_() for n, x in xs.items()}
         rh = [h.detach().to(torch.complex128 if h.is_complex() else torch.float64).requires_grad_() for h in h0]
@@ -98,9 +99,9 @@ def check_step(name: str, *, B: int, T: int, H: int, sizes: dict[str, int], back
     out, fin = rec(*xs.values(), initial_state=h0, output_final_state=True, backend=backend)
     state = [h.clone() for h in h0]
     steps = []
-    n_in = len(spec.inputs)
+    inputs = {i.name for i in spec.inputs}  # an api line may put params among the inputs (mamba2's A)
     for t in range(T):
-        args = [x[:, t] for x in list(xs.values())[:n_in]] + list(xs.values())[n_in:]
+        args = [x[:, t] if n in inputs else x for n, x in xs.items()]
         steps.append(_tuple(rec.step(*args, state=state, backend=backend)))
     for i, o in enumerate(_tuple(out)):
         _close(f"{name}: step output {i}", torch.stack([s[i] for s in steps], dim=1), o, TOL[torch.float32])
@@ -147,7 +148,8 @@ def test_step_equals_forward(name: str, backend: str) -> None:
                seed=3)
 
 
-def check_varlen(name: str, *, cu: list[int], backend: str, seed: int) -> None:
+def check_varlen(name: str, *, cu: list[int], backend: str, seed: int, mode: str = "recurrent",
+                 chunk_size: int | None = None) -> None:
     """Packed sequences (`cu_seqlens`): each from its own initial state, nothing crossing a boundary."""
     rec = recurgen.load(name)
     spec = rec.spec
@@ -158,7 +160,7 @@ def check_varlen(name: str, *, cu: list[int], backend: str, seed: int) -> None:
     a = {n: x.clone().requires_grad_() for n, x in xs.items()}
     ah = [h.clone().requires_grad_() for h in h0]
     out, fin = rec(*a.values(), initial_state=ah, output_final_state=True, cu_seqlens=cu_t, checkpoint_every=2,
-                   backend=backend)
+                   backend=backend, mode=mode, chunk_size=chunk_size)
     r = {n: x.double().requires_grad_() for n, x in xs.items()}
     rh = [h.to(torch.complex128 if h.is_complex() else torch.float64).requires_grad_() for h in h0]
     rout, rfin = recurgen.reference(spec, *r.values(), initial_state=rh, output_final_state=True, cu_seqlens=cu_t)

@@ -21,15 +21,27 @@ ROOT = Path(__file__).parent.parent.parent
 DIMS = ("--dim", "N=16", "--dim", "D=64", "--dim", "E=64", "--dim", "P=64")
 
 
-@pytest.fixture(scope="module")
-def table() -> list[list[str]]:
+# One spec per distinct chunk kernel variant (family and flags): the same template renders the same kernels for
+# every spec that uses that variant, so compiling each variant once covers them all. The default run compiles
+# the largest variant of each family (the most live tiles); `-m slow` compiles all of them.
+CHUNK_VARIANTS = ("rwkv6", "kda", "rwkv7", "gateloop")
+ALL_CHUNK_VARIANTS = ("linear_attn", "simple_gla", "gla", "rwkv6", "mamba2", "mlstm", "delta_rule", "gated_delta_rule",
+                      "kda", "delta_product", "rwkv7", "hgrn", "mamba", "lru", "gateloop")
+
+
+def _inspect(specs: tuple[str, ...], kernels: str) -> list[list[str]]:
     env = {**os.environ, "TRITON_INTERPRET": "0"}
-    res = subprocess.run([sys.executable, "-m", "recurgen", "inspect", *bundled_spec_names(), "--arch", "sm_80",
-                          "--arch", "sm_90", *DIMS], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-                         timeout=1800)
+    res = subprocess.run([sys.executable, "-m", "recurgen", "inspect", *specs, "--arch", "sm_80", "--arch", "sm_90",
+                          *DIMS, f"--kernels={kernels}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=False, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
     return [[c.strip() for c in line.strip("|").split("|")] for line in res.stdout.splitlines()
             if line.startswith("| ") and "_kernel" in line]
+
+
+@pytest.fixture(scope="module")
+def table() -> list[list[str]]:
+    return _inspect(bundled_spec_names(), "recurrent") + _inspect(CHUNK_VARIANTS, "chunk")
 
 
 def test_every_kernel_compiles_for_both_archs(table: list[list[str]]) -> None:
@@ -40,6 +52,27 @@ def test_every_kernel_compiles_for_both_archs(table: list[list[str]]) -> None:
                 assert (f"{name}_fused_recurrent_{kind}_kernel", arch) in seen, (name, kind, arch)
 
 
+def test_every_chunk_kernel_compiles_for_both_archs(table: list[list[str]]) -> None:
+    """The chunk kernel families each spec uses (through their compile hooks), at K = V = 128, chunk 64."""
+    import recurgen
+
+    for name in CHUNK_VARIANTS:
+        module = recurgen.load(name).module
+        for state, family, _, _ in module.CHUNK_KERNELS:
+            for arch in ("sm_80", "sm_90"):
+                rows = [r for r in table if r[0].startswith(f"{name} chunk {state} ({family})") and r[1] == arch]
+                assert len(rows) >= 2, (name, state, arch)  # a forward and a backward kernel at least
+
+
 def test_no_register_spills(table: list[list[str]]) -> None:
     spilled = [r for r in table if r[5] != "0" or r[6] != "0"]
+    assert not spilled, "kernels that spill in every warp configuration:\n" + "\n".join(" | ".join(r) for r in spilled)
+
+
+@pytest.mark.slow
+def test_every_chunk_variant_compiles_without_spills() -> None:
+    rows = _inspect(ALL_CHUNK_VARIANTS, "chunk")
+    for name in ALL_CHUNK_VARIANTS:
+        assert any(r[0].startswith(f"{name} chunk") for r in rows), name
+    spilled = [r for r in rows if r[5] != "0" or r[6] != "0"]
     assert not spilled, "kernels that spill in every warp configuration:\n" + "\n".join(" | ".join(r) for r in spilled)

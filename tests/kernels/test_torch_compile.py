@@ -16,28 +16,33 @@ from tests.helpers import random_inputs, random_state
 class Mixer(torch.nn.Module):
     """A projection around a recurrence, as a layer would use it."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, mode: str = "recurrent") -> None:
         super().__init__()
         self.rec = recurgen.load(name)
+        self.mode = mode
         self.scale = torch.nn.Parameter(torch.tensor(1.5))
 
     def forward(self, *xs: torch.Tensor, h0: list[torch.Tensor] | None = None,
                 cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
         o, final = self.rec(xs[0] * self.scale, *xs[1:], initial_state=h0, output_final_state=True,
-                            cu_seqlens=cu_seqlens, backend="triton")
+                            cu_seqlens=cu_seqlens, backend="triton", mode=self.mode, chunk_size=16)
         outs = o if isinstance(o, tuple) else (o,)
         finals = final if isinstance(final, tuple) else (final,)
         return sum(x.float().square().mean() for x in outs) + sum(f.abs().square().mean() for f in finals)
 
 
 @pytest.mark.interpret
-@pytest.mark.parametrize(("name", "varlen", "backend"), [
-    ("gla", False, "inductor"),  # the default backend, once (it compiles C++: slow on 2 cores)
-    ("mlstm", False, "aot_eager"), ("lru", False, "aot_eager"), ("gla", True, "aot_eager"),
+@pytest.mark.parametrize(("name", "varlen", "backend", "mode"), [
+    ("gla", False, "inductor", "recurrent"),  # the default backend, once (it compiles C++: slow on 2 cores)
+    ("mlstm", False, "aot_eager", "recurrent"), ("lru", False, "aot_eager", "recurrent"),
+    ("gla", True, "aot_eager", "recurrent"),
+    # chunk mode: the kernel families are custom ops too; the spec's formulas around them are traced
+    ("mlstm", False, "aot_eager", "chunk"), ("delta_product", True, "aot_eager", "chunk"),
+    ("gateloop", False, "aot_eager", "chunk"),
 ])
-def test_compiled_model_matches_eager(name: str, varlen: bool, backend: str) -> None:
+def test_compiled_model_matches_eager(name: str, varlen: bool, backend: str, mode: str) -> None:
     torch._dynamo.reset()
-    model = Mixer(name)
+    model = Mixer(name, mode)
     spec = model.rec.spec
     sizes = {"K": 4, "V": 3, "N": 3, "D": 3}
     B = 1 if varlen else 2
@@ -68,4 +73,16 @@ def test_custom_op_passes_torch_opcheck() -> None:
     xs = list(random_inputs(rec.spec, 1, 3, 1, {"K": 4, "V": 2}, torch.float32, 0).values())
     xs = [x.requires_grad_() for x in xs]
     torch.library.opcheck(m._fwd_op, (xs, [], [0.5], True, True, 2, None),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+@pytest.mark.interpret
+def test_chunk_custom_op_passes_torch_opcheck() -> None:
+    rec = recurgen.load("gla")
+    op = rec.module._CHUNK_CALLS[0][1]
+    gen = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(1, 5, 1, 4, generator=gen, requires_grad=True) for _ in range(2))
+    v = torch.randn(1, 5, 1, 3, generator=gen, requires_grad=True)
+    g = (-torch.rand(1, 5, 1, 4, generator=gen)).requires_grad_()
+    torch.library.opcheck(op, (q, k, v, g, None, None, None, None, True, 16),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))

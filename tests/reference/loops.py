@@ -80,17 +80,18 @@ def retention(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None,
     return {"o": o}, {"S": S_T}
 
 
-def simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, *, scale: float | None = None,
+def simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, g_gamma: Tensor, *, scale: float | None = None,
                init: tuple[Tensor, ...] | None = None) -> Result:
-    """Scalar gate per head: S_t = exp(g_t) S_{t-1} + k_t v_tᵀ, o_t = scale · q_tᵀ S_t."""
+    """Scalar gate per head: S_t = exp(g_t) γ_h S_{t-1} + k_t v_tᵀ, o_t = scale · q_tᵀ S_t (γ_h = exp(g_gamma_h))."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     scale = _default_scale(K, scale)
     o, S_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, V)
     for b, h in _heads(B, H):
         S = _init(init, 0, b, h, (K, V), q)
+        gamma = math.exp(g_gamma[h].item())
         for t in range(T):
-            S = math.exp(g[b, t, h].item()) * S + torch.outer(k[b, t, h], v[b, t, h])
+            S = math.exp(g[b, t, h].item()) * gamma * S + torch.outer(k[b, t, h], v[b, t, h])
             o[b, t, h] = scale * (q[b, t, h] @ S)
         S_T[b, h] = S
     return {"o": o}, {"S": S_T}
@@ -200,11 +201,11 @@ def mamba(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, z: Tensor, A: Tensor, 
     return {"y": y}, {"h": h_T}
 
 
-def mamba2(x: Tensor, dt: Tensor, B: Tensor, C: Tensor, A: Tensor, D: Tensor, dt_bias: Tensor, *,
+def mamba2(x: Tensor, dt: Tensor, B: Tensor, C: Tensor, z: Tensor, A: Tensor, D: Tensor, dt_bias: Tensor, *,
            init: tuple[Tensor, ...] | None = None) -> Result:
-    """Dao & Gu 2024, eq. (1) with scalar A per head (mamba_ssm's ssd with dt_softplus=True):
+    """Dao & Gu 2024, eq. (1) with scalar A per head (mamba_ssm's ssd with dt_softplus=True and a gate z):
 
-    Δ = softplus(dt + dt_bias), h_t = exp(Δ A) h_{t-1} + Δ x_t B_tᵀ (P×N), y_t = h_t C_t + D x_t.
+    Δ = softplus(dt + dt_bias), h_t = exp(Δ A) h_{t-1} + Δ x_t B_tᵀ (P×N), y_t = (h_t C_t + D x_t) ⊙ silu(z_t).
     """
     Bsz, T, H, P = x.shape
     N = B.shape[-1]
@@ -214,7 +215,8 @@ def mamba2(x: Tensor, dt: Tensor, B: Tensor, C: Tensor, A: Tensor, D: Tensor, dt
         for t in range(T):
             delta = _softplus(dt[b, t, h] + dt_bias[h])
             state = torch.exp(delta * A[h]) * state + delta * torch.outer(x[b, t, h], B[b, t, h])
-            y[b, t, h] = state @ C[b, t, h] + D[h] * x[b, t, h]
+            gate = z[b, t, h] * _sigmoid(z[b, t, h])
+            y[b, t, h] = (state @ C[b, t, h] + D[h] * x[b, t, h]) * gate
         h_T[b, h] = state
     return {"y": y}, {"h": h_T}
 

@@ -1,8 +1,8 @@
 """Hostile inputs at run time, on both backends: a correct result or a ValueError naming the argument.
 
 Wrong shapes, dtypes, devices, mismatched heads, strided views, empty and single-token sequences, empty
-batches, and NaN/Inf confined to one sequence of a batch. (Variable-length batches, `cu_seqlens`, are being
-added separately and are not covered here yet.) Cases that fail today are `xfail(strict=True)` with the
+batches, and NaN/Inf confined to one sequence of a batch. (Hostile `cu_seqlens` for
+variable-length batches: test_hostile_seqlens.py.) Cases that fail today are `xfail(strict=True)` with the
 change the generated host code needs.
 """
 

@@ -58,9 +58,8 @@ def test_verify_passes_on_bundled_spec(capsys: pytest.CaptureFixture[str], name:
                        "--seed", str(i), "--no-progress")
     assert code == 0, out
     assert f"{name}: ok" in out
-    for kernel in ("recurrent [triton]", "torch path", "step [triton]"):
+    for kernel in ("recurrent [triton]", "torch path", "step [triton]", "chunk [triton]"):
         assert kernel in out
-    assert re.search(r"chunk \[triton\]\s+-\s+not generated", out)
     assert "FAIL" not in out
 
 
@@ -136,21 +135,23 @@ def test_verify_finds_the_minimal_length_for_an_off_by_one_token_forward() -> No
     assert "replay: recurgen verify linear_attn --modes torch --replay B=1,T=2,H=1" in out.getvalue()
 
 
-# --- chunk mode: reported as missing now, checked once a module has it ----------------------------------------
+# --- chunk mode: checked where the spec has a chunk form, reported with its reason where not -------------------
 
 @pytest.mark.interpret
-def test_chunk_mode_is_checked_when_the_module_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    rec = recurgen.load("linear_attn")
-    assert verify.verify_mode(rec, "chunk").status == "not generated"
-    real = rec.module.fused_recurrent_linear_attn
-
-    def chunk(*args: object, **kwargs: object) -> object:
-        return real(*args, backend="torch", **kwargs)
-
-    monkeypatch.setattr(rec.module, "chunk_linear_attn", chunk, raising=False)
-    result = verify.verify_mode(rec, "chunk", examples=2, lengths=(1, 5), seed=0)
+def test_chunk_mode_is_checked_or_explained() -> None:
+    result = verify.verify_mode(recurgen.load("linear_attn"), "chunk", examples=2, lengths=(1, 5), seed=0)
     assert result.status == "pass"
     assert set(result.checks) == {"forward", "final state", "backward"}
+    dense = recurgen.compile("""recurrence dense_rnn "no chunk form"
+input  k: [K], v: [V], q: [K]
+param  A: [K, K]
+state  S: [K, V]
+update S = A @ S + outer(k, v)
+output o: [V] = q @ S
+""")
+    missing = verify.verify_mode(dense, "chunk")
+    assert missing.status == "not generated"
+    assert "dense or coupled" in missing.note
 
 
 def test_time_budget_stops_new_examples(capsys: pytest.CaptureFixture[str]) -> None:

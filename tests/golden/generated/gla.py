@@ -11,6 +11,8 @@
 # Fused recurrent kernels: one program per (state tile, batch x head); the state is split along V.
 # Backward: the adjoint of the step, derived by reverse-mode differentiation of the spec,
 # walks time backwards from a stored state every CHECKPOINT_EVERY tokens (recomputing the rest).
+# Chunk mode (mode="chunk"): see the section `chunk mode` below for the derived chunk form and the
+# kernel families (templates/chunk/) it runs.
 from __future__ import annotations
 
 import hashlib
@@ -339,21 +341,43 @@ def _seqlens(cu_seqlens, B, T, device):
     """Validate flash-linear-attention's packed layout: B = 1, cumulative lengths [N + 1] from 0 to T."""
     if cu_seqlens is None:
         return None, B
-    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 \
-            or cu_seqlens.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must be a 1-D int32/int64 tensor [N + 1] of cumulative "
-                         f"sequence lengths, got {cu_seqlens!r:.80}")
+    _seqlens_form(cu_seqlens)
     if B != 1:
         raise ValueError(f"{SPEC_NAME}: with `cu_seqlens` the inputs are packed into one row: B must be 1, got {B}")
     if cu_seqlens.device != device:
         raise ValueError(f"{SPEC_NAME}: `cu_seqlens` is on {cu_seqlens.device} but the inputs are on {device}")
     if not torch.compiler.is_compiling():  # reading the values would end a compiled graph
-        cu = cu_seqlens.detach().to("cpu", torch.int64)
-        lengths = cu[1:] - cu[:-1]
-        if int(cu[0]) != 0 or int(cu[-1]) != T or bool((lengths < 0).any()):
-            raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must start at 0, never decrease, and end at T={T}; "
-                             f"got {cu.tolist()[:8]}{'...' if cu.numel() > 8 else ''}")
-    return cu_seqlens.to(torch.int32).contiguous(), cu_seqlens.numel() - 1
+        _seqlens_values(cu_seqlens, T)
+    # the dtype is kept: an int64 value past 2^31 must reach the ops' own check, not wrap to a valid int32
+    return cu_seqlens.contiguous(), cu_seqlens.numel() - 1
+
+
+def _seqlens_form(cu_seqlens):
+    """A 1-D int32/int64 tensor of at least two entries (described by type, dtype and shape only: a tensor's
+    repr would read its values, which torch.compile cannot trace)."""
+    if isinstance(cu_seqlens, torch.Tensor):
+        if cu_seqlens.dim() == 1 and cu_seqlens.numel() >= 2 and cu_seqlens.dtype in (torch.int32, torch.int64):
+            return
+        got = f"a {cu_seqlens.dtype} tensor of shape {list(cu_seqlens.shape)}"
+    else:
+        got = f"{type(cu_seqlens).__name__} {cu_seqlens!r:.60}"
+    raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must be a 1-D int32/int64 tensor [N + 1] of cumulative "
+                     f"sequence lengths, got {got}")
+
+
+def _seqlens_values(cu_seqlens, T):
+    """Check the values of `cu_seqlens` (0 = c_0 <= c_1 <= ... <= c_N = T); return them as contiguous int32.
+
+    `_seqlens` calls it in eager mode; every custom op calls it again on the tensor it gets, because the ops
+    run eagerly even inside a torch.compile graph, where `_seqlens` cannot read values: so no kernel ever
+    indexes the packed row outside [0, T), whatever the caller passed.
+    """
+    _seqlens_form(cu_seqlens)
+    cu = cu_seqlens.detach().to("cpu", torch.int64)
+    if int(cu[0]) != 0 or int(cu[-1]) != T or bool((cu[1:] < cu[:-1]).any()):
+        raise ValueError(f"{SPEC_NAME}: `cu_seqlens` must start at 0, never decrease, and end at T={T}; "
+                         f"got {cu.tolist()[:8]}{'...' if cu.numel() > 8 else ''}")
+    return cu_seqlens.to(torch.int32).contiguous()
 
 
 def _state_shape(B, H, sz, dims):
@@ -578,6 +602,7 @@ def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[fl
     values = dict(zip(ARG_ORDER, xs_list))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    cu_seqlens = _seqlens_values(cu_seqlens, T) if cu_seqlens is not None else None  # see _seqlens_values
     xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
     ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
     ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts)), h0 or None, output_final_state,
@@ -607,6 +632,7 @@ def _bwd_impl(xs_list: list[torch.Tensor], has_h0: bool, ck_list: list[torch.Ten
     values = dict(zip(ARG_ORDER, xs_list))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
+    cu_seqlens = _seqlens_values(cu_seqlens, T) if cu_seqlens is not None else None  # see _seqlens_values
     xs = {n: values[n] for n, _, _ in INPUTS}
     ps = {n: values[n] for n, _, _ in PARAMS}
     ck = dict(zip((n for n, _, _ in STATES), ck_list))
@@ -753,13 +779,949 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# chunk mode: the chunked-parallel form derived from the analysis
+#   S: the matmul kernels (decay=channel, prev=False), 64 tokens per chunk
+#     S_t = diag(exp(g_t)) S_(t-1) + k_t v_tᵀ   (state [K, V])
+#     o_t = q_tᵀ S_t
+#     with q = q_t,  k = k_t,  v = v_t,  g = g_t
+#   o_t = scale · chunk_out_S_t   (chunk_out_S: the kernels' o_t of state S)
+# ---------------------------------------------------------------------------------------------
+CHUNK_SIZE = 64
+CHUNK_AUTO_MIN_T = 256  # "auto" picks chunk mode from this length on (None: never)
+CHUNK_REASON = None  # why there is no chunk form (None: there is one)
+CHUNK_FORM = ('S: rows of Q, K, V: q_t, k_t, v_t', 'S: b_i = Σ_{s≤i} g_s ∈ R^K   (per-channel cumulative log-decay)', 'S: M_ij = 1 for j ≤ i, else 0                              (causal mask)', 'S: O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀', 'S:     exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk', 'S:     (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays', 'S: S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim K)')
+
+
+def _chunk_size(chunk_size):
+    size = CHUNK_SIZE if chunk_size is None else chunk_size
+    if not isinstance(size, int) or isinstance(size, bool) or size < 16 or size > 128 or size & (size - 1):
+        raise ValueError(f"{SPEC_NAME}: `chunk_size` must be a power of two from 16 to 128, got {chunk_size!r}")
+    return size
+
+
+def _chunk_mode(mode, T, backend):
+    """True when this call runs the chunk kernels (the torch backend always walks tokens)."""
+    if mode not in ("recurrent", "chunk", "auto"):
+        raise ValueError(f"{SPEC_NAME}: `mode` must be 'recurrent', 'chunk' or 'auto', got {mode!r}")
+    if mode == "chunk" and CHUNK_REASON is not None:
+        raise ValueError(f"{SPEC_NAME}: no chunk form: {CHUNK_REASON}; use mode='recurrent' (or 'auto')")
+    if backend != "triton" or CHUNK_REASON is not None:
+        return False
+    return mode == "chunk" or (mode == "auto" and CHUNK_AUTO_MIN_T is not None and T >= CHUNK_AUTO_MIN_T)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chunk core `_chunk_S` (family "matmul", decay=channel, prev=False).
+#
+#   S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T          S: [K, V] fp32
+#   o_t = q_t^T S_t
+#
+# Chunks of BT tokens; inside a chunk b = cumsum(g) (chunk-local log-decay, <= 0 and decreasing), bk = b for
+# the key side and bq = b for the query side:
+#   S_end = diag(exp(b_L)) S_0 + sum_j (k_j * exp(b_L - b_j)) v_j^T            (h-stage, sequential over chunks)
+#   o_i   = (q_i * exp(bq_i)) S_0 + sum_{j <= i} A_ij v_j,
+#   A_ij  = sum_c q_ic k_jc exp(bq_ic - b_jc)                                   (A-stage, o-stage: parallel)
+# Every exponent used is <= 0, so nothing overflows however strong the decay (see the A kernel).
+# Kernels load in the input dtype and compute in fp32; tl.dot operands are fp32 when DOT_FP32 (interpreter,
+# fp32 inputs), else the input dtype (tensor cores) with fp32 accumulation.
+# ---------------------------------------------------------------------------------------------------------------
+
+__chunk_S_WARPS = (4, 8)
+__chunk_S_STAGES = (2, 3)
+__chunk_S_CONFIGS = [triton.Config({}, num_warps=w, num_stages=s) for w in __chunk_S_WARPS for s in __chunk_S_STAGES]
+__chunk_S_SUB = 16  # sub-chunk rows of the exact per-channel intra-chunk blocks (tl.dot needs >= 16)
+# K / V tiles of the sub-chunk kernels (A, dq/dk): 64 leaves them near 255 registers and spilling at K = V = 128
+__chunk_S_INTRA = 32
+
+
+def __chunk_S_interpreting() -> bool:
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def __chunk_S_launch(kernel, grid, warps: int, *args, **kwargs) -> None:
+    # the interpreter cannot time configurations (no driver): run one directly
+    if __chunk_S_interpreting():
+        kernel.fn[grid](*args, num_warps=warps, **kwargs)
+    else:
+        kernel[grid](*args, **kwargs)
+
+
+@triton.jit
+def __chunk_S_dot(a, b, DOT_FP32: tl.constexpr, DT: tl.constexpr):
+    # fp32 operands (needed by the interpreter, whose bf16 arithmetic is wrong; Triton's default tf32 on NVIDIA
+    # GPUs) or the input dtype (bf16/fp16 tensor cores); the accumulator is fp32 either way
+    if DOT_FP32:
+        return tl.dot(a, b)
+    else:
+        return tl.dot(a.to(DT), b.to(DT))
+
+
+@triton.jit
+def __chunk_S_rows(ptr, o_r, stride, o_d, m_r, m_d):
+    # [rows, BD] block as fp32, zero outside the masks; ptr already points at the chunk's first token and head
+    # (an int64 scalar offset), so the per-element offsets stay int32 (fewer registers)
+    p = ptr + (o_r * stride)[:, None] + o_d[None, :]
+    return tl.load(p, mask=m_r[:, None] & m_d[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def __chunk_S_cols(ptr, o_r, stride, o_d, m_r, m_d):
+    # the transposed block [BD, rows]
+    p = ptr + (o_r * stride)[None, :] + o_d[:, None]
+    return tl.load(p, mask=m_r[None, :] & m_d[:, None], other=0.0).to(tl.float32)
+
+
+# chunk-local cumulative log-decay b = cumsum(g) within each chunk (restarting at every chunk and sequence)
+@triton.autotune(configs=[triton.Config({}, num_warps=w) for w in (1, 2, 4)], key=["BT", "BK"])
+@triton.jit
+def __chunk_S_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr,
+                           IS_VARLEN: tl.constexpr):
+    i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    b_g = __chunk_S_rows(g + tb * K, o_t, H * K, o_k, m_t, m_k)
+    p = gc + tb * K + (o_t * (H * K))[:, None] + o_k[None, :]
+    tl.store(p, tl.cumsum(b_g, axis=0), mask=m_t[:, None] & m_k[None, :])
+
+
+# h-stage: walk the chunks of one sequence, storing each chunk's start state (fp32) for the parallel stages:
+#   h[c] = S_0 of chunk c;  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+                      IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
+    i_n = (i_nh // H).to(tl.int64)
+    i_h = i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        s0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = i_n * T
+        eos = bos + T
+        s0 = i_n * NT
+    n_chunks = tl.cdiv(eos - bos, BT)
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    p_kv = o_k[:, None] * V + o_v[None, :]
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
+    for i_c in range(0, n_chunks):
+        tl.store(h + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_h, mask=m_kv)
+        t0 = bos + i_c * BT
+        L = tl.minimum(eos - t0, BT)
+        tb = t0 * H + i_h
+        o_t = tl.arange(0, BT)
+        m_t = o_t < L
+        b_kt = __chunk_S_cols(k + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
+        b_v = __chunk_S_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
+        b_bt = __chunk_S_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_kt = b_kt * tl.exp(b_bl[:, None] - b_bt)
+        b_h *= tl.exp(b_bl)[:, None]
+        b_h += __chunk_S_dot(b_kt, b_v, DOT_FP32, k.dtype.element_ty)
+    if STORE_HT:
+        tl.store(ht + i_nh.to(tl.int64) * K * V + p_kv, b_h, mask=m_kv)
+
+
+# A-stage: the intra-chunk attention matrix A[i, j] = sum_c q_ic k_jc exp(bq_ic - b_jc), j <= i
+# (zero elsewhere), stored per token row as [B, T, H, BT] fp32.
+# Per-channel decay: exp(-b_j) alone would overflow for strong decays, so the chunk is split into sub-chunks of
+# BC rows. An off-diagonal block (rows I > cols J) is re-centred at r = the last row before sub-chunk I:
+#   A_IJ = (q_I * exp(bq_I - b_r)) (k_J * exp(b_r - b_J))^T     with bq_i <= b_r <= b_j, both factors <= 1;
+# the diagonal block is formed exactly, one column j at a time, with the mask applied before exp.
+# One program per (chunk, row sub-chunk I, head).
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "BT", "BK", "DOT_FP32"])
+@triton.jit
+def __chunk_S_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BC: tl.constexpr,
+                      BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_sub, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    DT = q.dtype.element_ty
+    i0 = i_sub * BC
+    if i0 < L:
+        o_i = i0 + tl.arange(0, BC)
+        m_i = o_i < L
+        o_j = tl.arange(0, BC)
+        row_l = t0 + L - 1
+        row_r = t0 + i0 - 1
+        # off-diagonal blocks J < I: every row of J is valid (it precedes a valid row of I)
+        for i_j in range(0, i_sub):
+            o_jj = i_j * BC + o_j
+            m_j = o_j < BC
+            b_a = tl.zeros([BC, BC], dtype=tl.float32)
+            for i_k in range(0, tl.cdiv(K, BK)):
+                o_k = i_k * BK + tl.arange(0, BK)
+                m_k = o_k < K
+                b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
+                b_br = tl.load(gc + (row_r * H + i_h) * K + o_k, mask=m_k, other=0.0)
+                b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+                b_bq = __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+                # padded rows take b_L: their exponents stay <= 0 (their q is 0)
+                b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
+                b_k = __chunk_S_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
+                b_bk = __chunk_S_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
+                b_qd = b_q * tl.exp(b_bq - b_br[None, :])
+                b_kd = b_k * tl.exp(b_br[None, :] - b_bk)
+                b_a += __chunk_S_dot(b_qd, tl.trans(b_kd), DOT_FP32, DT)
+            tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i_j * BC + o_j)[None, :], b_a, mask=m_i[:, None])
+        # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
+        b_a = tl.zeros([BC, BC], dtype=tl.float32)
+        for i_k in range(0, tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_k = o_k < K
+            b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+            b_bq = __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+            b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
+            for c in range(0, tl.minimum(L - i0, BC)):
+                row_c = t0 + i0 + c
+                b_kc = tl.load(k + (row_c * H + i_h) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+                b_bc = tl.load(gc + (row_c * H + i_h) * K + o_k, mask=m_k, other=0.0)
+                m_c = (o_i >= i0 + c)[:, None] & m_k[None, :]
+                b_f = tl.exp(tl.where(m_c, b_bq - b_bc[None, :], float("-inf")))
+                b_col = tl.sum(b_q * b_kc[None, :] * b_f, axis=1)
+                b_a += tl.where((o_j == c)[None, :], b_col[:, None], 0.0)
+        tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i0 + o_j)[None, :], b_a, mask=m_i[:, None])
+
+
+# o-stage: o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head)
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    DT = q.dtype.element_ty
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    p_h = h + (i_s.to(tl.int64) * H + i_h) * K * V
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_q = __chunk_S_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bq = __chunk_S_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_q *= tl.exp(b_bq)
+        b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_o += __chunk_S_dot(b_q, b_s, DOT_FP32, DT)
+    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], mask=m_t[:, None], other=0.0)
+    b_v = __chunk_S_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_o += __chunk_S_dot(b_a, b_v, DOT_FP32, DT)
+    tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_o, mask=m_t[:, None] & m_v[None, :])
+
+
+# dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk);
+#   dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
+                       BK: tl.constexpr, BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
+    i_n = (i_nh // H).to(tl.int64)
+    i_h = i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        s0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = i_n * T
+        eos = bos + T
+        s0 = i_n * NT
+    n_chunks = tl.cdiv(eos - bos, BT)
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    p_kv = o_k[:, None] * V + o_v[None, :]
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh += tl.load(dht + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
+    for i_r in range(0, n_chunks):
+        i_c = n_chunks - 1 - i_r
+        tl.store(dh + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_dh, mask=m_kv)
+        t0 = bos + i_c * BT
+        L = tl.minimum(eos - t0, BT)
+        tb = t0 * H + i_h
+        o_t = tl.arange(0, BT)
+        m_t = o_t < L
+        b_qt = __chunk_S_cols(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
+        b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
+        b_bqt = __chunk_S_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_qt = b_qt * tl.exp(b_bqt)
+        b_dh *= tl.exp(tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0))[:, None]
+        b_dh += __chunk_S_dot(b_qt, b_do, DOT_FP32, q.dtype.element_ty)
+    if STORE_DH0:
+        tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_kv, b_dh, mask=m_kv)
+
+
+# dA-stage: dA = mask(do v^T) (the cotangent of A), [B, T, H, BT] fp32
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "V", "BT", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr, BV: tl.constexpr,
+                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_h = tl.program_id(0), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
+    b_da = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+        b_vt = __chunk_S_cols(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+        b_da += __chunk_S_dot(b_do, b_vt, DOT_FP32, v.dtype.element_ty)
+    m_a = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
+    b_da = tl.where(m_a, b_da, 0.0)
+    tl.store(dA + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], b_da, mask=m_t[:, None])
+
+
+# dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head)
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    DT = k.dtype.element_ty
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    p_dh = dh + (i_s.to(tl.int64) * H + i_h) * K * V
+    b_dv = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_k = __chunk_S_rows(k + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bk = __chunk_S_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_k *= tl.exp(b_bl[None, :] - b_bk)
+        b_dh = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_dv += __chunk_S_dot(b_k, b_dh, DOT_FP32, DT)
+    b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None], mask=m_t[None, :], other=0.0)
+    b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_dv += __chunk_S_dot(b_at, b_do, DOT_FP32, DT)
+    tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv, mask=m_t[:, None] & m_v[None, :])
+
+
+# dqk-stage: one program per (chunk, K tile, head), sub-chunk by sub-chunk (BC rows) in reverse order:
+#   dq_I = exp(bq_I) * (do_I S_0^T) + sum_{J <= I} (dA_IJ * exp(bq_I - b_J)) k_J
+#   dk_I = exp(b_L - b_I) * (v_I dS_end^T) + sum_{I' >= I} (dA_I'I * exp(bq_I' - b_I))^T q_I'
+# and the decay gradient from  d/dbq_i = q_i dq_i,  d/db_j = -k_j dk_j,  d/db_L = sum_v S_end dS_end:
+#   dg_s = sum_{t >= s} (q dq - k dk)_t + sum_v (S_end * dS_end)   (reverse cumsum in the chunk)
+# Per-channel decay blocks are re-centred (off-diagonal) or exact (diagonal) as in the A kernel.
+@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
+                        BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                        IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
+    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    L = tl.minimum(eos - t0, BT)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    DT = q.dtype.element_ty
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    o_j = tl.arange(0, BC)
+    row_l = t0 + L - 1
+    p_h = h + (i_s.to(tl.int64) * H + i_h) * K * V
+    p_dh = dh + (i_s.to(tl.int64) * H + i_h) * K * V
+    b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    # d/db_L: the state at the chunk's end is h of the next chunk, or the final state for the sequence's last
+    is_last = t0 + BT >= eos
+    if is_last:
+        p_end = ht + (i_n * H + i_h) * K * V
+    else:
+        p_end = h + ((i_s.to(tl.int64) + 1) * H + i_h) * K * V
+    b_dgl = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_kv = m_k[:, None] & (o_v < V)[None, :]
+        b_se = tl.load(p_end + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+        b_dse = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+        b_dgl += tl.sum(b_se * b_dse, axis=1)
+    b_carry = b_dgl
+    n_sub = tl.cdiv(L, BC)
+    for i_r in range(0, n_sub):
+        i_sub = n_sub - 1 - i_r
+        i0 = i_sub * BC
+        o_i = i0 + o_j
+        m_i = o_i < L
+        b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+        b_k = __chunk_S_rows(k + tb * K, o_i, H * K, o_k, m_i, m_k)
+        b_bi = tl.where(m_i[:, None], __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k), b_bl[None, :])
+        b_bqi = b_bi
+        # inter-chunk part: through the chunk's start state and the cotangent of its end state
+        b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+        b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+        for i_v in range(0, tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = o_v < V
+            b_do = __chunk_S_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v)
+            b_v = __chunk_S_rows(v + tb * V, o_i, H * V, o_v, m_i, m_v)
+            # [BV, BK] transposed tiles of S_0 and dS_end
+            m_vk = m_v[:, None] & m_k[None, :]
+            b_st = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
+            b_dst = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
+            b_dq += __chunk_S_dot(b_do, b_st, DOT_FP32, DT)
+            b_dk += __chunk_S_dot(b_v, b_dst, DOT_FP32, DT)
+        b_dq *= tl.exp(b_bqi)
+        b_dk *= tl.exp(b_bl[None, :] - b_bi)
+        # intra-chunk part, dq: sub-chunks J < I (the diagonal below)
+        for i_j in range(0, i_sub):
+            o_jj = i_j * BC + o_j
+            m_j = o_jj < L
+            b_da = tl.load(dA + tb * BT + (o_i * (H * BT))[:, None] + o_jj[None, :], mask=m_i[:, None], other=0.0)
+            b_kj = __chunk_S_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
+            b_br = tl.load(gc + ((t0 + i0 - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_bj = __chunk_S_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
+            b_kj *= tl.exp(b_br[None, :] - b_bj)
+            b_dq += __chunk_S_dot(b_da, b_kj, DOT_FP32, DT) * tl.exp(b_bqi - b_br[None, :])
+        # intra-chunk part, dk: sub-chunks I' > I
+        for i_p in range(i_sub + 1, n_sub):
+            o_pp = i_p * BC + o_j
+            m_p = o_pp < L
+            b_da = tl.load(dA + tb * BT + (o_pp * (H * BT))[:, None] + o_i[None, :], mask=m_p[:, None], other=0.0)
+            b_qp = __chunk_S_rows(q + tb * K, o_pp, H * K, o_k, m_p, m_k)
+            b_br = tl.load(gc + ((t0 + i_p * BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_bp = tl.where(m_p[:, None], __chunk_S_rows(gc + tb * K, o_pp, H * K, o_k, m_p, m_k), b_bl[None, :])
+            b_qp *= tl.exp(b_bp - b_br[None, :])
+            b_dk += __chunk_S_dot(tl.trans(b_da), b_qp, DOT_FP32, DT) * tl.exp(b_br[None, :] - b_bi)
+        # diagonal block, exactly: column c of dA_II feeds dq rows i >= c, row c feeds dk rows j <= c
+        for c in range(0, tl.minimum(L - i0, BC)):
+            row_c = t0 + i0 + c
+            p_c = (row_c * H + i_h) * K + o_k
+            b_kc = tl.load(k + p_c, mask=m_k, other=0.0).to(tl.float32)
+            b_qc = tl.load(q + p_c, mask=m_k, other=0.0).to(tl.float32)
+            b_bc = tl.load(gc + p_c, mask=m_k, other=0.0)
+            b_bqc = b_bc
+            b_dacol = tl.load(dA + tb * BT + o_i * (H * BT) + i0 + c, mask=m_i, other=0.0)
+            b_darow = tl.load(dA + (row_c * H + i_h) * BT + o_i)
+            m_q = (o_i >= i0 + c)[:, None] & m_k[None, :]
+            m_kk = (o_i <= i0 + c)[:, None] & m_k[None, :]
+            b_dq += b_dacol[:, None] * b_kc[None, :] * tl.exp(tl.where(m_q, b_bqi - b_bc[None, :], float("-inf")))
+            b_dk += b_darow[:, None] * b_qc[None, :] * tl.exp(tl.where(m_kk, b_bqc[None, :] - b_bi, float("-inf")))
+        m_ik = m_i[:, None] & m_k[None, :]
+        p_o = tb * K + (o_i * (H * K))[:, None] + o_k[None, :]
+        tl.store(dq + p_o, b_dq, mask=m_ik)
+        tl.store(dk + p_o, b_dk, mask=m_ik)
+        b_u = b_q * b_dq
+        b_x = b_u - b_k * b_dk
+        b_dg = tl.cumsum(b_x, axis=0, reverse=True) + b_carry[None, :]
+        b_carry += tl.sum(b_x, axis=0)
+        tl.store(dg + p_o, b_dg, mask=m_ik)
+
+
+def __chunk_S_blocks(K: int, V: int, chunk_size: int) -> tuple[int, int, int, int]:
+    """BT (chunk), BC (sub-chunk), BK, BV: powers of two >= 16 (tl.dot), K and V tiles of at most 64."""
+    BT = int(chunk_size)
+    if BT < 16 or BT & (BT - 1):
+        raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
+    BK = min(64, max(16, triton.next_power_of_2(K)))
+    BV = min(64, max(16, triton.next_power_of_2(V)))
+    return BT, min(__chunk_S_SUB, BT), BK, BV
+
+
+def __chunk_S_chunks(cu_seqlens: torch.Tensor | None, B: int, T: int, BT: int):
+    """(number of chunk slots, NT per sequence or 1, chunk table [NC, 2] (sequence, chunk) or None, first slot
+    of each sequence [N + 1] or None). Slots are sequence-major, so slot = first slot of the sequence + chunk."""
+    if cu_seqlens is None:
+        NT = triton.cdiv(T, BT)
+        return B * NT, NT, None, None
+    cu = cu_seqlens.to(torch.int64)
+    n_chunks = (cu[1:] - cu[:-1] + BT - 1) // BT
+    offsets = torch.zeros(len(n_chunks) + 1, dtype=torch.int64, device=cu.device)
+    offsets[1:] = torch.cumsum(n_chunks, 0)
+    total = int(offsets[-1])
+    seq = torch.repeat_interleave(torch.arange(len(n_chunks), device=cu.device), n_chunks)
+    local = torch.arange(total, device=cu.device) - offsets[seq]
+    table = torch.stack([seq, local], 1).to(torch.int32).contiguous()
+    return total, 1, table, offsets.to(torch.int32)
+
+
+def __chunk_S_setup(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+                   cu_seqlens: torch.Tensor | None, chunk_size: int):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if g is not None and g.shape != q.shape:
+        raise ValueError(f"g has shape {tuple(g.shape)}, expected [B, T, H, K]")
+    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"q, k, v shapes disagree: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if cu_seqlens is not None and B != 1:
+        raise ValueError(f"cu_seqlens needs B == 1, got B = {B}")
+    N = B if cu_seqlens is None else len(cu_seqlens) - 1
+    BT, BC, BK, BV = __chunk_S_blocks(K, V, chunk_size)
+    NS, NT, table, offsets = __chunk_S_chunks(cu_seqlens, B, T, BT)
+    # tl.dot operands: fp32 under the interpreter (its bf16 arithmetic is wrong) and for fp32 inputs
+    dot_fp32 = __chunk_S_interpreting() or q.dtype == torch.float32
+    return B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32
+
+
+def __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK):
+    gc = torch.empty(g.shape, dtype=torch.float32, device=g.device)
+    nk = triton.cdiv(K, BK)
+    __chunk_S_launch(__chunk_S_cumsum_kernel, (NS, nk, H), 1, g, gc, cu_seqlens, table, T, H, K, NT, BT=BT, BK=BK,
+                 IS_VARLEN=cu_seqlens is not None)
+    return gc
+
+
+def __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32 = dims
+    h = torch.empty(NS, H, K, V, dtype=torch.float32, device=k.device)
+    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
+    grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
+    __chunk_S_launch(__chunk_S_h_kernel, grid, 4, k, v, gc, h0, h, ht, cu_seqlens, offsets, T, H, K, V, NT, BT=BT,
+                 BK=BK, BV=BV, USE_H0=h0 is not None, STORE_HT=store_ht, IS_VARLEN=cu_seqlens is not None,
+                 DOT_FP32=dot_fp32)
+    return h, ht
+
+
+def __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims):
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32 = dims
+    A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
+    grid = (NS, BT // BC, H)
+    __chunk_S_launch(__chunk_S_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
+                 BK=min(BK, __chunk_S_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    return A
+
+
+def _chunk_S_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+             h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, output_final_state: bool,
+             chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunked forward: o [B, T, H, V] fp32 and (if output_final_state) the final states ht [N, H, K, V] fp32."""
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = __chunk_S_setup(q, k, v, g,
+                                                                                        cu_seqlens, chunk_size)
+    dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    g = None if g is None else g.contiguous()
+    o = torch.zeros(B, T, H, V, dtype=torch.float32, device=q.device)
+    if NS == 0:  # nothing to walk: the final state is the initial one
+        if not output_final_state:
+            return o, None
+        ht = torch.zeros(N, H, K, V, dtype=torch.float32, device=q.device) if h0 is None else h0.float().clone()
+        return o, ht
+    gc = __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
+    h, ht = __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
+    A = __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims)
+    __chunk_S_launch(__chunk_S_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, cu_seqlens, table, T,
+                 H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    return o, ht
+
+
+def _chunk_S_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+             h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
+             dht: torch.Tensor | None, chunk_size: int = 64
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Chunked backward: (dq, dk, dv, dg, dh0) in fp32; dg is None without decay, dh0 None without h0.
+
+    Recomputes the chunk states and A (cheaper than storing them), then the reverse dh-stage and the
+    parallel dA, dv and dq/dk/dg stages."""
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = __chunk_S_setup(q, k, v, g,
+                                                                                        cu_seqlens, chunk_size)
+    dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    g = None if g is None else g.contiguous()
+    dev = q.device
+    dq = torch.zeros(B, T, H, K, dtype=torch.float32, device=dev)
+    dk = torch.zeros_like(dq)
+    dv = torch.zeros(B, T, H, V, dtype=torch.float32, device=dev)
+    dg = None if g is None else torch.zeros(g.shape, dtype=torch.float32, device=dev)
+    if NS == 0:  # no tokens: ht = h0, so dh0 = dht
+        dh0 = None
+        if h0 is not None:
+            dh0 = torch.zeros(N, H, K, V, dtype=torch.float32, device=dev) if dht is None else dht.float().clone()
+        return dq, dk, dv, dg, dh0
+    do = do.contiguous()
+    is_varlen = cu_seqlens is not None
+    gc = __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
+    # the dg term of a sequence's last chunk needs its final state
+    h, ht = __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, True, dims)
+    A = __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims)
+    dh = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
+    dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
+    grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
+    __chunk_S_launch(__chunk_S_dh_kernel, grid, 4, q, do, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V, NT,
+                 BT=BT, BK=BK, BV=BV, USE_DHT=dht is not None, STORE_DH0=h0 is not None, IS_VARLEN=is_varlen,
+                 DOT_FP32=dot_fp32)
+    dA = torch.zeros(B, T, H, BT, dtype=torch.float32, device=dev)
+    __chunk_S_launch(__chunk_S_da_kernel, (NS, 1, H), 4, v, do, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
+                 IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    __chunk_S_launch(__chunk_S_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, gc, dh, A, dv, cu_seqlens, table, T,
+                 H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    BK, BV = min(BK, __chunk_S_INTRA), min(BV, __chunk_S_INTRA)
+    nk = triton.cdiv(K, BK)
+    dg_parts = dg
+    __chunk_S_launch(__chunk_S_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg_parts,
+                 cu_seqlens, table, T, H, K, V, NT, BT=BT, BC=BC, BK=BK, BV=BV, IS_VARLEN=is_varlen,
+                 DOT_FP32=dot_fp32)
+    return dq, dk, dv, dg, dh0
+
+
+def _chunk_S_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str = "bf16", dot_fp32: bool = False
+                          ) -> list[tuple[object, dict[str, str], dict[str, object]]]:
+    """(kernel, signature, constexprs) of every kernel at these sizes, as the launchers run them on a GPU
+    (all flags on), for ahead-of-time compilation (`recurgen inspect`)."""
+    BT, BC, BK, BV = __chunk_S_blocks(K, V, chunk_size)
+    io, ints, index = {"q", "k", "v", "do"}, {"T", "H", "K", "V", "NT"}, {"cu_seqlens", "chunk_indices", "chunk_offsets"}
+    out = []
+    kernels = (__chunk_S_cumsum_kernel, __chunk_S_h_kernel, __chunk_S_a_kernel, __chunk_S_o_kernel,
+               __chunk_S_dh_kernel, __chunk_S_da_kernel, __chunk_S_dv_kernel, __chunk_S_dqk_kernel)
+    for kernel in kernels:
+        fn = getattr(kernel, "fn", kernel)
+        # the sub-chunk kernels run on smaller K / V tiles (see _INTRA)
+        intra = fn.__name__.endswith(("_a_kernel", "_dqk_kernel"))
+        bk, bv = (min(BK, __chunk_S_INTRA), min(BV, __chunk_S_INTRA)) if intra else (BK, BV)
+        sig: dict[str, str] = {}
+        consts: dict[str, object] = {}
+        for i, a in enumerate(fn.arg_names):
+            if fn.params[i].is_constexpr:
+                sig[a] = "constexpr"
+                consts[a] = {"BT": BT, "BC": BC, "BK": bk, "BV": bv, "DOT_FP32": dot_fp32}.get(a, True)
+            else:
+                sig[a] = "i32" if a in ints else "*i32" if a in index else f"*{io_dtype}" if a in io else "*fp32"
+        out.append((fn, sig, consts))
+    return out
+
+
+def _chunk_prepare(values, opts, sz, B, T, H):
+    """The chunk kernels' canonical arguments, per state: the spec's formulas on [B, T, H, ...] tensors."""
+    _device = values[INPUTS[0][0]].device
+    _dtype = torch.float32
+    x0 = values[INPUTS[0][0]]
+    _low = x0.dtype if x0.dtype in (torch.bfloat16, torch.float16) else torch.float32  # tl.dot operands
+    return {
+        'S': {'q': [_chunk_full(values['q'], (B, T, H, sz['K']), _low, _device)], 'k': [_chunk_full(values['k'], (B, T, H, sz['K']), _low, _device)], 'v': [_chunk_full(values['v'], (B, T, H, sz['V']), _low, _device)], 'g': [_chunk_full(values['g'], (B, T, H, sz['K']), torch.float32, _device)]},
+    }
+
+
+def _chunk_readout(values, opts, sz, B, T, H, reads):
+    """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
+    _device = values[INPUTS[0][0]].device
+    _dtype = torch.float32
+    opt_scale = opts['scale']
+    r_S = reads['S']
+    t0 = opt_scale * r_S
+    return [_chunk_full(t0, (B, T, H, sz['V']), torch.float32, _device)]
+
+
+def _chunk_full(x, shape, dtype, device):
+    """A formula's value (a tensor that may broadcast, or a number) as a contiguous [B, T, H, ...] tensor."""
+    x = torch.as_tensor(x, device=device)
+    if not x.is_complex():
+        x = x.to(dtype)
+    return x.expand(shape).contiguous()
+
+
+def _chunk_fake_outputs(family, readout, tensors, h0, cu_seqlens, output_final_state):
+    """Shapes of a family's (o, ht): [B, T, H, V] / [N, H, K, V] (matmul, wy); [B, T, H, P(, Q)] (scan)."""
+    first = tensors[0]
+    N = first.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
+    if family == "scan":
+        o = first.new_empty(first.shape if readout == "state" else first.shape[:-1])
+        ht = first.new_empty((N, *first.shape[2:]))
+    else:
+        V = tensors[2].shape[-1]
+        o = first.new_empty((*first.shape[:-1], V), dtype=torch.float32)
+        ht = first.new_empty((N, first.shape[2], first.shape[-1], V), dtype=torch.float32)
+    return [o, ht] if output_final_state else [o]
+
+
+_T = Optional[torch.Tensor]
+
+
+def _chunk_seqlens(cu_seqlens, tensors):
+    """`cu_seqlens` checked against the packed length (T tokens times sub-steps) of the family's tensors.
+
+    Inside the op, so it runs eagerly even under torch.compile (see _seqlens_values): a hostile value can
+    never make a chunk kernel index outside the packed row.
+    """
+    if cu_seqlens is None:
+        return None
+    return _seqlens_values(cu_seqlens, next(x for x in tensors if x is not None).shape[1])
+
+
+def _chunk_ops(state, family, readout, fwd, bwd, n):
+    """One chunk kernel family as a differentiable torch custom op (torch.compile sees an opaque node).
+
+    Its `n` canonical tensors are passed as six optional arguments (a list holding None would not be
+    one leaf per tensor for autograd).
+    """
+
+    def fwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, output_final_state: bool,
+                 chunk_size: int) -> list[torch.Tensor]:
+        cu_seqlens = _chunk_seqlens(cu_seqlens, (t0, t1, t2, t3, t4, t5))
+        o, ht = fwd(*(t0, t1, t2, t3, t4, t5)[:n], h0, cu_seqlens, output_final_state, chunk_size)
+        return [o, ht] if output_final_state else [o]
+
+    def fwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, output_final_state, chunk_size):
+        return _chunk_fake_outputs(family, readout, (t0, t1, t2, t3, t4, t5), h0, cu_seqlens, output_final_state)
+
+    def bwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, do: torch.Tensor, dht: _T,
+                 chunk_size: int) -> list[torch.Tensor]:
+        tensors = (t0, t1, t2, t3, t4, t5)[:n]
+        cu_seqlens = _chunk_seqlens(cu_seqlens, tensors)
+        *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size)
+        out = [(g if g is not None else torch.zeros_like(x)).to(x.dtype)
+               for g, x in zip(grads, tensors) if x is not None]
+        return out + ([dh0] if h0 is not None else [])
+
+    def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size):
+        return [torch.empty_like(x) for x in (t0, t1, t2, t3, t4, t5)[:n] if x is not None] + \
+            ([torch.empty_like(h0)] if h0 is not None else [])
+
+    fwd_op = _register(f"{_OP}_chunk_{state}_fwd", fwd_impl, fwd_fake)
+    bwd_op = _register(f"{_OP}_chunk_{state}_bwd", bwd_impl, bwd_fake)
+
+    def setup_context(ctx, inputs, output):
+        *tensors, h0, cu_seqlens, _, chunk_size = inputs
+        ctx.present = [x is not None for x in tensors]
+        ctx.has_h0 = h0 is not None
+        ctx.meta = (cu_seqlens, chunk_size)
+        ctx.save_for_backward(*(x for x in tensors if x is not None), *([h0] if h0 is not None else []))
+
+    def backward(ctx, grads):
+        cu_seqlens, chunk_size = ctx.meta
+        saved = list(ctx.saved_tensors)
+        h0 = saved.pop() if ctx.has_h0 else None
+        it = iter(saved)
+        tensors = [next(it) if p else None for p in ctx.present]
+        do = grads[0] if grads[0] is not None else torch.zeros_like(_chunk_fake_outputs(
+            family, readout, tensors, h0, cu_seqlens, False)[0])
+        dht = grads[1] if len(grads) > 1 else None
+        res = iter(bwd_op(*tensors, h0, cu_seqlens, do.contiguous(), None if dht is None else dht.contiguous(),
+                          chunk_size))
+        dts = [next(res) if p else None for p in ctx.present]
+        return (*dts, next(res) if ctx.has_h0 else None, None, None, None)
+
+    if hasattr(fwd_op, "register_fake"):
+        fwd_op.register_fake(fwd_fake)
+        bwd_op.register_fake(bwd_fake)
+        fwd_op.register_autograd(backward, setup_context=setup_context)
+    return fwd_op
+
+
+def _interleave(parts):
+    """Sub-steps j = 0..J-1 of each token as consecutive rows: [B, T, H, ...] x J -> [B, T*J, H, ...]."""
+    if len(parts) == 1:
+        return parts[0]
+    return torch.stack(parts, dim=2).flatten(1, 2)
+
+
+# per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
+_CHUNK_CALLS = (
+    ('S', _chunk_ops('S', 'matmul', '', _chunk_S_fwd, _chunk_S_bwd, 4),
+     ('q', 'k', 'v', 'g'), False, False, 1),
+)
+
+
+# for tools (`recurgen inspect`): per state, its family, the family's state dims and its compile hook
+CHUNK_KERNELS = (
+    ('S', 'matmul', ('K', 'V'), _chunk_S_compile_specs),
+)
+
+
+def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size):
+    """Outputs (and final states) through the chunk kernels; autograd runs their backward kernels."""
+    B, T, H, sz = _sizes(values)
+    x0 = values[INPUTS[0][0]]
+    values = _ungroup(values, H)
+    args = _chunk_prepare(values, opts, sz, B, T, H)
+    reads, finals = {}, []
+    for i, (state, op, names, transposed, vector, steps) in enumerate(_CHUNK_CALLS):
+        tensors = [None if args[state][n] is None else _interleave(args[state][n]) for n in names]
+        s0 = None
+        if h0 is not None:
+            s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
+            s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+        cu = None if cu_seqlens is None else cu_seqlens * steps
+        tensors += [None] * (6 - len(tensors))
+        o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size)
+        ht = rest[0] if rest else None
+        if steps > 1:  # the output after a token's last sub-step
+            o = o.unflatten(1, (T, steps))[:, :, -1]
+        reads[state] = o.squeeze(-1) if vector else o
+        if output_final_state:
+            finals.append(ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht))
+    outs = _chunk_readout(values, opts, sz, B, T, H, reads)
+    return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
+
+
+# ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
-        output_final_state=False, cu_seqlens=None, checkpoint_every=None, backend=None):
+# optional tensors (`= value` in the spec) and the value an omitted one takes
+_DEFAULTS = {}
+_HAS_HEADS = True  # False with `layout [B, T]`: the call's tensors have no head axis
+
+
+def _merge(name, value, lib_name, lib_value):
+    """A call argument the spec's api line renames: given under the library's name or recurgen's, not both."""
+    if lib_value is None or lib_value is False:
+        return value
+    if value is not None and value is not False:
+        raise TypeError(f"{SPEC_NAME}: `{lib_name}` and `{name}` are the same argument; give one of them")
+    return lib_value
+
+
+def _add_heads(values, states, lead):
+    """`layout [B, T]`: a call without a head axis gets one of size 1 (at `lead`: 2 in a call, 1 in a step).
+
+    Tensors that have a head axis pass unchanged: recurgen's own tools call every spec head-wise.
+    """
+    first = next(((n, dims) for n, dims, _ in INPUTS if isinstance(values[n], torch.Tensor)), None)
+    if _HAS_HEADS or first is None or values[first[0]].dim() != lead + len(first[1]):
+        return values, states, False
+    values = {n: x.unsqueeze(lead if n in _INPUT_NAMES else 0) if isinstance(x, torch.Tensor) else x
+              for n, x in values.items()}
+    if states is not None:
+        states = states.unsqueeze(1) if isinstance(states, torch.Tensor) else tuple(s.unsqueeze(1) for s in states)
+    return values, states, True
+
+
+# switch options (`select(...)`, `state ... when ...`): (the call's name, the value this module was compiled for)
+_SWITCHES = {}
+
+
+def _check_switches(opts):
+    """A call that turns a switch the other way needs the spec's other variant: another module."""
+    for name, (public, value) in _SWITCHES.items():
+        if float(bool(opts[name])) != value:
+            raise ValueError(f"{SPEC_NAME}: this module is compiled for {public}={bool(value)}; recurgen.load(...) "
+                             "compiles and calls the variant a call asks for")
+
+
+def _fill_defaults(values):
+    """Omitted optional tensors as their default value, shaped like the given ones ([B, T, H, ...] layout)."""
+    absent = [n for n in _DEFAULTS if values[n] is None]
+    x0 = next((values[n] for n, _, _ in INPUTS if isinstance(values[n], torch.Tensor)), None)
+    if not absent or x0 is None or x0.dim() < 3:
+        return values  # nothing to fill, or no input to read B and T from (_sizes says so)
+    sz, H = dict(FIXED_DIMS), 1
+    for table, lead in ((INPUTS, 3), (PARAMS, 1)):
+        for n, dims, _ in table:
+            x = values[n]
+            if isinstance(x, torch.Tensor) and x.dim() == lead + len(dims):
+                H = max(H, int(x.shape[lead - 1]))
+                for d, s in zip(dims, x.shape[lead:]):
+                    sz.setdefault(d, int(s))
+    out = dict(values)
+    for table, lead in ((INPUTS, tuple(x0.shape[:2])), (PARAMS, ())):
+        for n, dims, _ in table:
+            if n in absent:
+                shape = (*lead, H, *(sz.get(d, 1) for d in dims))
+                out[n] = torch.full(shape, _DEFAULTS[n], dtype=x0.dtype, device=x0.device)
+    return out
+
+
+def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None, chunk_size=None, checkpoint_every=None,
+        backend=None, mode="recurrent"):
     """Gated Linear Attention (Yang et al. 2024)
 
     Fused recurrent mode: one program per (state tile, batch x head) walks the sequence.
+    `mode="chunk"` runs the chunked-parallel kernels instead (chunk_gla), `mode="auto"` picks by length.
 
     Args:
         q: `[B, T, H, K]` input.
@@ -773,21 +1735,29 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
             final states are `[N, H, ...]`); states never cross a sequence boundary.
         checkpoint_every: tokens per stored state in training (default CHECKPOINT_EVERY).
         backend: "triton", "torch", or None (Triton on CUDA or under TRITON_INTERPRET=1, else torch).
+        mode: "recurrent", "chunk" (chunked-parallel kernels) or "auto" (chunk from CHUNK_AUTO_MIN_T tokens on,
+            when the spec has a chunk form that beats the recurrent kernel; see CHUNK_FORM).
+        chunk_size: tokens per chunk in chunk mode (default CHUNK_SIZE; a power of two, 16 to 128).
 
     Returns:
         (o `[B, T, H, V]`, final_state or None)
     """
     values = {'q': q, 'k': k, 'v': v, 'g': g}
     given = {'scale': scale}
+    values, initial_state, flat = _add_heads(values, initial_state, 2)
+    values = _fill_defaults(values)
     B, T, H, sz = _sizes(values)
     seq = _seqlens(cu_seqlens, B, T, values[INPUTS[0][0]].device)
     h0 = _check_states(initial_state, seq[1], H, sz, "initial_state", values[INPUTS[0][0]].device)
     opts = _options(given, sz, H)
+    _check_switches(opts)
     if backend is None:
         backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
-    if backend == "torch":
+    if _chunk_mode(mode, T, backend):
+        res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size))
+    elif backend == "torch":
         res = _torch_forward(values, opts, h0, output_final_state, seq[0])
     else:
         ckpt = int(checkpoint_every or CHECKPOINT_EVERY)
@@ -800,10 +1770,18 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None,
     # the op also returns the checkpoints it saved for the backward pass: not part of the result
     outs = res[: len(OUTPUTS)]
     finals = res[len(OUTPUTS): len(OUTPUTS) + (len(STATES) if output_final_state else 0)]
+    if flat:  # `layout [B, T]`: back to the call's layout, without the head axis
+        outs, finals = [o.squeeze(2) for o in outs], [f.squeeze(1) for f in finals]
     out = outs[0] if len(outs) == 1 else tuple(outs)
     if not output_final_state:
         return out, None
     return out, finals[0] if len(finals) == 1 else tuple(finals)
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None, chunk_size=None, backend=None):
+    """`fused_recurrent_gla(..., mode="chunk")`: the chunked-parallel kernels, under flash-linear-attention's name."""
+    # the same call as fused_recurrent_gla (the spec's public names and defaults: recurgen.signature)
+    return fused_recurrent_gla(q=q, k=k, v=v, g=g, scale=scale, initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size, backend=backend, mode="chunk")
 
 
 def step(q, k, v, g, state, scale=None, backend=None):
@@ -812,13 +1790,18 @@ def step(q, k, v, g, state, scale=None, backend=None):
     Returns the output(s) of this token, `[B, H, ...]`.
     """
     values = {'q': q, 'k': k, 'v': v, 'g': g}
+    given = {'scale': scale}
+    if state is None:
+        raise TypeError(f"{SPEC_NAME}: step() needs the `state` to update")
+    values, state, flat = _add_heads(values, state, 1)
     for name, _, _ in INPUTS:
         if isinstance(values[name], torch.Tensor):
             values[name] = values[name].unsqueeze(1)
-    given = {'scale': scale}
+    values = _fill_defaults(values)
     B, T, H, sz = _sizes(values)
     states = _check_states(state, B, H, sz, "state", values[INPUTS[0][0]].device)
     opts = _options(given, sz, H)
+    _check_switches(opts)
     if backend is None:
         backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
     with torch.no_grad():
@@ -832,7 +1815,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
             res = tuple(ys[n] for n, _, _ in OUTPUTS) + tuple(ht[n] for n, _, _ in STATES)
         for s, new in zip(states, res[len(OUTPUTS):]):
             s.copy_(new.to(s.dtype))
-    outs = tuple(o[:, 0] for o in res[: len(OUTPUTS)])
+    outs = tuple(o[:, 0, 0] if flat else o[:, 0] for o in res[: len(OUTPUTS)])
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -842,15 +1825,19 @@ class Gla(torch.nn.Module):
     Holds no weights: the spec's params are call arguments, as in flash-linear-attention.
     """
 
-    def __init__(self, backend=None, checkpoint_every=None):
+    def __init__(self, backend=None, checkpoint_every=None, mode="recurrent", chunk_size=None):
         super().__init__()
         self.backend = backend
         self.checkpoint_every = checkpoint_every
+        self.mode = mode
+        self.chunk_size = chunk_size
 
     def forward(self, *args, **kwargs):
         kwargs.setdefault("backend", self.backend)
         kwargs.setdefault("checkpoint_every", self.checkpoint_every)
+        kwargs.setdefault("mode", self.mode)
+        kwargs.setdefault("chunk_size", self.chunk_size)
         return fused_recurrent_gla(*args, **kwargs)
 
 
-__all__ = ['fused_recurrent_gla', "step", 'Gla']
+__all__ = ['fused_recurrent_gla', 'chunk_gla', "step", 'Gla']

@@ -1,0 +1,193 @@
+"""chunk_render: ChunkPlan -> the chunk-mode section of a generated module.
+
+The kernel families come rendered from templates/chunk/ (chunk_core); this module prints the two
+spec-specific functions around them with the torch printer, vectorised over [B, T, H]:
+`_chunk_prepare` (one token's formulas for the canonical q, k, v, g, β or a, b, c) and
+`_chunk_readout` (the outputs from what the kernels return). Both are plain torch, so autograd
+gives the gradients of everything the kernels do not compute (gates, skips, normalisers, params).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import ir
+from ..analysis.result import Analysis
+from ..ir import Expr, Kind, Var
+from .chunk_core import render_core
+from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, unroll
+from .torch_printer import TorchPrinter
+
+ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),
+             "dplr": ("q", "k", "v", "u", "w", "g")}
+_DOT_OPERANDS = frozenset({"q", "k", "v"})  # tl.dot operands: bf16/fp16 on a GPU when the inputs are
+AUTO_MIN_T = {"matmul": 256, "wy": 256, "dplr": 256}  # scan families: the fused recurrent kernel is already a scan
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    state: str
+    family: str
+    prefix: str
+    arg_names: tuple[str, ...]
+    transposed: bool
+    vector: bool
+    steps: int
+    readout: str  # scan: "contract" or "state"; "" for the other families
+    dims: tuple[str, ...]  # the family's state dims ([K, V], [P, Q]; one dim for a vector state)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSection:
+    chunkable: bool
+    reason: str | None
+    form_lines: tuple[str, ...]
+    cores: tuple[str, ...]
+    calls: tuple[CallView, ...]
+    prepare: str
+    readout: str
+    auto_min_t: int | None
+    chunk_size: int
+
+
+def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
+    """A torch printer over the spec's leaves as [B, T, H, ...] tensors, and the lines that bind them."""
+    leaves: dict[Expr, str] = {}
+    lines = ["_device = values[INPUTS[0][0]].device",
+             "_dtype = torch.float32"]
+    for i in spec.inputs:
+        leaves[Var(i.name, Kind.INPUT, i.ty)] = f"x_{i.name}"
+        lines.append(f"x_{i.name} = values[{i.name!r}].to(_dtype)")
+    for p in spec.params:
+        leaves[Var(p.name, Kind.PARAM, p.ty)] = f"p_{p.name}"
+        lines.append(f"p_{p.name} = values[{p.name!r}].to(_dtype)[None, None]")
+    for o in spec.options:
+        leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
+        lines.append(f"opt_{o.name} = opts[{o.name!r}]")
+    for c in spec.consts:
+        leaves[Var(c.name, Kind.CONST, ir.SCALAR)] = f"c_{c.name}"
+    pr = TorchPrinter(leaves, frozenset(f"opt_{o.name}" for o in spec.options))
+    if any(isinstance(n, Var) and n.kind is Kind.HEAD for c in spec.consts for n in ir.walk(c.value)):
+        lines.append("_heads = torch.arange(H, dtype=_dtype, device=_device)[None, None, :]")
+    const_lines = [f"c_{c.name} = {pr.value(c.value)}" for c in spec.consts]
+    lines += pr.lines + const_lines
+    pr.lines.clear()
+    return pr, lines
+
+
+def _used(bindings: list[str], body: list[str]) -> list[str]:
+    """The leaf bindings (`x_q = ...`) that the body reads: no copy of an argument nothing uses."""
+    text = "\n".join(body)
+    out = []
+    for line in bindings:
+        name = line.split(" = ", 1)[0]
+        if not name.startswith(("x_", "p_", "opt_")) or re.search(rf"\b{re.escape(name)}\b", text):
+            out.append(line)
+        text += "\n" + line
+    return out
+
+
+def _shape(dims: tuple[str, ...]) -> str:
+    return "(B, T, H" + "".join(f", sz[{d!r}]" for d in dims) + ")"
+
+
+def _arg(pr: TorchPrinter, call: CoreCall, name: str, e: Expr, target: tuple[str, ...]) -> str:
+    """One token's value of canonical argument `name`, aligned to `target` dims and the family's layout."""
+    as_is = isinstance(e, Var) and e.kind is Kind.INPUT and e.ty.dims == target
+    if as_is and not (call.transposed and len(target) == 2):
+        return f"values[{e.name!r}]"  # an input as it is: no fp32 round trip for the kernels' bf16 operands
+    code = pr.align(pr.value(e), e.ty.dims, target)
+    if call.transposed and len(target) == 2 and not pr._is_number(code):  # a number broadcasts either way
+        code = f"{code}.transpose(-1, -2)"
+    return code
+
+
+def _targets(call: CoreCall, t_dims: tuple[str, ...]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per argument: (dims in the spec's order to align to, dims of the family's layout for the shape)."""
+    key = call.dims[0]
+    if call.family == "scan":
+        state = (t_dims, call.dims)
+        return {"a": state, "b": state, "c": ((call.dims[-1],), (call.dims[-1],))}
+    value = call.dims[-1] if not call.vector else None
+    out = {"q": ((key,), (key,)), "k": ((key,), (key,)), "u": ((key,), (key,)), "w": ((key,), (key,)),
+           "v": (((value,), (value,)) if value else ((), ())), "beta": ((), ())}
+    out["g"] = ((), ()) if dict(call.flags).get("decay", dict(call.flags).get("gate")) == "scalar" else ((key,), (key,))
+    return out
+
+
+def _prepare(plan: ChunkPlan, a: Analysis) -> str:
+    spec = plan.spec
+    pr, lines = _printer(spec)
+    entries: list[str] = []
+    for call in plan.calls:
+        t = a.state(call.state).transition
+        targets = _targets(call, t.linear.ty.dims)
+        loop = t.loop
+        parts: list[str] = []
+        for name in ARG_NAMES[call.family]:
+            e = dict(call.args)[name]
+            if e is None and not (name == "v" and call.family == "matmul"):
+                parts.append(f"{name!r}: None")
+                continue
+            align, layout = targets[name]
+            if call.vector and call.family == "scan" and name in ("a", "b"):
+                layout = (*layout, "1")
+            shape = _shape(layout).replace("sz['1']", "1")
+            cplx = call.family == "scan" and bool(dict(call.flags)["complex"])
+            dtype = "_low" if name in _DOT_OPERANDS and call.family != "scan" else \
+                ("torch.complex64" if cplx else "torch.float32")
+            values = []
+            for j in range(call.steps):
+                if e is None:  # a vector state: its "values" are ones
+                    values.append(f"torch.ones({_shape(())[:-1]}, 1), dtype={dtype}, device=_device)")
+                    continue
+                if name == "q" and j < call.steps - 1:  # no output after the inner sub-steps
+                    values.append(f"torch.zeros({shape}, dtype={dtype}, device=_device)")
+                    continue
+                code = _arg(pr, call, name, unroll(e, loop, j), align)
+                if call.vector and call.family == "scan" and name in ("a", "b") and not pr._is_number(code):
+                    code = f"{code}[..., None]"
+                if cplx:
+                    code = f"torch.as_tensor({code}, dtype=torch.complex64, device=_device)"
+                values.append(f"_chunk_full({code}, {shape}, {dtype}, _device)")
+            parts.append(f"{name!r}: [{', '.join(values)}]")
+        entries.append(f"{call.state!r}: {{{', '.join(parts)}}}")
+    tail = ["x0 = values[INPUTS[0][0]]",
+            "_low = x0.dtype if x0.dtype in (torch.bfloat16, torch.float16) else torch.float32  # tl.dot operands",
+            *pr.lines, "return {", *(f"    {e}," for e in entries), "}"]
+    body = [
+        "def _chunk_prepare(values, opts, sz, B, T, H):",
+        '    """The chunk kernels\' canonical arguments, per state: the spec\'s formulas on [B, T, H, ...] tensors."""',
+        *(f"    {ln}" for ln in _used(lines, tail) + tail),
+    ]
+    return "\n".join(body)
+
+
+def _readout(plan: ChunkPlan) -> str:
+    spec = plan.spec
+    pr, lines = _printer(spec)
+    for call in plan.calls:
+        pr.leaves = {**pr.leaves, call.read: f"r_{call.state}"}
+        lines.append(f"r_{call.state} = reads[{call.state!r}]")
+    outs = []
+    for (_, e), o in zip(plan.outputs, spec.outputs, strict=True):
+        outs.append(f"_chunk_full({pr.value(e)}, {_shape(o.ty.dims)}, torch.float32, _device)")
+    tail = [*pr.lines, f"return [{', '.join(outs)}]"]
+    body = [
+        "def _chunk_readout(values, opts, sz, B, T, H, reads):",
+        '    """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""',
+        *(f"    {ln}" for ln in _used(lines, tail) + tail),
+    ]
+    return "\n".join(body)
+
+
+def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...]) -> ChunkSection:
+    if not plan.chunkable:
+        return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE)
+    cores = tuple(render_core(c.family, c.prefix, **dict(c.flags)).strip("\n") for c in plan.calls)
+    calls = tuple(CallView(c.state, c.family, c.prefix, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
+                           str(dict(c.flags).get("readout", "")), c.dims) for c in plan.calls)
+    mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
+    auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
+    return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE)

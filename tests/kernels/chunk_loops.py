@@ -1,0 +1,50 @@
+"""What the chunk-family tests share: the per-token float64 loop over (packed) sequences, and the comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# allowed error relative to the largest magnitude of each compared tensor: the kernels compute in fp32
+# (inputs are rounded before the float64 loop sees them, so only the kernels' own error counts)
+TOL = 2e-4
+
+Step = Callable[[torch.Tensor, int, int], torch.Tensor]  # (S_{t-1} [H, K, V], batch row, token) -> S_t
+
+
+def run_loop(q: torch.Tensor, v: torch.Tensor, h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None,
+             step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    """o_t = q_tᵀ S_t with S_t = step(S_{t-1}, b, t), per sequence (batch rows, or cu_seqlens slices of row 0);
+    returns o [B, T, H, V] and the final states [N, H, K, V], in float64."""
+    q = q.double()
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if cu_seqlens is None:
+        seqs = [(b, 0, T) for b in range(B)]
+    else:
+        cu = cu_seqlens.tolist()
+        seqs = [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
+    rows: list[list[torch.Tensor]] = [[] for _ in range(B)]
+    finals = []
+    for n, (b, s0, s1) in enumerate(seqs):
+        S = h0[n].double() if h0 is not None else q.new_zeros(H, K, V)
+        for t in range(s0, s1):
+            S = step(S, b, t)
+            rows[b].append(torch.einsum("hk,hkv->hv", q[b, t], S))
+        finals.append(S)
+    o = torch.stack([torch.stack(r) for r in rows]) if T > 0 else q.new_zeros(B, 0, H, V)
+    return o, torch.stack(finals)
+
+
+def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None, tol: float = TOL) -> None:
+    """fp32, finite, and within `tol` of the largest magnitude of `expected` (both None is fine too)."""
+    assert (actual is None) == (expected is None), name
+    if actual is None or expected is None:
+        return
+    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    assert actual.dtype == torch.float32, (name, actual.dtype)
+    assert torch.isfinite(actual).all(), f"{name}: non-finite values"
+    scale = float(expected.abs().max()) if expected.numel() else 1.0
+    err = float((actual.double() - expected).abs().max()) if expected.numel() else 0.0
+    assert err <= tol * max(scale, 1e-3), f"{name}: max error {err:.3g} vs scale {scale:.3g}"

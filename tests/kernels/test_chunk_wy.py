@@ -1,0 +1,218 @@
+"""The chunked WY (delta rule / Householder) core, templates/chunk/wy.py.jinja, under the Triton interpreter.
+
+Every case runs forward (o, final state) and backward (all gradients) against a float64 per-token loop of
+the canonical recurrence, differentiated by torch.autograd:
+    S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T,   o_t = q_t^T S_t
+for the three gates (none: DeltaNet; scalar: Gated DeltaNet; channel: KDA). The last test compiles every
+kernel for sm_80 and sm_90 in a subprocess (compiling needs Triton without the interpreter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from recurgen.codegen.chunk_core import load_core
+
+from .chunk_loops import TOL, close, run_loop
+
+pytestmark = pytest.mark.interpret
+GATES = ("none", "scalar", "channel")
+ROOT = Path(__file__).parent.parent.parent
+
+
+@pytest.fixture(scope="module", params=GATES)
+def core(request: pytest.FixtureRequest) -> tuple[str, ModuleType]:
+    return request.param, load_core("wy", "wy_test", gate=request.param)
+
+
+def loop(q, k, v, beta, g, h0, cu_seqlens, gate: str):
+    """Per-token float64 loop of the canonical recurrence; returns o [B, T, H, V] and final states [N, H, K, V]."""
+    k, v, beta = (x.double() for x in (k, v, beta))
+    g = None if g is None else g.double()
+
+    def step(S: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        if gate == "scalar":
+            S = S * g[b, t].exp()[:, None, None]
+        elif gate == "channel":
+            S = S * g[b, t].exp()[:, :, None]
+        kt = k[b, t]
+        kS = torch.einsum("hk,hkv->hv", kt, S)
+        return S + beta[b, t][:, None, None] * kt[:, :, None] * (v[b, t] - kS)[:, None, :]
+    return run_loop(q, v, h0, cu_seqlens, step)
+
+
+def _inputs(gate: str, B: int, T: int, H: int, K: int, V: int, *, dtype=torch.float32, seed: int = 0,
+            normalise: bool = True, g_values: tuple[float, float] | None = None):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.randn(B, T, H, K, generator=gen)
+    if normalise:
+        k = torch.nn.functional.normalize(k, dim=-1)
+    v = torch.randn(B, T, H, V, generator=gen)
+    beta = 2 * torch.rand(B, T, H, generator=gen)
+    shape = {"none": None, "scalar": (B, T, H), "channel": (B, T, H, K)}[gate]
+    g = None
+    if shape is not None:
+        if g_values is None:
+            g = -2 * torch.rand(shape, generator=gen)  # decays from 1 to e^-2 per token
+        else:  # a mix of the strongest and the weakest decays
+            g = torch.where(torch.rand(shape, generator=gen) < 0.5, g_values[0], g_values[1])
+            g = g * (1 + 0.1 * torch.rand(shape, generator=gen))
+    return q.to(dtype), k.to(dtype), v.to(dtype), beta.to(dtype), g
+
+
+def check(gate: str, mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, V: int = 10,
+          chunk_size: int = 16, with_h0: bool = True, final: bool = True, cu_seqlens: torch.Tensor | None = None,
+          dtype=torch.float32, seed: int = 0, tol: float = TOL, mutate=None, **kw) -> None:
+    q, k, v, beta, g = _inputs(gate, B, T, H, K, V, dtype=dtype, seed=seed, **kw)
+    if mutate is not None:
+        q, k, v, beta, g = mutate(q, k, v, beta, g)
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    h0 = torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed + 1)) if with_h0 else None
+    o, ht = mod.wy_test_fwd(q, k, v, beta, g, h0, cu_seqlens, final, chunk_size=chunk_size)
+    leaves = [x.double().requires_grad_() for x in (q, k, v, beta)]
+    gl = None if g is None else g.double().requires_grad_()
+    h0l = None if h0 is None else h0.double().requires_grad_()
+    ro, rht = loop(*leaves, gl, h0l, cu_seqlens, gate)
+    close("o", o, ro.detach(), tol)
+    assert o.shape == (B, T, H, V)
+    if final:
+        close("ht", ht, rht.detach(), tol)
+    else:
+        assert ht is None
+    gen = torch.Generator().manual_seed(seed + 2)
+    do = torch.randn(ro.shape, generator=gen, dtype=torch.float64).to(dtype)
+    dht = torch.randn(rht.shape, generator=gen, dtype=torch.float64) if final else None
+    loss = (ro * do.double()).sum() + ((rht * dht).sum() if final else 0.0)
+    if T > 0:
+        loss.backward()
+    grads = mod.wy_test_bwd(q, k, v, beta, g, h0, cu_seqlens, do, None if dht is None else dht.float(),
+                            chunk_size=chunk_size)
+    names = ("dq", "dk", "dv", "dbeta", "dg", "dh0")
+    refs = [*leaves, gl, h0l]
+    for name, got, ref in zip(names, grads, refs, strict=True):
+        if ref is None:
+            assert got is None, name
+            continue
+        want = ref.grad if ref.grad is not None else torch.zeros_like(ref)
+        if name == "dh0" and T == 0 and dht is not None:
+            want = dht.double()
+        close(name, got, want.detach(), tol)
+
+
+def test_t_not_multiple_of_chunk_with_h0(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    check(gate, mod, T=45, chunk_size=16, with_h0=True, final=True)
+
+
+def test_chunk_64_no_initial_state(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    check(gate, mod, B=1, T=70, chunk_size=64, with_h0=False, final=False, seed=1)
+
+
+def test_varlen(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    cu = torch.tensor([0, 5, 40, 70], dtype=torch.int32)
+    check(gate, mod, B=1, T=70, chunk_size=16, with_h0=True, final=True, cu_seqlens=cu, seed=2)
+
+
+def _edge_values(q, k, v, beta, g):
+    # beta = 0 on some tokens (the substitution must not divide by beta), rows of q that are zero (the
+    # DeltaProduct sub-steps), unnormalised keys
+    beta = beta.clone()
+    beta[:, ::3] = 0
+    q = q.clone()
+    q[:, 1::4] = 0
+    return q, k * 1.3, v, beta, g
+
+
+def test_v1_zero_beta_zero_q(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    check(gate, mod, B=1, T=37, H=2, K=7, V=1, chunk_size=16, seed=3, mutate=_edge_values)
+
+
+def test_bf16_inputs(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    check(gate, mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, dtype=torch.bfloat16, seed=4)
+
+
+def test_empty_sequence(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    check(gate, mod, B=2, T=0, chunk_size=16, with_h0=True, final=True)
+    check(gate, mod, B=2, T=0, chunk_size=16, with_h0=False, final=False)
+
+
+def test_bad_chunk_size(core: tuple[str, ModuleType]) -> None:
+    gate, mod = core
+    q, k, v, beta, g = _inputs(gate, 1, 4, 1, 4, 4)
+    with pytest.raises(ValueError, match="chunk_size"):
+        mod.wy_test_fwd(q, k, v, beta, g, None, None, False, chunk_size=24)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gate", GATES)
+def test_long_sequence_numerics(gate: str) -> None:
+    """T = 4096 with decays of e^-5 and e^-1e-4 per token mixed: finite and within fp32 tolerance."""
+    mod = load_core("wy", "wy_test", gate=gate)
+    check(gate, mod, B=1, T=4096, H=1, K=16, V=16, chunk_size=64, with_h0=True, final=True, seed=5,
+          g_values=(-5.0, -1e-4))
+
+
+_COMPILE = r"""
+import json, os, sys
+os.environ["TRITON_INTERPRET"] = "0"
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from recurgen.codegen.chunk_core import load_core
+
+from .chunk_loops import TOL, close, run_loop
+from recurgen.gpu import _usage
+
+gate = sys.argv[1]
+mod = load_core("wy", "wy_gpu", gate=gate)
+rows = []
+for arch, dot32 in ((80, False), (90, False), (90, True)):
+    for fn, sig, consts, attrs in mod.wy_gpu_compile_specs(128, 128, 64, "bf16", dot32):
+        for warps in mod.wy_gpu_WARP_CONFIGS:
+            c = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
+                               target=GPUTarget("cuda", arch, 32),
+                               options={"num_warps": warps, "num_stages": mod.wy_gpu_NUM_STAGES})
+            reg, local, stack, shared = _usage(c.asm["cubin"])
+            rows.append([fn.__name__, arch, dot32, warps, reg, local, stack, max(shared, int(c.metadata.shared))])
+            if local == 0 and stack == 0:
+                break  # the autotuner has a configuration that does not spill
+print(json.dumps(rows))
+"""
+
+
+# ~25 s per gate when Triton's cache is cold: the channel gate (the largest kernels) in the default run
+@pytest.mark.parametrize("gate", [pytest.param("none", marks=pytest.mark.slow),
+                                  pytest.param("scalar", marks=pytest.mark.slow), "channel"])
+def test_compiles_for_gpus_without_spills(gate: str) -> None:
+    """Every kernel at K = V = 128, chunk 64, for sm_80 and sm_90 (both dot operand settings on sm_90): some
+    warp configuration the autotuner tries compiles without register spills."""
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    res = subprocess.run([sys.executable, "-c", _COMPILE, gate], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=False, timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(res.stdout.strip().splitlines()[-1])
+    best: dict[tuple[str, int, bool], list] = {}
+    for r in rows:
+        key = (r[0], r[1], r[2])
+        if key not in best or (r[5] + r[6], r[3]) < (best[key][5] + best[key][6], best[key][3]):
+            best[key] = r
+    assert len(best) == 8 * 3, sorted(best)
+    print("\nkernel | arch | dot fp32 | warps | registers | spills (B) | stack (B) | shared (B)")
+    for r in best.values():
+        print(" | ".join(map(str, r)))
+    spilled = [r for r in best.values() if r[5] or r[6]]
+    assert not spilled, f"kernels that spill in every warp configuration: {spilled}"
