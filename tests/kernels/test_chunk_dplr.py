@@ -184,8 +184,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from recurgen.codegen.chunk_core import load_core
-
-from .chunk_loops import TOL, close, run_loop
 from recurgen.gpu import _usage
 
 mod = load_core("dplr", "dplr_gpu")

@@ -173,8 +173,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from recurgen.codegen.chunk_core import load_core
-
-from .chunk_loops import TOL, close, run_loop
 from recurgen.gpu import _usage
 
 gate = sys.argv[1]

@@ -150,11 +150,9 @@ def test_bad_form_under_torch_compile(case: str, fullgraph: bool) -> None:
         assert re.search(rf"`cu_seqlens` {FORM}", str(info.value))
 
 
-@pytest.mark.xfail(strict=True, reason="the torch path reads the values itself (`.tolist()` in _torch_forward, a "
-                   "graph break) but does not check them; fix: call `_seqlens_values(cu_seqlens, T)` there")
 def test_bad_values_on_the_torch_path_under_torch_compile() -> None:
-    """Without fullgraph, the torch path runs after a graph break with values the host could not check: Python
-    slicing never reads out of bounds, but a negative length gives garbage instead of an error."""
+    """Without fullgraph, the torch path runs after a graph break with values the host could not check: it checks
+    them itself (Python slicing would never read out of bounds, but a negative length would give garbage)."""
     torch._dynamo.reset()
     rec = recurgen.load("gla")
 

@@ -744,8 +744,9 @@ def _torch_step(states, xs, ps, opts, sz, H, _dtype, _device):
 
 def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
     if cu_seqlens is not None:
-        # packed sequences: each slice from its own initial state, never across a boundary
-        bounds = cu_seqlens.tolist()
+        # packed sequences: each slice from its own initial state, never across a boundary (checked here too:
+        # under torch.compile the host check could not read the values)
+        bounds = _seqlens_values(cu_seqlens, values[INPUTS[0][0]].shape[1]).tolist()
         parts = []
         for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
             sub = {n: (x[:, bos:eos] if n in _INPUT_NAMES else x) for n, x in values.items()}
