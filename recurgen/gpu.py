@@ -66,6 +66,20 @@ def _usage(cubin: bytes) -> tuple[int, int, int, int]:
     return int(fields["REG"]), int(fields["LOCAL"]), int(fields["STACK"]), int(fields["SHARED"])
 
 
+def _compile_row(fn: Any, signature: dict[str, str], consts: dict[str, Any], attrs: dict | None, arch: str,
+                 options: dict[str, int], label: str, blocks: str) -> KernelReport:
+    """Compile one kernel configuration for `arch` and read its resource use from the cubin."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, **({"attrs": attrs} if attrs else {}))
+    compiled = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch], 32), options=options)
+    reg, local, stack, shared = _usage(compiled.asm["cubin"])
+    return KernelReport(label, arch, options["num_warps"], blocks, reg, local, stack,
+                        max(shared, int(compiled.metadata.shared)))
+
+
 def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = ("sm_90",),
                    io_dtype: str = "bf16", warp_configs: tuple[int, ...] = (),
                    until_clean: bool = False, kernels: str = "all") -> list[KernelReport]:
@@ -75,10 +89,6 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
     Every warp count the module's autotuner may choose is compiled (or just `warp_configs`);
     with `until_clean`, per kernel and arch only until one compiles without spills.
     """
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     name = module.SPEC_NAME
     sz = dict(module.FIXED_DIMS)
     all_dims = {d for table in (module.INPUTS, module.PARAMS, module.STATES) for _, dims, _ in table for d in dims}
@@ -92,16 +102,13 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
         fn = getattr(fn, "fn", fn)  # the autotuner wraps the JIT function
         consts: dict[str, Any] = {f"B{d}": b for d, b in blocks.items() if f"B{d}" in fn.arg_names}
         consts.update({f: (16 if f == "CKPT" else True) for f in _FLAGS if f in fn.arg_names})
+        shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B"))
         for arch in archs:
             for warps in warp_configs or module.WARP_CONFIGS:
-                src = ASTSource(fn=fn, signature=_signature(list(fn.arg_names), consts, io_dtype), constexprs=consts)
-                compiled = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch], 32),
-                                          options={"num_warps": warps})
-                reg, local, stack, shared = _usage(compiled.asm["cubin"])
-                shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B"))
-                rows.append(KernelReport(fn.__name__, arch, warps, shown, reg, local, stack,
-                                         max(shared, int(compiled.metadata.shared))))
-                if until_clean and local == 0 and stack == 0:
+                row = _compile_row(fn, _signature(list(fn.arg_names), consts, io_dtype), consts, None, arch,
+                                   {"num_warps": warps}, fn.__name__, shown)
+                rows.append(row)
+                if until_clean and row.spills == 0 and row.stack == 0:
                     break
     if kernels in ("all", "chunk"):
         rows += _inspect_chunk(module, sz, archs, io_dtype, warp_configs, until_clean)
@@ -111,10 +118,6 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
 def _inspect_chunk(module: Any, sz: dict[str, int], archs: tuple[str, ...], io_dtype: str,
                    warp_configs: tuple[int, ...], until_clean: bool) -> list[KernelReport]:
     """The chunk kernels of each state, through its family's compile hook (tl.dot operands in `io_dtype`)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     rows: list[KernelReport] = []
     for state, family, dims, specs in getattr(module, "CHUNK_KERNELS", ()):
         K, V = sz[dims[0]], (sz[dims[1]] if len(dims) > 1 else 1)
@@ -130,15 +133,12 @@ def _inspect_chunk(module: Any, sz: dict[str, int], archs: tuple[str, ...], io_d
                 tuner = getattr(module, fn.__name__, None)
                 stages = sorted({c.num_stages for c in getattr(tuner, "configs", ())} - {None}) or [2]
                 configs = [(w, st) for w in warp_configs or module.WARP_CONFIGS for st in stages]
-                for warps, stages in configs:
-                    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                                              target=GPUTarget("cuda", ARCHS[arch], 32),
-                                              options={"num_warps": warps, "num_stages": stages})
-                    reg, local, stack, shared = _usage(compiled.asm["cubin"])
-                    rows.append(KernelReport(f"{module.SPEC_NAME} chunk {state} ({family}) {fn.__name__}", arch, warps,
-                                             f"{shown} stages={stages}", reg, local, stack,
-                                             max(shared, int(compiled.metadata.shared))))
-                    if until_clean and local == 0 and stack == 0:
+                for warps, st in configs:
+                    row = _compile_row(fn, sig, consts, attrs, arch, {"num_warps": warps, "num_stages": st},
+                                       f"{module.SPEC_NAME} chunk {state} ({family}) {fn.__name__}",
+                                       f"{shown} stages={st}")
+                    rows.append(row)
+                    if until_clean and row.spills == 0 and row.stack == 0:
                         break
     return rows
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..analysis import exprs as X
 from ..analysis.result import Analysis, Axis, Decay, GateOrder, Side, StateAnalysis, TransitionKind
-from ..ir import Apply, Const, Expr, Kind, Op, Type, Var
+from ..ir import Apply, Expr, Kind, Op, Type, Var
 from .simplify import simplify
 
 CHUNK_SIZE = 64  # tokens per chunk (matmul, wy, dplr) or per scan block
@@ -302,20 +302,6 @@ def plan_chunk(a: Analysis) -> ChunkPlan:
         return ChunkPlan(a.spec, tuple(calls), _outputs(a, tuple(calls)), None)
     except NoChunkForm as e:
         return ChunkPlan(a.spec, (), (), str(e))
-
-
-def unroll(e: Expr, loop: ir.Loop | None, j: int) -> Expr:
-    """`e` at sub-step j of a `for j in J` update (the loop index replaced by the constant j)."""
-    if loop is None:
-        return e
-
-    def fn(n: Expr) -> Expr | None:
-        if isinstance(n, Var) and n.kind is Kind.LOOP and n.name == loop.var:
-            return Const(float(j))
-        if isinstance(n, Apply) and n.op is Op.INDEX and isinstance(n.args[1], Const):
-            return replace(n, attr=str(int(n.args[1].value.real)))
-        return None
-    return ir.rebuild(e, fn)
 
 
 def describe(plan: ChunkPlan) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Expr, Kind, Var
 from .chunk_core import render_core
-from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, unroll
+from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall
+from .step import unroll
 from .torch_printer import TorchPrinter
 
 ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),

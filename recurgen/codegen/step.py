@@ -43,6 +43,11 @@ def _substitute(e: Expr, states: dict[str, Expr], loop: tuple[str, int] | None =
     return ir.rebuild(e, fn)
 
 
+def unroll(e: Expr, loop: ir.Loop | None, j: int) -> Expr:
+    """`e` at sub-step j of a `for j in J` update (the loop index replaced by the constant j)."""
+    return e if loop is None else _substitute(e, {}, (loop.var, j))
+
+
 def build_step(spec: ir.Spec) -> Step:
     prev = {s.name: state_var(s) for s in spec.states}
     new: dict[str, Expr] = {}
