@@ -1,6 +1,6 @@
 """`python -m benchmarks`: measure, then write every table and plot under benchmarks/results/.
 
-    python -m benchmarks                      # everything (about an hour on 2 idle cores; traffic dominates)
+    python -m benchmarks                      # everything (hours on 2 shared cores; traffic dominates)
     python -m benchmarks --quick              # fewer specs and sizes: a smoke run of every part
     python -m benchmarks --parts traffic,fla,report --specs gla   # re-measure one spec, re-render
     python -m benchmarks --parts report       # re-render tables and plots from the stored data
@@ -8,7 +8,13 @@
 
 Each measuring part stores its raw data in results/data/<part>.json (traffic and fla: saved after every spec,
 and specs and modes not re-measured keep their stored counts); the report is rendered from whatever data is there,
-so parts can be re-run independently.
+so parts can be re-run independently. Every traffic/scaling spec records the commit, time, run time and load
+average it was counted at; wallclock and compile record the load average at their start and end (the machine
+these ran on is shared: timings are reported with it and never asserted).
+
+Chunk mode of the scan-family specs with a matrix state (gateloop, longhorn, mamba, s4d; `traffic.REDUCED_DIM`)
+is counted with the state's uncontracted dim small and T short, fitted affine in that dim, checked exactly at a
+third size and scaled to 128 (`traffic.measure_reduced`): interpreting their 128 x 128 scan takes hours.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ QUICK_SPECS = ("gla", "delta_rule", "hgrn")
 PLOT_SPECS = ("gla", "gated_delta_rule", "mamba2")  # the three specs of the traffic-vs-T plot (chunk vs recurrent)
 SCALING_SPECS = ("gla", "delta_rule")
 FLA_SPECS = ("gla", "simple_gla", "retention", "linear_attn", "delta_rule", "gated_delta_rule", "hgrn", "rwkv6")
-SCALING_KV = (32, 64, 128, 256)
+SCALING_KV = common.SCALING_KV
 
 
 def _log(msg: str) -> None:
@@ -55,18 +61,27 @@ def _measure_all(runner: Any, specs: list[str], ts: tuple[int, ...], dims: Any,
                  progress: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     from . import traffic
 
-    out: dict[str, Any] = {"fits": {}, "errors": {}, "dims": {}, "small_T": list(ts)}
+    out: dict[str, Any] = {"fits": {}, "errors": {}, "dims": {}, "measured": {}, "scaled": {}, "small_T": list(ts)}
     if previous and previous.get("small_T") == list(ts):
         # keep what an earlier run measured for the specs this run does not re-measure
-        for key in ("fits", "errors", "dims"):
+        for key in ("fits", "errors", "dims", "measured", "scaled"):
             out[key] = {n: v for n, v in previous.get(key, {}).items() if n not in specs}
     # the models fla also has first: on a busy machine the comparison is the most useful partial result
     for name in sorted(specs, key=lambda n: (n not in PLOT_SPECS, n not in FLA_SPECS, n)):
         sz = dims(name)
         t0 = time.perf_counter()
+        start = common.stamp()
         try:
-            out["fits"][name] = traffic.to_json(traffic.measure(runner, name, sz, ts))
+            reduced = traffic.reduced_dim(runner, name)
+            if reduced is None:
+                fits = traffic.measure(runner, name, sz, ts)
+            else:  # too slow at full size: counted with one dim small and T short, then scaled (verified)
+                fits, how = traffic.measure_reduced(runner, name, sz, reduced)
+                out["scaled"][name] = how
+            out["fits"][name] = traffic.to_json(fits)
             out["dims"][name] = sz
+            out["measured"][name] = {**start, "seconds": round(time.perf_counter() - t0, 1),
+                                     "load_end": common.load_average()}
         except Exception as e:  # one spec failing must not lose the others: recorded in the report
             out["errors"][name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             traceback.print_exc()
@@ -161,13 +176,29 @@ def main(argv: list[str] | None = None) -> int:
         wspecs = tuple(n for n in wallclock.WALL_SPECS if n in specs) or wallclock.WALL_SPECS[:1]
         wts = wallclock.QUICK_T if args.quick else wallclock.WALL_T
         _log(f"wallclock: {wspecs}, T={wts}")
-        _save(data_dir, "wallclock", wallclock.run(wspecs, wts))
+        start = common.stamp()
+        result = wallclock.run(wspecs, wts)
+        _save(data_dir, "wallclock", {**result, "measured": {"start": start, "end": common.stamp()},
+                                      "environment": common.environment()})
     if "compile" in parts:
         from . import compile_time
 
         _log("compile: cold/warm times and the sm_90 resource table")
-        _save(data_dir, "compile", {"times": compile_time.compile_times(specs),
-                                    "inspect": compile_time.inspect_table(specs)})
+        start = common.stamp()
+        stored = _stored(data_dir, "compile")
+        cdata: dict[str, Any] = {"times": compile_time.compile_times(specs), "inspect": stored.get("inspect", []),
+                                 "inspect_measured": stored.get("inspect_measured"),
+                                 "measured": {"start": start, "end": common.stamp()},
+                                 "environment": common.environment()}
+        _save(data_dir, "compile", cdata)  # the times first: the resource table compiles every kernel (slow)
+        try:
+            cdata["inspect"] = compile_time.inspect_table(specs)
+            cdata["inspect_measured"] = {"start": cdata["measured"]["end"], "end": common.stamp()}
+            cdata.pop("inspect_error", None)
+        except Exception as e:  # keep the times and the stored table; say why the table was not refreshed
+            cdata["inspect_error"] = f"{type(e).__name__}: {str(e)[-300:]}"
+            traceback.print_exc()
+        _save(data_dir, "compile", cdata)
     if "scaling" in parts:
         kvs = SCALING_KV[:3] if args.quick else SCALING_KV
         sspecs = [n for n in SCALING_SPECS if n in specs] or list(SCALING_SPECS[:1])
@@ -177,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             out[str(kv)] = _measure_all(
                 traffic.run_recurgen_recurrent, sspecs, ts,
                 lambda n, kv=kv: common.spec_dims(recurgen.load(n).spec, kv))
-        _save(data_dir, "scaling", out)
+            _save(data_dir, "scaling", out)  # after every size: an interrupted sweep keeps the sizes it measured
     if "report" in parts:
         from . import report
 

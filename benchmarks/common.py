@@ -27,6 +27,7 @@ IO_DTYPE = torch.bfloat16
 IO_BYTES = 2  # bf16 inputs, outputs and input gradients
 STATE_BYTES = 4  # states are fp32 (complex: two fp32)
 PARAM_BYTES = 4  # params are kept in fp32, as in flash-linear-attention
+SCALING_KV = (32, 64, 128, 256)  # the K = V sweep (`python -m benchmarks --parts scaling`)
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,49 @@ def all_specs() -> list[str]:
     return sorted(bundled_spec_names())
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (os.getloadavg): timings here come from a shared machine."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def git_commit() -> str:
+    """The short commit of the working tree the benchmarks run from (uncommitted edits not included)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=False).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def stamp() -> dict[str, Any]:
+    """When and at which commit something was measured, and how loaded the machine was."""
+    import time
+
+    return {"commit": git_commit(), "uncommitted": uncommitted(), "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "load": load_average()}
+
+
+def uncommitted() -> list[str]:
+    """Files of the generator (recurgen/, templates/, specs/) that differ from the commit: what was measured is
+    the working tree, and other work may be under way in it."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", "recurgen", "templates", "specs"],
+                             capture_output=True, text=True, cwd=Path(__file__).parent.parent, check=False).stdout
+    except OSError:
+        return []
+    return sorted(line[3:] for line in out.splitlines() if line.strip())
+
+
 def environment() -> dict[str, str]:
     """What produced the results: device, versions, commit."""
     import triton
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=False).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
+    commit = git_commit()
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

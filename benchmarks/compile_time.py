@@ -40,7 +40,9 @@ print(json.dumps(rows))
 
 def _python(code: str, args: list[str], env: dict[str, str]) -> Any:
     # same working directory and sys.path as this process: the recurgen under test, not another checkout
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:  # say what failed: the last lines of the child's traceback
+        raise RuntimeError(" | ".join(out.stderr.strip().splitlines()[-3:]))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -72,6 +72,26 @@ def _seconds(gpu: roofline.Gpu, fits: dict[str, traffic.Fit], kind: str, T: int,
     return e.seconds + g.seconds, ("glue" if g.seconds > e.seconds else e.bound)
 
 
+def _commit(m: dict[str, Any]) -> str:
+    """The commit a stamp was taken at, and whether the generator's working tree differed from it."""
+    dirty = m.get("uncommitted")
+    return m.get("commit", "?") + (f" + {len(dirty)} uncommitted generator files" if dirty else "")
+
+
+def _when(measured: dict[str, Any] | None) -> str:
+    """'Measured at commit c, date UTC; load average a at the start, b at the end.' from a part's stamps."""
+    if not measured:
+        return "Measured in an earlier run (commit and load not recorded)."
+    start, end = measured.get("start", {}), measured.get("end", {})
+
+    def load(m: dict[str, Any]) -> str:
+        return "/".join(f"{x:.1f}" for x in m.get("load", [])) or "?"
+
+    return (f"Measured at commit {_commit(start)}, {start.get('utc', '?')}–{end.get('utc', '?')[-5:]} UTC; "
+            f"load average (1/5/15 min) {load(start)} at the start and {load(end)} at the end, on a 2-core machine "
+            "shared with other jobs: the timings include that contention.")
+
+
 def _ratio(x: float, y: float) -> str:
     return f"{x / y:.2f}" if y else "–"
 
@@ -134,7 +154,8 @@ def _summary(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic
                 continue
             f = fits[name]
             lb = traffic.lower_bounds(name, GPU_B, T_REF, GPU_H, block["dims"][name])
-            cells: list[Any] = [f"`{name}`", mode] + [_over_lb(f, k, lb[k]) for k in traffic.KINDS]
+            label = f"{mode} (scaled)" if name in block.get("scaled", {}) else mode
+            cells: list[Any] = [f"`{name}`", label] + [_over_lb(f, k, lb[k]) for k in traffic.KINDS]
             fwd, bound = _seconds(h100, f, "fwd", T_REF, _reg(regs, name, "fwd", mode), mode)
             train = sum(_seconds(h100, f, k, T_REF, _reg(regs, name, k, mode), mode)[0] for k in ("fwd_train", "bwd"))
             cells += [f"{fwd * 1e3:.2f} ({bound})", si(GPU_B * T_REF / fwd), si(GPU_B * T_REF / train)]
@@ -165,13 +186,38 @@ def _detail(mode: str, block: dict[str, Any], fits: dict[str, dict[str, traffic.
                              ", ".join(f"`{k}`" for k in f[kind].kernels),
                              "yes" if ok else "**no**: " + evidence])
     ts = block.get("small_T", [])
+    scaled = block.get("scaled", {})
+    note = ""
+    if scaled:
+        note = (" **Scaled** (marked *(scaled)* in the summary): " + "; ".join(
+            f"`{n}` counted at {how}" for n, how in sorted(scaled.items())) + ". Their chunk kernels (the scan "
+            "family) give each program one row of the state at full width, so the kernels' counts are "
+            "proportional to the number of rows and the glue is affine in it; both are checked exactly at a "
+            "third size before extrapolating (`benchmarks.traffic.measure_reduced`).")
     return [f"## Counted traffic and FLOPs ({mode} mode, extrapolated)", "",
             f"Counted at T = {', '.join(map(str, ts))}. kernels: the Triton launches; glue: the torch ops around "
             "them (one launch each on a GPU). Ratios over the IO lower bound for the kernels alone and for "
-            "kernels + glue. FLOPs and SFU ops: kernels only.", "",
+            "kernels + glue. FLOPs and SFU ops: kernels only." + note, "",
             md_table(["spec", "kernel", "T", "kernels loaded", "kernels stored", "glue bytes", "total",
                       "IO lower bound", "kernels / LB", "total / LB", "FLOPs", "SFU ops",
-                      "launches (kernels + glue ops)", "kernels", "linear"], rows), ""]
+                      "launches (kernels + glue ops)", "kernels", "linear"], rows), "",
+            *_measured_note(block, fits), ""]
+
+
+def _measured_note(block: dict[str, Any], fits: dict[str, Any]) -> list[str]:
+    """When, at which commit and under which load each spec's counts were measured (the counts are exact and
+    do not depend on the load; only the run time does)."""
+    when = block.get("measured", {})
+    rows = []
+    for name in sorted(fits):
+        m = when.get(name)
+        if m:
+            rows.append([f"`{name}`", _commit(m), m["utc"], f"{m.get('seconds', 0):.0f}",
+                         "/".join(f"{x:.1f}" for x in m.get("load", []))])
+        else:
+            rows.append([f"`{name}`", "not recorded (an earlier tree: stale for code changed since)", "–", "–", "–"])
+    return ["When each spec was counted (counts are exact; the load average, 1/5/15 min, only explains the run "
+            "time):", "", md_table(["spec", "commit", "UTC", "seconds", "load average"], rows)]
 
 
 def _peer_table(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic.Fit]]]) -> list[str]:
@@ -228,7 +274,11 @@ def write(out: Path) -> list[Path]:
            f"chunk: {', '.join(map(str, traffic.CHUNK_T))}, one to three chunks) and at B·H = 2 (as B=1,H=2 and "
            "B=2,H=1). Kernel counts must be exactly affine in T and exactly proportional to B·H (checked per kernel "
            "and counter, column *linear*); then count(B, T, H) = B·H·(a + b·T) is extrapolated: chunk mode is "
-           "scaled by its measured per-chunk counts.",
+           "scaled by its measured per-chunk counts. Chunk mode of the scan-family specs with a matrix state "
+           "(interpreting their 128 × 128 scan takes hours) is counted at T = "
+           f"{', '.join(map(str, traffic.REDUCED_T))} with the state's uncontracted dim at "
+           f"{traffic.REDUCED_AT[0]} and {traffic.REDUCED_AT[1]}, fitted affine in that dim, checked exactly at "
+           f"{traffic.REDUCED_AT[2]} and scaled to 128 (marked *(scaled)*; see the chunk section).",
            "",
            "Bytes are global loads + stores actually issued by the kernels (masked lanes excluded; re-reads "
            "count again). **Glue** is counted separately (`benchmarks.counters.count_torch`, a "
@@ -260,8 +310,9 @@ def write(out: Path) -> list[Path]:
                        and not (mode == "chunk" and n in no_chunk)]
             if missing:
                 slow = (" Chunk mode's scan family is the slowest to interpret (a blocked `tl.associative_scan` "
-                        "over every state element of each token: minutes per spec for a vector state, much more "
-                        "for a [K, V] or [D, N] state at 128 × 128)." if mode == "chunk" else "")
+                        "over every state element of each token: minutes per spec for a vector state; a [K, V] "
+                        "or [D, N] state is counted with one dim small and scaled, see above)."
+                        if mode == "chunk" else "")
                 md += [f"Bundled specs not measured in {mode} mode in this run (select them with `--specs`): "
                        + ", ".join(f"`{n}`" for n in missing) + "." + slow, ""]
             if block.get("errors"):
@@ -361,13 +412,18 @@ def write(out: Path) -> list[Path]:
                     rows.append([f"`{name}`", kv, KIND_LABEL[kind], fits[kind].programs, si(tot, "B"),
                                  _ratio(tot, lb), si(c["flops"]), f"{e.seconds * 1e3:.3f}",
                                  "yes" if fits[kind].verified else "**no**"])
+        sts = next(iter(scal.values()))["small_T"]
+        kv_missing = [kv for kv in common.SCALING_KV if str(kv) not in scal]
         md += ["## Scaling with K = V (recurrent mode)", "",
-               f"Counted at each size at T = {', '.join(map(str, next(iter(scal.values()))['small_T']))} "
-               "(with two lengths the affine fit in T is exact by construction and only the B·H "
-               "proportionality is checked) and extrapolated to "
+               f"Counted at each size at T = {', '.join(map(str, sts))} "
+               + ("(with two lengths the affine fit in T is exact by construction and only the B·H "
+                  "proportionality is checked) " if len(sts) < 3 else "")
+               + (f"(K = V = {', '.join(map(str, kv_missing))} not counted in this run: the interpreter needs "
+                  "about four times as long per doubling) " if kv_missing else "")
+               + "and extrapolated to "
                f"B={GPU_B}, T={T_REF}, H={GPU_H}; programs per (batch, head) "
                "grow as the state is tiled along V. Modelled H100 time assumes one wave (registers not "
-               "inspected here).", "",
+               "inspected here). " + _scaling_when(scal), "",
                md_table(["spec", "K = V", "kernel", "programs / (b, h)", "bytes", "bytes / LB", "FLOPs",
                          "H100 ms (model)", "linear"], rows), ""]
 
@@ -395,7 +451,7 @@ def write(out: Path) -> list[Path]:
                f"B={sh['B']}, H={sh['H']}, free dims {sh['dim']}; minimum over {wall.get('rounds', 2)} "
                "interleaved rounds; one process. Ratios are "
                "other / recurgen's torch path (> 1: recurgen is faster). A method is skipped at larger T once "
-               "one run exceeds the time budget. Not asserted anywhere.", "",
+               "one run exceeds the time budget. Not asserted anywhere. " + _when(wall.get("measured")), "",
                md_table(["spec", "T", *[f"{m} ms" for m in methods], *[f"{m} / recurgen" for m in others]], rows),
                ""]
 
@@ -404,13 +460,19 @@ def write(out: Path) -> list[Path]:
         rows = [[f"`{r['spec']}`", f"{r['cold_s'] * 1e3:.0f}", f"{r['warm_s'] * 1e3:.0f}"] for r in comp["times"]]
         md += ["## Compile time (spec → importable module)", "",
                "Fresh process each, clock started after importing torch and recurgen. Cold: empty "
-               "RECURGEN_CACHE_DIR. Warm: the same cache again.", "",
+               "RECURGEN_CACHE_DIR. Warm: the same cache again. " + _when(comp.get("measured")), "",
                md_table(["spec", "cold ms", "warm ms"], rows), ""]
         rows = [[f"`{r['spec']}`", f"`{r['kernel']}`", r["warps"], r["blocks"], r["registers"], r["spills"],
                  r["stack"], r["shared"]] for r in comp["inspect"]]
         md += ["## GPU resources on sm_90 (`recurgen inspect`, compiled without a GPU)", "",
                "K = V = 128 (every free dim 128), bf16; per kernel the configuration the autotuner can fall back "
-               "on (fewest spills, then fewest warps).", "",
+               "on (fewest spills, then fewest warps). " + (
+                   f"Compiled at commit {_commit(comp['inspect_measured']['start'])}, "
+                   f"{comp['inspect_measured']['start'].get('utc', '?')} UTC."
+                   if comp.get("inspect_measured") else
+                   "From an earlier run (commit not recorded; the recurrent kernels only).")
+               + (f" The latest run could not refresh it: {comp['inspect_error']}" if comp.get("inspect_error")
+                  else ""), "",
                md_table(["spec", "kernel", "warps", "blocks", "registers", "spills (B)", "stack (B)", "shared (B)"],
                         rows), ""]
 
@@ -520,6 +582,15 @@ def _plots(out: Path, modes: dict[str, Any], peers: dict[str, Any], scal: Any, w
         plt.close(fig)
         written.append(p)
     return written
+
+
+def _scaling_when(scal: dict[str, Any]) -> str:
+    stamps = [m for b in scal.values() for m in b.get("measured", {}).values()]
+    if not stamps:
+        return "Counted in an earlier run (commit not recorded)."
+    commits = sorted({_commit(m) for m in stamps})
+    return (f"Counted at commit {', '.join(commits)}, {min(m['utc'] for m in stamps)}–"
+            f"{max(m['utc'] for m in stamps)[-5:]} UTC (counts are exact; the machine's load does not change them).")
 
 
 def _scaling_names(scal: dict[str, Any]) -> list[str]:

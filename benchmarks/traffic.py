@@ -192,6 +192,85 @@ def measure(run: Runner, name: str, sz: dict[str, int], ts: tuple[int, ...] = SM
     return fits
 
 
+# --- chunk mode of the scan family: counted with one state dim small, then scaled ---------------------------
+
+# The scan-family chunk kernels (`templates/chunk/scan.py.jinja`) run a blocked `tl.associative_scan` over
+# every element of a [P, Q] state per token: at P = Q = 128 the interpreter needs hours per spec. At Q = 128
+# the register budget gives each program BP = 1 state row of the full Q (the backward's recomputing forward,
+# with its shorter blocks, BP = 2), at any P: every program does the same work, so the kernels' counts are
+# exactly proportional to P for even P (bytes for any P; FLOPs are counted on whole tiles, masked rows
+# included, so an odd P would add half a BP = 2 tile); the torch glue (the spec's formulas for a, b, c and the
+# readout) is affine in P. These specs are therefore counted with P (the state dim the readout does not
+# contract) at 2 and 4, at T = 16, 32, 48 (a scan block is 16 tokens or fewer at Q = 128, and the scan family
+# pads nothing to a chunk: the counts are affine in T at multiples of 16), fitted affine in P, checked exactly
+# at P = 6, and extrapolated to P = 128. P = 1 is avoided: torch skips copies of tensors with a size-1 dim
+# (`.contiguous()` can be free), so its glue is not generic.
+REDUCED_DIM = {"gateloop": "V", "longhorn": "D", "mamba": "E", "s4d": "D"}
+REDUCED_T = (16, 32, 48)
+REDUCED_AT = (2, 4, 6)  # fitted at the first two values, checked at the third
+
+
+def reduced_dim(run: Runner, name: str) -> str | None:
+    """The dim a spec is counted small in (and scaled along), or None: counted at full size."""
+    return REDUCED_DIM.get(name) if run is run_recurgen_chunk else None
+
+
+def _fit_at(run: Runner, name: str, sz: dict[str, int], ts: tuple[int, ...]) -> dict[str, Fit]:
+    """Unverified fit from B=H=1 at two lengths and B=2 (for glue's per-head term): the P-slope's second point."""
+    by_t = {T: run(name, 1, T, 1, sz) for T in ts[:2]}
+    b2 = run(name, 2, ts[0], 1, sz)
+    fits = {}
+    for kind in by_t[ts[0]]:
+        c = {T: _sum(by_t[T][kind]) for T in ts[:2]}
+        fit = Fit(kind, programs=max((x.programs for x in by_t[ts[0]][kind]), default=0))
+        base = _sum(by_t[ts[0]][kind])
+        for key in COUNTERS:  # same formulas as _fit_counter; the checks are made at full size of the fit below
+            _fit_counter(fit, key, c, {k: 2 * v for k, v in base.items()}, _sum(b2[kind]), ts[:2])
+        fits[kind] = fit
+    return fits
+
+
+def measure_reduced(run: Runner, name: str, sz: dict[str, int], dim: str,
+                    ts: tuple[int, ...] = REDUCED_T, at: tuple[int, ...] = REDUCED_AT
+                    ) -> tuple[dict[str, Fit], str]:
+    """Fit at `dim` = at[0] (verified in T and B·H as `measure` does) and at[1], affine in `dim`; check at at[2]
+    (B=H=1, T=ts[1]) exactly; extrapolate to sz[dim]. Returns the fits and a sentence saying how."""
+    p0, p1, p2 = at
+    full = sz[dim]
+    f0 = measure(run, name, {**sz, dim: p0}, ts)
+    f1 = _fit_at(run, name, {**sz, dim: p1}, ts)
+    check = run(name, 1, ts[1], 1, {**sz, dim: p2})
+    if set(f0) != set(f1) or set(f0) != set(check):
+        raise ValueError(f"{name}: kernel kinds differ between {dim}={p0}, {p1}, {p2}")
+
+    def affine(x0: Fraction, x1: Fraction, p: int) -> Fraction:
+        return x0 + (x1 - x0) * Fraction(p - p0, p1 - p0)
+
+    out = {}
+    for kind, g0 in f0.items():
+        g1 = f1[kind]
+        problems = []
+
+        def scaled(p: int, g0: Fit = g0, g1: Fit = g1, kind: str = kind) -> Fit:
+            return Fit(kind, {c: affine(g0.a[c], g1.a[c], p) for c in g0.a},
+                       {c: affine(g0.b[c], g1.b[c], p) for c in g0.b}, g0.verified, g0.evidence, g0.kernels,
+                       int(affine(Fraction(g0.programs), Fraction(g1.programs), p)),
+                       {c: affine(g0.h.get(c, Fraction(0)), g1.h.get(c, Fraction(0)), p) for c in g0.a})
+
+        predicted = scaled(p2).at(1, ts[1], 1)
+        got = _sum(check[kind])
+        problems = [f"{c} at {dim}={p2}: {got[c]} vs {predicted[c]:g}" for c in COUNTERS if got[c] != predicted[c]]
+        fit = scaled(full)
+        fit.verified = g0.verified and not problems
+        how = (f"counted at {dim} = {p0}, {p1}; affine in {dim} checked exactly at {dim} = {p2} (T = {ts[1]}); "
+               f"extrapolated to {dim} = {full}")
+        fit.evidence = (g0.evidence + "; " + how) if fit.verified else (
+            "NOT linear: " + "; ".join(problems[:3] or [g0.evidence]))
+        out[kind] = fit
+    return out, (f"{dim} = {p0}, {p1} (checked at {p2}), T = {', '.join(map(str, ts))}: scaled to {dim} = {full} "
+                 f"by its measured per-row counts")
+
+
 def to_json(fits: dict[str, Fit]) -> dict[str, Any]:
     """Exact fractions as [numerator, denominator]: the JSON keeps the fit exact."""
     def frac(d: dict[str, Fraction]) -> dict[str, list[int]]:

@@ -1,8 +1,13 @@
 """Train a 2-layer model on multi-query associative recall (MQAR) with any recurgen spec(s), on CPU.
 
-    python examples/train_mqar.py gated_delta_rule                        # one spec, ~2 minutes on 2 cores
+    python examples/train_mqar.py gated_delta_rule                        # one spec, a few minutes on 2 cores
     python examples/train_mqar.py gated_delta_rule gla retention          # compare three in one command
-    python examples/train_mqar.py examples/my_gated_delta.rec --steps 600  # your own spec
+    python examples/train_mqar.py examples/my_gated_delta.rec --steps 900  # your own spec
+    python examples/train_mqar.py gla --mode recurrent                    # walk the tokens (slower, same math)
+
+The recurrences run on the torch backend in chunk mode: the chunked-parallel form of each spec's kernel
+family in plain torch (recurgen.runtime.chunk_torch), differentiated by autograd; a spec without a chunk
+form walks its tokens.
 
 MQAR (Arora et al. 2023, "Zoology", §3): a sequence starts with key-value pairs `k1 v1 k2 v2 ...`,
 then the keys come back in a random order at random later positions, each followed by its value; the
@@ -24,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recurgen import load
 from recurgen.layers import RecurrentLayer
 
 IGNORE = -100  # label of unscored positions (F.cross_entropy's ignore_index)
@@ -67,10 +74,10 @@ def mqar_batch(batch: int, seq_len: int, vocab: int, pairs: int,
 class Block(nn.Module):
     """Pre-norm residual block: token mixing by the recurrence, then a channel-mixing MLP."""
 
-    def __init__(self, spec: str, d_model: int, n_heads: int, conv_silu: bool) -> None:
+    def __init__(self, spec: str, d_model: int, n_heads: int, conv_silu: bool, mode: str) -> None:
         super().__init__()
         self.norm1 = nn.RMSNorm(d_model)
-        self.mixer = RecurrentLayer(spec, d_model, n_heads, backend="torch", conv_activation=conv_silu)
+        self.mixer = RecurrentLayer(spec, d_model, n_heads, backend="torch", mode=mode, conv_activation=conv_silu)
         self.norm2 = nn.RMSNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
 
@@ -83,10 +90,10 @@ class LM(nn.Module):
     """Embedding, `n_layers` blocks, final norm, LM head."""
 
     def __init__(self, spec: str, vocab: int, d_model: int, n_heads: int, n_layers: int = 2,
-                 conv_silu: bool = True) -> None:
+                 conv_silu: bool = True, mode: str = "chunk") -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
-        self.blocks = nn.ModuleList(Block(spec, d_model, n_heads, conv_silu) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(spec, d_model, n_heads, conv_silu, mode) for _ in range(n_layers))
         self.norm = nn.RMSNorm(d_model)
         self.head = nn.Linear(d_model, vocab, bias=False)
 
@@ -109,6 +116,9 @@ class Run:
     final_acc: float = math.nan
     seconds: float = 0.0
     n_params: int = 0
+    mode: str = "chunk"
+    step_seconds: float = math.nan  # median wall time of a training step
+    load: float = math.nan  # mean 1-minute load average of the machine during training (os.getloadavg)
 
 
 class Progress:
@@ -141,8 +151,12 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def train(spec: str, args: argparse.Namespace) -> Run:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)  # the same data stream for every spec
-    model = LM(spec, args.vocab, args.d_model, args.heads, conv_silu=args.conv_silu)
-    run = Run(spec, n_params=sum(p.numel() for p in model.parameters()))
+    mode = args.mode
+    if mode == "chunk" and load(spec).chunk_reason is not None:
+        print(f"{spec}: no chunk form ({load(spec).chunk_reason}): walking tokens (mode='recurrent')", flush=True)
+        mode = "recurrent"
+    model = LM(spec, args.vocab, args.d_model, args.heads, conv_silu=args.conv_silu, mode=mode)
+    run = Run(spec, n_params=sum(p.numel() for p in model.parameters()), mode=mode)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.98))
     warmup = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, cosine decay to 10%
@@ -150,7 +164,9 @@ def train(spec: str, args: argparse.Namespace) -> Run:
     bar = Progress(args.steps, spec)
     t0 = time.perf_counter()
     ema_loss, ema_acc = math.nan, math.nan
+    step_times, loads = [], []
     for step in range(1, args.steps + 1):
+        t_step = time.perf_counter()
         tokens, labels = mqar_batch(args.batch, args.seq_len, args.vocab, args.pairs, gen)
         logits = model(tokens)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
@@ -159,6 +175,9 @@ def train(spec: str, args: argparse.Namespace) -> Run:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        step_times.append(time.perf_counter() - t_step)
+        if step % 10 == 0 and hasattr(os, "getloadavg"):
+            loads.append(os.getloadavg()[0])
         acc = accuracy(logits.detach(), labels)
         ema_loss = loss.item() if math.isnan(ema_loss) else 0.9 * ema_loss + 0.1 * loss.item()
         ema_acc = acc if math.isnan(ema_acc) else 0.9 * ema_acc + 0.1 * acc
@@ -168,13 +187,16 @@ def train(spec: str, args: argparse.Namespace) -> Run:
         if step % 5 == 0 or step == args.steps:
             bar.update(step, f"loss {ema_loss:.3f} acc {ema_acc:.3f}")
     run.seconds = time.perf_counter() - t0
+    run.step_seconds = sorted(step_times)[len(step_times) // 2]
+    run.load = sum(loads) / len(loads) if loads else math.nan
     model.eval()
     test_gen = torch.Generator().manual_seed(args.seed + 1)  # held-out sequences
     with torch.no_grad():
         tokens, labels = mqar_batch(args.eval_batch, args.seq_len, args.vocab, args.pairs, test_gen)
         run.final_acc = accuracy(model(tokens), labels)
     print(f"{spec}: held-out recall accuracy {run.final_acc:.3f} after {args.steps} steps "
-          f"in {run.seconds:.0f}s ({run.n_params / 1e3:.0f}k params)", flush=True)
+          f"in {run.seconds:.0f}s ({run.step_seconds:.2f} s/step, mode {run.mode}, load average {run.load:.1f}, "
+          f"{run.n_params / 1e3:.0f}k params)", flush=True)
     return run
 
 
@@ -195,8 +217,10 @@ def save_results(runs: list[Run], args: argparse.Namespace) -> None:
             f"lr {args.lr}, {torch.get_num_threads()} CPU thread(s). Accuracy on {args.eval_batch} held-out "
             f"sequences. Chance: {1 / (args.vocab - args.vocab // 2):.3f} guessing among all values, "
             f"{chance:.3f} guessing among the {args.pairs} values of the sequence (1/pairs).",
-            "", "| spec | recall accuracy | wall time | params |", "|---|---|---|---|"]
-    rows += [f"| `{r.spec}` | {r.final_acc:.3f} | {r.seconds:.0f} s | {r.n_params / 1e3:.0f}k |" for r in runs]
+            "", "| spec | recall accuracy | wall time | s / step | mode | load average | params |",
+            "|---|---|---|---|---|---|---|"]
+    rows += [f"| `{r.spec}` | {r.final_acc:.3f} | {r.seconds:.0f} s | {r.step_seconds:.2f} | {r.mode} | {r.load:.1f} | "
+             f"{r.n_params / 1e3:.0f}k |" for r in runs]
     (out / "mqar.md").write_text("\n".join(rows) + "\n", encoding="utf-8")
     print(f"wrote {out / 'mqar.md'}")
     try:
@@ -230,7 +254,7 @@ def save_results(runs: list[Run], args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("specs", nargs="+", help="bundled spec names or paths to .rec files")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--vocab", type=int, default=64)
@@ -241,8 +265,10 @@ def main() -> None:
     ap.add_argument("--conv-silu", action=argparse.BooleanOptionalAction, default=True,
                     help="SiLU after the layers' short convolution")
     ap.add_argument("--eval-batch", type=int, default=1024)
-    # One thread: the tensors are small and the time goes into per-op overhead of the per-token loop, so
-    # more threads only add synchronisation (measured: 2 threads on a loaded 2-core machine ran ~10x slower).
+    ap.add_argument("--mode", choices=("chunk", "recurrent"), default="chunk",
+                    help="chunk: the chunked-parallel form in plain torch (default); recurrent: walk the tokens")
+    # One thread: the tensors are small and much of the time is per-op overhead, so more threads mostly add
+    # synchronisation (measured with the per-token path: 2 threads on a loaded 2-core machine ran ~10x slower).
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="examples/results")

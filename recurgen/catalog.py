@@ -60,6 +60,8 @@ def render() -> str:
         cls = summary(analysis)
         plan = plan_chunk(analysis)
         chunk = ", ".join(dict.fromkeys(c.family for c in plan.calls)) if plan.chunkable else "none (recurrent only)"
+        if plan.running:
+            chunk += " (after a prefix max)"
         parts.append(f"| [`{name}`](#{name}) | {cls} | {chunk} | {spec.description} |")
         header = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in src.text.splitlines() if ln.startswith("#")]
         entries += [

@@ -65,6 +65,8 @@ class _StatePlan:
         kind = self.transition.kind
         if kind is TransitionKind.IDENTITY:
             return "identity"
+        if kind is TransitionKind.RUNNING_MAX:
+            return "running_max"
         return "elementwise" if kind in _ELEMENTWISE else "matrix"
 
     def probe_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
@@ -123,7 +125,7 @@ class _Tokens:
     (`[B, T, H, ...]` → `[B·T, H, ...]`), so one pass evaluates `L_t` for all t."""
 
     def __init__(self, spec: ir.Spec, tensors: dict[str, torch.Tensor], options: dict[str, Any],
-                 repeat: int = 1) -> None:
+                 repeat: int = 1, running: dict[str, torch.Tensor] | None = None) -> None:
         tensors = _ungroup(spec, tensors)
         sizes = infer_sizes(spec, tensors)
         self.B, self.T, self.H, self.dims = sizes.batch, sizes.time, sizes.heads, dict(sizes.dims)
@@ -136,6 +138,9 @@ class _Tokens:
             x = cast[t.name].flatten(0, 1)  # [B·T, H, ...]
             # `repeat` copies of each token, adjacent: one per basis vector of a vector state's probe
             self.ev.env[(t.name, Kind.INPUT)] = x.repeat_interleave(repeat, dim=0) if repeat > 1 else x
+        for name, seq in (running or {}).items():  # m_{t-1} per token, read like an input
+            x = seq.to(_DTYPE).flatten(0, 1)
+            self.ev.env[(name, Kind.STATE)] = x.repeat_interleave(repeat, dim=0) if repeat > 1 else x
         for p in spec.params:
             self.ev.env[(p.name, Kind.PARAM)] = cast[p.name].unsqueeze(0)
         for c in spec.consts:
@@ -156,12 +161,12 @@ class _Tokens:
 
 
 def _per_token(plan: _StatePlan, spec: ir.Spec, tensors: dict[str, torch.Tensor],
-               options: dict[str, Any]) -> torch.Tensor:
-    """`A_t` for every token of the slice, `[B, T, H, *probe]`."""
+               options: dict[str, Any], running: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`A_t` for every token of the slice, `[B, T, H, *probe]` (`running`: each running max's m_{t-1})."""
     state_dtype = complex_dtype(_DTYPE) if plan.complex else _DTYPE
     if plan.form == "matrix" and len(plan.dims) == 1:
-        return _per_token_vector_matrix(plan, spec, tensors, options)
-    tok = _Tokens(spec, tensors, options)
+        return _per_token_vector_matrix(plan, spec, tensors, options, running)
+    tok = _Tokens(spec, tensors, options, running=running)
     probe = plan.probe_shape(tok.dims)
     device = next(iter(tensors.values())).device
     if plan.form == "matrix":
@@ -181,12 +186,12 @@ def _per_token(plan: _StatePlan, spec: ir.Spec, tensors: dict[str, torch.Tensor]
 
 
 def _per_token_vector_matrix(plan: _StatePlan, spec: ir.Spec, tensors: dict[str, torch.Tensor],
-                             options: dict[str, Any]) -> torch.Tensor:
+                             options: dict[str, Any], running: dict[str, torch.Tensor]) -> torch.Tensor:
     """A matrix transition on a vector state `[n]`: the state has no spare dim to hold an identity, so each
     token is evaluated on the n basis vectors (copies in the batch dim) and the columns stacked."""
     state_dtype = complex_dtype(_DTYPE) if plan.complex else _DTYPE
     n = plan.acting_size(dict(infer_sizes(spec, _ungroup(spec, tensors)).dims))
-    tok = _Tokens(spec, tensors, options, repeat=n)
+    tok = _Tokens(spec, tensors, options, repeat=n, running=running)
     device = next(iter(tensors.values())).device
     basis = torch.eye(n, dtype=state_dtype, device=device).repeat(tok.B * tok.T, 1).unsqueeze(1)  # [B·T·n, 1, n]
     cols = tok.apply_linear(plan.transition, basis).to(state_dtype).expand(tok.B * tok.T * n, tok.H, n)
@@ -226,11 +231,45 @@ def _tree_product(plan: _StatePlan, a: torch.Tensor) -> torch.Tensor:
 
 
 def _slice_transition(spec: ir.Spec, plan: _StatePlan, tensors: dict[str, torch.Tensor],
-                     options: dict[str, Any]) -> torch.Tensor | None:
+                      options: dict[str, Any], running: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """`A` of one state over the slice, `[B, H, *probe]` (None for the identity class)."""
     if plan.form == "identity":
         return None
-    return _tree_product(plan, _per_token(plan, spec, tensors, options))
+    return _tree_product(plan, _per_token(plan, spec, tensors, options, running))
+
+
+# ---------------------------------------------------------------------------------------------
+# running maxes: m_t = max(a_t + m_{t-1}, b_t) composes in (max, +), and comes first
+# ---------------------------------------------------------------------------------------------
+def _running_terms(spec: ir.Spec, plan: _StatePlan, tensors: dict[str, torch.Tensor],
+                   options: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a_t, b_t) for every token of the slice, `[B, T, H, *dims]`, in float64."""
+    rm = plan.transition.running_max
+    assert rm is not None
+    tok = _Tokens(spec, tensors, options)
+    shape = (tok.B * tok.T, tok.H, *(tok.dims[d] for d in plan.dims))
+    a = torch.zeros(shape, dtype=torch.float64) if rm.shift is None else tok.ev.ev(rm.shift).expand(shape)
+    b = tok.ev.ev(rm.floor).expand(shape)
+    return (a.to(torch.float64).reshape(tok.B, tok.T, *shape[1:]),
+            b.to(torch.float64).reshape(tok.B, tok.T, *shape[1:]))
+
+
+def _running_element(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slice as one max-plus element (Σ a, m at its end from m = −inf)."""
+    if a.shape[1] == 0:
+        return a.sum(1), torch.full_like(a.sum(1), -torch.inf)
+    A = a.cumsum(1)
+    return A[:, -1], A[:, -1] + (b - A).amax(1)
+
+
+def _running_prev(a: torch.Tensor, b: torch.Tensor, m0: torch.Tensor) -> torch.Tensor:
+    """m_{t-1} for every token of the slice from the entering m0 `[B, H, *dims]`: m_t = A_t + max(m0, cummax(b − A))."""
+    m0 = m0.to(torch.float64)
+    if a.shape[1] == 0:
+        return a
+    A = a.cumsum(1)
+    m = A + torch.maximum(m0.unsqueeze(1), (b - A).cummax(1).values)
+    return torch.cat([m0.unsqueeze(1), m[:, :-1]], 1)
 
 
 def _apply_transition(plan: _StatePlan, a: torch.Tensor | None, state: torch.Tensor) -> torch.Tensor:
@@ -330,6 +369,14 @@ def _bind(spec: ir.Spec, args: Sequence[Any], kwargs: dict[str, Any]) -> _Call:
     return _Call(tensors, options, headless)
 
 
+def _zeros_state(spec: ir.Spec, plan: _StatePlan, call: _Call) -> torch.Tensor:
+    """A zero state `[B, H, *dims]` for this call's sizes."""
+    first = next(iter(call.tensors.values()))
+    sizes = infer_sizes(spec, _ungroup(spec, call.tensors))
+    shape = (sizes.batch, sizes.heads, *(dict(sizes.dims)[d] for d in plan.dims))
+    return torch.zeros(shape, dtype=complex_dtype(_DTYPE) if plan.complex else _DTYPE, device=first.device)
+
+
 def _as_tuple(x: Any) -> tuple[Any, ...]:
     return x if isinstance(x, tuple) else (x,)
 
@@ -362,6 +409,10 @@ class ContextParallel(nn.Module):
       - gradients of params (and of any tensor every rank holds a copy of) are this rank's partial sums:
         `cp.all_reduce_grads(params)` sums them over the group into the single-process gradient (DDP over
         the same group averages instead: scale the loss by P, or all-reduce yourself).
+
+    A spec with running maxes (xLSTM's stabiliser `m`, whose sequence the other states' coefficients read)
+    exchanges twice: first the running maxes' max-plus elements `(Σ a, max)`, folded into each rank's entering
+    `m`; then, with every rank's true `m` sequence known, the other states' `(A, b)` as above.
 
     Cost: ranks r > 0 run their slice twice (from zero, then from the true entering state) and form A:
     nothing for the identity class, an elementwise product for decays, K×K matrices per token and a
@@ -408,17 +459,26 @@ class ContextParallel(nn.Module):
             dist.all_reduce(t.grad, op=dist.ReduceOp.SUM, group=self.group)
 
     # -- steps --------------------------------------------------------------------------------
-    def _layout(self, tensors: dict[str, torch.Tensor]) -> list[tuple[tuple[int, ...], bool]]:
-        """(shape, complex) of each summary part, in exchange order: per state, A (unless identity) then b.
+    def _layout(self, tensors: dict[str, torch.Tensor], running: bool = False) -> list[tuple[tuple[int, ...], bool]]:
+        """(shape, complex) of each summary part, in exchange order: per state, A (unless identity) then b;
+        for the running maxes (`running=True`), per running max its shift sum and its max.
         Computable on every rank from sizes alone, so rank 0 can send a placeholder for its A."""
         sizes = infer_sizes(self.rec.spec, _ungroup(self.rec.spec, tensors))
         B, H, dims = sizes.batch, sizes.heads, dict(sizes.dims)
         layout = []
         for p in self.plans:
-            if p.form != "identity":
-                layout.append(((B, H, *p.probe_shape(dims)), p.complex))
-            layout.append(((B, H, *(dims[d] for d in p.dims)), p.complex))
+            shape = (B, H, *(dims[d] for d in p.dims))
+            if running and p.form == "running_max":
+                layout += [(shape, False), (shape, False)]
+            elif not running and p.form != "running_max":
+                if p.form != "identity":
+                    layout.append(((B, H, *p.probe_shape(dims)), p.complex))
+                layout.append((shape, p.complex))
         return layout
+
+    @property
+    def _has_running(self) -> bool:
+        return any(p.form == "running_max" for p in self.plans)
 
     def _run(self, args: Sequence[Any], kwargs: dict[str, Any], call: _Call, initial_state: Any,
              output_final_state: bool) -> tuple[Any, list[torch.Tensor] | None]:
@@ -434,16 +494,21 @@ class ContextParallel(nn.Module):
                initial_state: Any, anchor: torch.Tensor) -> tuple[Any, Any]:
         """Rank 0: one run from the caller's initial state; its final state is the state entering rank 1."""
         out, final = self._run(args, kwargs, call, initial_state, True)
+        finals = dict(zip((p.name for p in self.plans), final or [], strict=True))
+        if self._has_running:  # its final running maxes (the A slot is a placeholder)
+            parts = [x for p in self.plans if p.form == "running_max" for x in (torch.zeros_like(finals[p.name]),
+                                                                               finals[p.name])]
+            _rows, anchor = _Exchange.apply(self.group, anchor, _pack(parts), anchor)
         parts: list[torch.Tensor] = []
-        layout = self._layout(call.tensors)
-        finals = iter(final or [])
-        shapes = iter(layout)
+        shapes = iter(self._layout(call.tensors))
         for p in self.plans:
+            if p.form == "running_max":
+                continue
             if p.form != "identity":  # rank 0's A is never used: a placeholder of the right size
                 shape, cplx = next(shapes)
                 parts.append(torch.zeros(shape, dtype=complex_dtype(_DTYPE) if cplx else _DTYPE, device=anchor.device))
             next(shapes)
-            parts.append(next(finals))
+            parts.append(finals[p.name])
         outs = _as_tuple(out)
         _rows, *outs = _Exchange.apply(self.group, anchor, _pack(parts), *outs)
         return _single(outs), None
@@ -451,16 +516,39 @@ class ContextParallel(nn.Module):
     def _later(self, args: Sequence[Any], kwargs: dict[str, Any], call: _Call,
                anchor: torch.Tensor, rank: int, want_final: bool) -> tuple[Any, Any]:
         """Rank r > 0: summarise the slice, exchange, fold the ranks before, re-run from the true state."""
-        _, b = self._run(args, kwargs, call, None, True)
-        parts: list[torch.Tensor] = []
+        spec = self.rec.spec
+        entering: dict[str, torch.Tensor] = {}  # the running maxes entering this slice
+        running: dict[str, torch.Tensor] = {}  # their m_{t-1} over this slice
+        start: Any = None
+        if self._has_running:
+            terms = {p.name: _running_terms(spec, p, call.tensors, call.options)
+                     for p in self.plans if p.form == "running_max"}
+            parts = [x.to(_DTYPE) for a, b in terms.values() for x in _running_element(a, b)]
+            rows, anchor = _Exchange.apply(self.group, anchor, _pack(parts), anchor)
+            layout = self._layout(call.tensors, running=True)
+            gathered = [_unpack(rows[j], layout) for j in range(rank)]
+            for i, name in enumerate(terms):
+                m = gathered[0][2 * i + 1]  # rank 0's final m, then m <- max(Σa_j + m, max_j)
+                for element in gathered[1:]:
+                    m = torch.maximum(element[2 * i] + m, element[2 * i + 1])
+                entering[name] = m
+                running[name] = _running_prev(*terms[name], m)
+            # the zero run starts from the true running maxes: the other states' coefficients read them
+            start = [entering[p.name] if p.name in entering else _zeros_state(spec, p, call) for p in self.plans]
+            start = _single([s.squeeze(1) for s in start] if call.headless else start)
+        _, b = self._run(args, kwargs, call, start, True)
+        parts = []
         for p, b_state in zip(self.plans, b or [], strict=True):
-            a = _slice_transition(self.rec.spec, p, call.tensors, call.options)
+            if p.form == "running_max":
+                continue
+            a = _slice_transition(spec, p, call.tensors, call.options, running)
             if a is not None:
                 parts.append(a)
             parts.append(b_state)
         layout = self._layout(call.tensors)
         rows, = _Exchange.apply(self.group, anchor, _pack(parts))
-        state = self._entering_state([_unpack(rows[j], layout) for j in range(rank)])
+        linear = iter(self._entering_state([_unpack(rows[j], layout) for j in range(rank)]))
+        state = [entering[p.name].to(_DTYPE) if p.form == "running_max" else next(linear) for p in self.plans]
         if call.headless:
             state = [s.squeeze(1) for s in state]
         out, final = self._run(args, kwargs, call, _single(state), want_final)
@@ -469,13 +557,16 @@ class ContextParallel(nn.Module):
         return out, None if final is None else _single(final)
 
     def _entering_state(self, elements: Sequence[list[torch.Tensor]]) -> list[torch.Tensor]:
-        """The exclusive prefix: rank 0's final state, then `s ← A_j s + b_j` for ranks j = 1 … r-1."""
+        """The exclusive prefix of the states other than running maxes: rank 0's final state, then
+        `s ← A_j s + b_j` for ranks j = 1 … r-1."""
+        plans = [p for p in self.plans if p.form != "running_max"]
+
         def split(parts: list[torch.Tensor]) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
             it = iter(parts)
-            return [((next(it) if p.form != "identity" else None), next(it)) for p in self.plans]
+            return [((next(it) if p.form != "identity" else None), next(it)) for p in plans]
 
         state = [b for _, b in split(elements[0])]
         for element in elements[1:]:
             state = [_apply_transition(p, a, s) + b
-                     for p, (a, b), s in zip(self.plans, split(element), state, strict=True)]
+                     for p, (a, b), s in zip(plans, split(element), state, strict=True)]
         return state

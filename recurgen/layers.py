@@ -228,6 +228,11 @@ class RecurrentLayer(nn.Module):
         expand: the dims of the spec's output (V for attention-like specs, E or D for SSMs) default to
             `expand * d_model / n_heads`; every other free dim defaults to `d_model / n_heads`.
         backend: passed to the recurrence ("triton", "torch", or None for its default).
+        mode: passed to the recurrence: "auto" (default: chunks from the module's CHUNK_AUTO_MIN_T tokens
+            on), "recurrent", or "chunk" (the chunked-parallel form; on the torch backend the chunk families
+            in plain torch, much faster on CPU than walking tokens). A spec without a chunk form refuses
+            "chunk".
+        chunk_size: tokens per chunk in chunk mode (None: the module's CHUNK_SIZE).
         conv_inputs: names of the inputs that get the short convolution (default: see `conv_size`).
         conv_activation: apply SiLU after the convolution (fla's default with a short conv). Turning it
             off keeps q and k signed: after SiLU they are nearly non-negative, so for linear attention
@@ -241,7 +246,8 @@ class RecurrentLayer(nn.Module):
     """
 
     def __init__(self, spec: str | Path | Recurrence, d_model: int, n_heads: int, *, conv_size: int = 4,
-                 expand: float = 1.0, backend: str | None = None, conv_inputs: Collection[str] | None = None,
+                 expand: float = 1.0, backend: str | None = None, mode: str = "auto",
+                 chunk_size: int | None = None, conv_inputs: Collection[str] | None = None,
                  conv_activation: bool = True, norm_eps: float = 1e-5, **dims: int) -> None:
         super().__init__()
         self._shared = _Shared(spec if isinstance(spec, Recurrence) else load(spec))
@@ -265,6 +271,12 @@ class RecurrentLayer(nn.Module):
             else:
                 self.sizes[d.name] = max(1, int(expand * head_dim) if d.name in out.ty.dims else head_dim)
         self.d_model, self.n_heads, self.backend = d_model, n_heads, backend
+        if mode not in ("recurrent", "chunk", "auto"):
+            raise ValueError(f"RecurrentLayer: `mode` must be 'recurrent', 'chunk' or 'auto', got {mode!r}")
+        if mode == "chunk" and self.rec.chunk_reason is not None:
+            raise ValueError(f"RecurrentLayer: `{s.name}` has no chunk form ({self.rec.chunk_reason}); "
+                             "use mode='recurrent' or 'auto'")
+        self.mode, self.chunk_size = mode, chunk_size
         self.conv_activation = conv_activation
 
         conv_names = {t.name for t in s.inputs if _is_qkv_like(t)} if conv_inputs is None else set(conv_inputs)
@@ -326,7 +338,8 @@ class RecurrentLayer(nn.Module):
     def extra_repr(self) -> str:
         dims = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
         conv = ",".join(sorted(self.conv_names)) or "none"
-        return f"spec={self.rec.name}, d_model={self.d_model}, n_heads={self.n_heads}, {dims}, conv=[{conv}]"
+        return (f"spec={self.rec.name}, d_model={self.d_model}, n_heads={self.n_heads}, {dims}, conv=[{conv}], "
+                f"mode={self.mode}")
 
     def spec_params(self) -> dict[str, torch.Tensor]:
         """The spec's params `[H, *dims]`, mapped into their declared domains."""
@@ -351,7 +364,8 @@ class RecurrentLayer(nn.Module):
         """`x: [B, T, d_model]` → `[B, T, d_model]`."""
         B, T, _ = x.shape
         values: Mapping[str, torch.Tensor] = {**self.spec_inputs(x), **self.spec_params()}
-        o, _ = self.rec(*(values[n] for n in self.rec.spec.arg_order), backend=self.backend)
+        o, _ = self.rec(*(values[n] for n in self.rec.spec.arg_order), backend=self.backend, mode=self.mode,
+                        chunk_size=self.chunk_size)
         if isinstance(o, tuple):
             o = o[0]  # several outputs: the first is the layer's (documented above)
         o = o.reshape(B, T, self.n_heads, self.out_dim)

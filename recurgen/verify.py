@@ -8,8 +8,9 @@ prints with a one-line replay command. Results are memoised per case: the interp
 revisits cases, and a case that ran out of time budget must not turn a replay into a flaky "pass".
 
 Modes: `recurrent` (the fused recurrent Triton kernels: forward, final state, backward), `chunk` (the
-chunked kernels, once a module defines `chunk_<name>`; reported as "not generated" until then), `torch` (the
-pure-torch path, with its decode) and `step` (Triton decode applied token by token equals the forward).
+chunked kernels, for specs with a chunk form; reported as "not generated" otherwise), `torch` (the pure-torch
+path, with its decode), `torch-chunk` (the chunk families in plain torch, `backend="torch", mode="chunk"`)
+and `step` (Triton decode applied token by token equals the forward).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, TextIO
 from . import config
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-ALL_MODES = ("recurrent", "chunk", "torch", "step")
+ALL_MODES = ("recurrent", "chunk", "torch", "torch-chunk", "step")  # recurgen.testing.MODES, without importing torch
 ALL_DTYPES = ("fp32", "fp16", "bf16")
 CHECKS = ("forward", "final state", "backward", "decode")
 LENGTHS = (1, 2, 5, 8, 13, 17)
@@ -121,7 +122,7 @@ def _check_of(label: str) -> str:
 
 
 KERNEL_LABELS = {"recurrent": "recurrent [triton]", "chunk": "chunk [triton]", "torch": "torch path",
-                 "step": "step [triton]"}
+                 "torch-chunk": "chunk [torch]", "step": "step [triton]"}
 
 
 # --- running one case ----------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def _device() -> str:
 
 def has_mode(rec: Any, mode: str) -> bool:
     """Whether the module generated this kernel family (chunk: only for specs with a chunk form)."""
-    if mode == "chunk":
+    if mode in ("chunk", "torch-chunk"):
         return callable(getattr(rec.module, f"chunk_{rec.name}", None)) and \
             getattr(rec.module, "CHUNK_REASON", None) is None
     return True
@@ -144,7 +145,7 @@ def has_varlen(rec: Any, mode: str) -> bool:
     """Whether this family's entry point takes `cu_seqlens` (variable-length batches)."""
     import inspect
 
-    name = f"chunk_{rec.name}" if mode == "chunk" else f"fused_recurrent_{rec.name}"
+    name = f"chunk_{rec.name}" if mode in ("chunk", "torch-chunk") else f"fused_recurrent_{rec.name}"
     fn = getattr(rec.module, name, None)
     try:
         return fn is not None and "cu_seqlens" in inspect.signature(fn).parameters
@@ -162,9 +163,10 @@ def run_case(rec: Any, mode: str, case: Any, device: str) -> Any:
             if mode == "recurrent":
                 return check_forward_backward(rec, inputs, backend="triton", checkpoint_every=case.checkpoint_every,
                                               seed=case.seed)
-            if mode == "chunk":
+            if mode in ("chunk", "torch-chunk"):  # the Triton chunk kernels, or the same families in plain torch
                 fn = getattr(rec.module, f"chunk_{rec.name}")
-                return check_forward_backward(rec, inputs, fn=fn, seed=case.seed)
+                backend = "torch" if mode == "torch-chunk" else None
+                return check_forward_backward(rec, inputs, fn=fn, backend=backend, seed=case.seed)
             if mode == "torch":
                 out = check_forward_backward(rec, inputs, backend="torch", seed=case.seed)
                 out.comparisons += check_step(rec, inputs, backend="torch").comparisons

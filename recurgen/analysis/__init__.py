@@ -11,13 +11,15 @@ sympy is imported here and nowhere else in recurgen (STYLE.md 3.4); results hold
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import ir
 from ..errors import Reporter
 from . import exprs as X
-from .affine import Affine, NotAffine, split
+from .affine import Affine, NotAffine, split, state_key
 from .backward import backward, gate_gradients
 from .chunk import chunk_form
-from .classify import classify
+from .classify import classify, running_max_transition
 from .numerics import check as numeric_warnings
 from .operator import operator
 from .readout import analyze_readout
@@ -36,12 +38,14 @@ from .result import (
     OperatorForm,
     OuterTerm,
     Readout,
+    RunningMax,
     Side,
     StateAnalysis,
     StateRead,
     Transition,
     TransitionKind,
 )
+from .running_max import NotRunningMax, match
 
 MAX_UPDATE_NODES = 2000  # the checker's bound on an expression after `let`s are inlined
 
@@ -53,19 +57,39 @@ def analyze(spec: ir.Spec) -> Analysis:
         SpecError: an update is not affine in the states (or too large to analyse).
     """
     rep = Reporter(spec.source)
+    running: dict[str, RunningMax] = {}
+    broken: set[str] = set()  # meant as running maxes, already reported: no second error, here or where read
+    for u in spec.updates:
+        try:
+            found = match(u)
+        except NotRunningMax as e:
+            rep.error(e.span, e.message, e.hint)
+            broken.add(u.state)
+            continue
+        if found is not None:
+            running[u.state] = found
+
+    def key(v: ir.Var) -> tuple[str, bool] | None:
+        """Running maxes are read like inputs: their sequence is known before the other states'."""
+        return None if v.name in running or v.name in broken else state_key(v)
+
     splits: dict[str, Affine] = {}
     for u in spec.updates:
         if X.size(u.value, MAX_UPDATE_NODES) > MAX_UPDATE_NODES:
             rep.error(u.span, f"the update of `{u.state}` is too large to analyse (more than {MAX_UPDATE_NODES} "
                       "nodes once `let`s are inlined)", "simplify the expression")
             continue
+        if u.state in running or u.state in broken:
+            continue
         try:
-            splits[u.state] = split(u.value)
+            splits[u.state] = split(u.value, key)
         except NotAffine as e:
             rep.error(e.span, e.message, e.hint)
     rep.raise_if_errors()
     by_state = {u.state: u for u in spec.updates}
-    transitions = tuple(classify(spec, by_state[s.name], splits[s.name]) for s in spec.states)
+    transitions = tuple(running_max_transition(spec, by_state[s.name], running[s.name]) if s.name in running else
+                        _driven(classify(spec, by_state[s.name], splits[s.name]), by_state[s.name], running)
+                        for s in spec.states)
     readouts = tuple(analyze_readout(spec, o) for o in spec.outputs)
     states = []
     for t in transitions:
@@ -76,8 +100,14 @@ def analyze(spec: ir.Spec) -> Analysis:
     return Analysis(spec, tuple(states), readouts, grads, tuple(diags))
 
 
+def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) -> Transition:
+    """`t` with the running maxes its update reads (they act as inputs of its coefficients)."""
+    reads = [n.name for n in ir.walk(update.value) if isinstance(n, ir.Var) and n.name in running]
+    return replace(t, driven_by=tuple(dict.fromkeys(reads))) if reads else t
+
+
 __all__ = [
     "Analysis", "AssocOp", "Axis", "BackwardForm", "ChunkForm", "ChunkMode", "Decay", "GateGradient", "GateOrder",
-    "Householder", "LowRank", "OperatorForm", "OuterTerm", "Readout", "Side", "StateAnalysis", "StateRead",
-    "Transition", "TransitionKind", "analyze",
+    "Householder", "LowRank", "OperatorForm", "OuterTerm", "Readout", "RunningMax", "Side", "StateAnalysis",
+    "StateRead", "Transition", "TransitionKind", "analyze",
 ]

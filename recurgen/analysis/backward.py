@@ -121,6 +121,8 @@ def _input_cotangents(t: Transition) -> tuple[str, ...]:
 
 def backward(t: Transition, readouts: tuple[Readout, ...], others: tuple[Transition, ...]) -> BackwardForm:
     """The adjoint recurrence of `t.state`; `others` are the transitions of the other states."""
+    if t.kind is TransitionKind.RUNNING_MAX:
+        return _running_max_backward(t)
     s = t.state
     st = _style(t)
     first, note = transposed(t)
@@ -141,6 +143,20 @@ def backward(t: Transition, readouts: tuple[Readout, ...], others: tuple[Transit
     lhs = f"d{s}_{{t-1}}"
     rec = f"{lhs} = " + " + ".join(terms) + note
     return BackwardForm(s, adjoint_expr(t), rec, _decay_cotangent(t), _input_cotangents(t))
+
+
+def _running_max_backward(t: Transition) -> BackwardForm:
+    """`m_t = max(a_t + m_{t-1}, b_t)`: the max routes the gradient to its larger argument."""
+    rm = t.running_max
+    assert rm is not None
+    st, m = _style(t), t.state
+    a = pretty(rm.shift, st) if rm.shift is not None else ""
+    b = pretty(rm.floor, st)
+    kept = f"1[{a + ' + ' if a else ''}{m}_{{t-1}} ≥ {b}]"
+    rec = (f"d{m}_{{t-1}} = {kept} · d{m}_t + (the cotangents of {m}_{{t-1}} from the states that read it and from "
+           "the readouts)")
+    grads = (f"d[{a}] = {kept} · d{m}_t;  " if a else "") + f"d[{b}] = (1 − {kept}) · d{m}_t"
+    return BackwardForm(m, None, rec, grads, ())
 
 
 def gate_gradients(spec: ir.Spec, transitions: tuple[Transition, ...],

@@ -20,7 +20,7 @@ from . import exprs as X
 from .pretty import BRACKET_SUMS, Style, pretty
 from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, Transition, TransitionKind
 
-_S = Style(time="s")  # inside cumulative sums
+_S = Style(time="s", state_time="s-1")  # inside cumulative sums
 _MASK = "M_ij = 1 for j ≤ i, else 0                              (causal mask)"
 _T = Style(time="t")
 
@@ -73,6 +73,8 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
     if k is TransitionKind.DENSE:
         why = "coupled states" if t.coupled else "a dense transition"
         return ChunkForm(ChunkMode.NONE, (f"no chunk form ({why}); recurrent mode only",))
+    if k is TransitionKind.RUNNING_MAX:
+        return ChunkForm(ChunkMode.PREFIX_MAX, _prefix_max(t))
     r = roles(t, readouts)
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
@@ -141,6 +143,17 @@ def _scan(t: Transition) -> tuple[str, ...]:
             f"within a block of BT tokens: inclusive associative scan with {op}",
             "across blocks: S_t = A_(block start..t) ⊙ S_start + X_(block start..t), S_start carried block to block",
             "the readout is applied per token to S_t")
+
+
+def _prefix_max(t: Transition) -> tuple[str, ...]:
+    rm = t.running_max
+    assert rm is not None
+    m = t.state
+    a = pretty(rm.shift, _T) if rm.shift is not None else "0"
+    return (f"running max: elements (a_t, b_t) = ({a}, {pretty(rm.floor, _T)}), {m}_t = max(a_t + {m}_(t−1), b_t)",
+            "A_t = Σ_{s≤t} a_s                                        (cumulative shift, one value per token)",
+            f"{m}_t = A_t + max({m}₀, max_{{s≤t}} (b_s − A_s))              (a cumulative max over the sequence)",
+            "in float64 (A_t grows like t), before the states that read it: they see the whole sequence")
 
 
 def _householder(t: Transition, r: _Roles) -> tuple[str, ...]:

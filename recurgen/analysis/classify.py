@@ -34,7 +34,18 @@ from .normalize import (
     scalar_factors,
 )
 from .pretty import UPDATE, Style, pretty
-from .result import Axis, Decay, GateOrder, Householder, LowRank, OuterTerm, Side, Transition, TransitionKind
+from .result import (
+    Axis,
+    Decay,
+    GateOrder,
+    Householder,
+    LowRank,
+    OuterTerm,
+    RunningMax,
+    Side,
+    Transition,
+    TransitionKind,
+)
 
 
 def make_decay(factors: Scalars) -> Decay:
@@ -310,3 +321,18 @@ def _householder_evidence(name: str, h: Householder, p: str, style: Style, where
         r1 = X.mul(h.beta, X.outer(h.key, X.mul(h.key, h.alpha.coef)))
         text += f"; the rank-1 term is {pretty(r1, style)}"
     return text
+
+
+def running_max_transition(spec: ir.Spec, update: ir.Update, rm: RunningMax) -> Transition:
+    """The transition of a running max `m_t = max(a_t + m_{t-1}, b_t)` (see running_max.py)."""
+    name = update.state
+    ty = spec.tensor(name).ty
+    shift = pretty(rm.shift, UPDATE) + " + " if rm.shift is not None else ""
+    floor = pretty(rm.floor, UPDATE)
+    evidence = (f"{name} is a running max, {name}_t = max({shift}{name}_{{t-1}}, {floor}): affine in the max-plus "
+                "semiring; the states that read it see its whole sequence first")
+    reads_inputs = X.depends_on_inputs(rm.floor) or (rm.shift is not None and X.depends_on_inputs(rm.shift))
+    return Transition(state=name, kind=TransitionKind.RUNNING_MAX, side=Side.LEFT, axis=None, decay=None,
+                      householder=None, lowrank=None, steps=1, loop=None, linear=X.hole(ty), offset=rm.floor,
+                      offset_terms=None, coupled=(), cross=(), input_dependent=reads_inputs, evidence=evidence,
+                      span=update.span, running_max=rm)

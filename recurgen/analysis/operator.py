@@ -7,6 +7,7 @@ later element on the left); what differs is the closed form that keeps `A₂ A�
   Householder         (g, K, W, X): A = e^g (I − K Wᵀ)  WY product, rank grows by one per step
   diag + low rank     (l, U, V, X): A = diag(e^l) + U Vᵀ  generalised WY (KDA's gate, RWKV7)
   dense               (A, X)
+  running max         (a, b): m ↦ max(a + m, b)     (a₁ + a₂, max(a₂ + b₁, b₂))       max-plus semiring
 `verify(form)` expands `op(op(c, b), a) − op(c, op(b, a))` with sympy (non-commutative symbols for
 matrix classes) and, for the WY forms, checks the closed form against the plain matrix product.
 
@@ -56,6 +57,9 @@ def compose(form: OperatorForm, later: Element, earlier: Element, xp: Any) -> El
         u = _cat(xp, [d2 * u1, u2])
         v = _cat(xp, [v1, d1 * v2 + v1 @ (_t(u1) @ v2)])
         return (l1 + l2, u, v, d2 * x1 + u2 @ (_t(v2) @ x1) + x2)
+    if form is OperatorForm.MAX_PLUS:
+        (a2, b2), (a1, b1) = later, earlier
+        return (a1 + a2, xp.maximum(a2 + b1, b2))
     (a2, x2), (a1, x1) = later, earlier
     return (a2 @ a1, a2 @ x1 + x2)
 
@@ -79,6 +83,8 @@ def apply(form: OperatorForm, elem: Element, s: Any, xp: Any) -> Any:
     if form is OperatorForm.DIAG_LOW_RANK:
         l, u, v, _ = elem
         return xp.exp(l)[..., None] * s + u @ (_t(v) @ s) + x
+    if form is OperatorForm.MAX_PLUS:
+        return xp.maximum(elem[0] + s, x)
     return elem[0] @ s + x
 
 
@@ -86,6 +92,8 @@ def apply(form: OperatorForm, elem: Element, s: Any, xp: Any) -> Any:
 @functools.cache
 def verify(form: OperatorForm) -> bool:
     """Check associativity (and, for WY forms, the closed-form product) with sympy."""
+    if form is OperatorForm.MAX_PLUS:
+        return _verify_max_plus()
     matrix = form in (OperatorForm.WY, OperatorForm.DIAG_LOW_RANK, OperatorForm.DENSE)
 
     def syms(name: str) -> tuple[sp.Symbol, ...]:
@@ -129,6 +137,23 @@ def associative(op: Any, els: list[tuple]) -> bool:
     return all(sp.expand(sp.powsimp(sp.expand(p - q))) == 0 for p, q in zip(left, right, strict=True))
 
 
+def _verify_max_plus() -> bool:
+    """Associativity of (a2, b2) ∘ (a1, b1) = (a1 + a2, max(a2 + b1, b2)), in the max-plus normal form.
+
+    sympy does not distribute `+` over `Max`, so `b` is kept as the set of sums it is the max of: adding a
+    shift adds it to every sum, and a max of maxes is the union. Equal normal forms are equal functions.
+    """
+    a = sp.symbols("a1:4", real=True)
+    b = sp.symbols("b1:4", real=True)
+
+    def op(y: tuple, x: tuple) -> tuple:
+        return (sp.expand(x[0] + y[0]), frozenset(sp.expand(y[0] + e) for e in x[1]) | y[1])
+
+    els = [(ai, frozenset({bi})) for ai, bi in zip(a, b, strict=True)]
+    left, right = op(op(els[2], els[1]), els[0]), op(els[2], op(els[1], els[0]))
+    return sp.expand(left[0] - right[0]) == 0 and left[1] == right[1]
+
+
 def _verify_wy() -> bool:
     """(I − K2 W2ᵀ)(I − K1 W1ᵀ) = I − K1 W1ᵀ − K2 (W2 − W1 K1ᵀ W2)ᵀ, with Kᵢ, Wᵢᵀ non-commutative."""
     k1, k2, w1t, w2t = sp.symbols("K1 K2 W1T W2T", commutative=False)
@@ -162,6 +187,8 @@ def form_of(t: Transition) -> OperatorForm:
         return OperatorForm.WY if scalar_gate else OperatorForm.DIAG_LOW_RANK
     if k is TransitionKind.DPLR:
         return OperatorForm.DIAG_LOW_RANK
+    if k is TransitionKind.RUNNING_MAX:
+        return OperatorForm.MAX_PLUS
     return OperatorForm.DENSE
 
 
@@ -171,7 +198,8 @@ def operator(t: Transition) -> AssocOp:
     style = Style(loop=t.loop.var) if t.loop else UPDATE
     ok = verify(form)
     matrix = form in (OperatorForm.WY, OperatorForm.DIAG_LOW_RANK, OperatorForm.DENSE)
-    how = ("non-commutative symbols" if matrix else "commutative decays, non-commutative X")
+    how = ("non-commutative symbols" if matrix else "max-plus normal form: b as the set of sums it is the max of"
+           if form is OperatorForm.MAX_PLUS else "commutative decays, non-commutative X")
     extra = "; closed-form product checked" if form in (OperatorForm.WY, OperatorForm.DIAG_LOW_RANK) else ""
     verification = f"associativity: {'verified symbolically' if ok else 'NOT verified'} ({how}{extra})"
     return AssocOp(form, _element(t, form, style), _formula(t, form), ok, verification)
@@ -200,6 +228,11 @@ def _element(t: Transition, form: OperatorForm, style: Style) -> str:
         return "(g, K, W, X) with A = exp(g) (I − K Wᵀ) in WY form (K, W: [n, r], r = steps so far)"
     if form is OperatorForm.DIAG_LOW_RANK:
         return "(l, U, V, X) with A = diag(exp(l)) + U Vᵀ (generalised WY; U, V: [n, r])"
+    if form is OperatorForm.MAX_PLUS and t.running_max is not None:
+        rm = t.running_max
+        shift = pretty(rm.shift, style) if rm.shift is not None else "0"
+        return (f"(a, b) with {t.state} ↦ max(a + {t.state}, b): a = {shift}, b = {pretty(rm.floor, style)} per "
+                "step (affine maps of the max-plus semiring)")
     return "(A, X) with A a dense matrix"
 
 
@@ -218,4 +251,6 @@ def _formula(t: Transition, form: OperatorForm) -> str:
         return ("(l2, U2, V2, X2) ∘ (l1, U1, V1, X1) = (l1 + l2, [diag(exp(l2)) U1, U2], "
                 "[V1, diag(exp(l1)) V2 + V1 (U1ᵀ V2)], "
                 + ("X1 (diag(exp(l2)) + U2 V2ᵀ)ᵀ + X2)" if right else "diag(exp(l2)) X1 + U2 (V2ᵀ X1) + X2)"))
+    if form is OperatorForm.MAX_PLUS:
+        return "(a2, b2) ∘ (a1, b1) = (a1 + a2, max(a2 + b1, b2))"
     return "(A2, X2) ∘ (A1, X1) = " + ("(A1 A2, X1 A2 + X2)" if right else "(A2 A1, A2 X1 + X2)")

@@ -59,6 +59,9 @@ def normal_form(t: Transition) -> str:
     s = t.state
     prev = s if t.loop else f"{s}_{{t-1}}"
     lhs = f"{s} ←" if t.loop else f"{s}_t ="
+    if t.running_max is not None:
+        shift = f"{pretty(t.running_max.shift, st)} + " if t.running_max.shift is not None else ""
+        return f"{lhs} max({shift}{prev}, {pretty(t.running_max.floor, st)})"
     m = transition_matrix(t)
     hole = X.hole(t.linear.ty)
     if m is not None:
@@ -74,7 +77,8 @@ def normal_form(t: Transition) -> str:
 def _transition_lines(sa: StateAnalysis, spec: ir.Spec) -> list[str]:
     t = sa.transition
     dep = "input-dependent" if t.input_dependent else "time-invariant"
-    out = [_line("transition", f"{t.state}: {t.label()}, {dep}"),
+    out = [_line("transition", f"{t.state}: {t.label()}, {dep}"
+                  + (f", reads the running max {', '.join(t.driven_by)}" if t.driven_by else "")),
            _line("evidence", t.evidence, 2),
            _line("form", normal_form(t), 2)]
     st = Style(loop=t.loop.var) if t.loop else UPDATE

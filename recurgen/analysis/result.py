@@ -24,6 +24,7 @@ class TransitionKind(Enum):
     HOUSEHOLDER = "householder"  # A_t = α_t (I − β_t k_t k_tᵀ), possibly with a per-row gate, n steps per token
     DPLR = "dplr"  # A_t = diag(d_t) + u_t w_tᵀ: diagonal plus rank-1 (RWKV7)
     COMPLEX_DIAGONAL = "complex_diagonal"  # A_t = diag(λ_t), λ complex (LRU, S5, S4D, GateLoop)
+    RUNNING_MAX = "running_max"  # m_t = max(a_t + m_{t-1}, b_t): affine in the max-plus semiring (xLSTM's stabiliser)
     DENSE = "dense"  # anything else that is linear, including coupled states: recurrent mode only
 
 
@@ -79,6 +80,18 @@ class LowRank:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningMax:
+    """`m_t = max(shift_t + m_{t-1}, floor_t)`: a running maximum, affine in the max-plus semiring.
+
+    Other states may read `m` in their coefficients (xLSTM carries `C_t exp(-m_t)` this way): `m` reads only
+    inputs, so its whole sequence is known before any other state's, and they stay affine in themselves.
+    """
+
+    shift: ir.Expr | None  # a_t (None: 0)
+    floor: ir.Expr  # b_t
+
+
+@dataclass(frozen=True, slots=True)
 class OuterTerm:
     """One term `coef · outer(left, right)` of `b_t`."""
 
@@ -108,6 +121,8 @@ class Transition:
     input_dependent: bool  # A_t reads an input (False: time-invariant)
     evidence: str  # why this class, in words: "S is multiplied row-wise by exp(g_t), g_t: [K]"
     span: Span = field(**_POS)
+    running_max: RunningMax | None = None  # RUNNING_MAX: its shift and floor
+    driven_by: tuple[str, ...] = ()  # running-max states that A_t or b_t read (known before this state)
 
     @property
     def time_invariant(self) -> bool:
@@ -143,6 +158,7 @@ class OperatorForm(Enum):
     WY = "wy"  # (g, K, W, X), A = exp(g) (I − K Wᵀ): a WY product that grows by rank per step
     DIAG_LOW_RANK = "diag-low-rank"  # (l, U, V, X), A = diag(exp(l)) + U Vᵀ: generalised WY
     DENSE = "dense"  # (A, X): (A2 A1, A2 X1 + X2) with dense matrices
+    MAX_PLUS = "max-plus"  # (a, b): m -> max(a + m, b); (a2, b2) ∘ (a1, b1) = (a1 + a2, max(a2 + b1, b2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +176,7 @@ class ChunkMode(Enum):
     MATMUL = "matmul"  # intra-chunk attention-like matmuls + state across chunks (identity/scalar/diag rows)
     WY = "wy"  # WY / UT representation (Householder), generalised WY (DPLR)
     SCAN = "scan"  # blocked associative scan (elementwise and complex diagonal decays)
+    PREFIX_MAX = "prefix-max"  # a running max: cumulative sum and cumulative max, before the other states
     NONE = "none"  # recurrent mode only
 
 

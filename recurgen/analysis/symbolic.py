@@ -199,11 +199,22 @@ def real_part_nonpositive(e: ir.Expr, spec: ir.Spec) -> bool | None:
         x = Converter(spec)(e)
         if e.ty.complex:
             x = sp.re(sp.expand_complex(x))
-        return bool(x.is_nonpositive)
+        return bool(x.is_nonpositive) or _below_a_max(x)
     except (TooLarge, Failed):
         return None
     except (ValueError, TypeError, ArithmeticError, RecursionError, AttributeError):
         return None
+
+
+def _below_a_max(x: sp.Expr) -> bool:
+    """`r − max(a, b, ...) <= 0` because `r <= a` or `r <= b` (xLSTM's stabilised gates: `x + m − max(x + m, i)`)."""
+    if not isinstance(x, sp.Add):
+        return False
+    for term in x.args:
+        if isinstance(term, sp.Mul) and term.args[0] == -1 and len(term.args) == 2 and isinstance(term.args[1], sp.Max):
+            rest = x - term
+            return any(bool((rest - a).is_nonpositive) for a in term.args[1].args)
+    return False
 
 
 def leaf_symbols(x: sp.Expr) -> list[sp.Symbol]:

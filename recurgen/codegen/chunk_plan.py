@@ -52,11 +52,22 @@ class CoreCall:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningCall:
+    """A running max `m_t = max(shift_t + m_{t-1}, floor_t)`: its whole sequence, computed before the calls."""
+
+    state: str
+    shift: Expr | None
+    floor: Expr
+    dims: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkPlan:
     spec: ir.Spec
     calls: tuple[CoreCall, ...]  # empty when `reason` is set
     outputs: tuple[tuple[str, Expr], ...]  # each output with the state reads replaced by placeholders
     reason: str | None  # why there is no chunk form (recurrent mode only)
+    running: tuple[RunningCall, ...] = ()  # running maxes: the calls' arguments and the outputs may read them
 
     @property
     def chunkable(self) -> bool:
@@ -295,11 +306,15 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
 def plan_chunk(a: Analysis) -> ChunkPlan:
     """The chunk plan of an analysed spec; `reason` says why not when a state has no family form."""
     try:
-        calls = []
+        calls, running = [], []
         for sa in a.states:
+            rm = sa.transition.running_max
+            if rm is not None:
+                running.append(RunningCall(sa.state, rm.shift, rm.floor, sa.transition.linear.ty.dims))
+                continue
             call = _family(sa, a)
             calls.append(replace(call, read=_typed_read(call, a)))
-        return ChunkPlan(a.spec, tuple(calls), _outputs(a, tuple(calls)), None)
+        return ChunkPlan(a.spec, tuple(calls), _outputs(a, tuple(calls)), None, tuple(running))
     except NoChunkForm as e:
         return ChunkPlan(a.spec, (), (), str(e))
 
@@ -312,6 +327,12 @@ def describe(plan: ChunkPlan) -> tuple[str, ...]:
         return (f"none: {plan.reason}; mode='chunk' is refused and 'auto' runs the recurrent kernels",)
     st = Style(time="t")
     lines = []
+    for r in plan.running:
+        shift = f"{pretty(r.shift, st)} + " if r.shift is not None else ""
+        lines += [f"{r.state}: a running max, first, over the whole sequence (torch, float64)",
+                  f"  {r.state}_t = max({shift}{r.state}_(t-1), {pretty(r.floor, st)}) = A_t + max({r.state}_0, "
+                  "max_(s≤t) (b_s − A_s)), A the cumulative shift",
+                  f"  the kernels below read it as an input ({r.state}_(t-1) in their arguments)"]
     for c in plan.calls:
         flags = ", ".join(f"{k}={v}" for k, v in c.flags)
         lines.append(f"{c.state}: the {c.family} kernels ({flags}), {CHUNK_SIZE} tokens per chunk")

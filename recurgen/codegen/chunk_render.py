@@ -37,6 +37,11 @@ class CallView:
     steps: int
     readout: str  # scan: "contract" or "state"; "" for the other families
     dims: tuple[str, ...]  # the family's state dims ([K, V], [P, Q]; one dim for a vector state)
+    flags: tuple[tuple[str, object], ...]  # the family's template flags (also the torch families' keywords)
+
+    @property
+    def flag_dict(self) -> dict[str, object]:
+        return dict(self.flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,8 @@ class ChunkSection:
     readout: str
     auto_min_t: int | None
     chunk_size: int
+    running: str  # `_chunk_running`: the running maxes' sequences ({} when the spec has none)
+    has_running: bool = False  # emit the running-max helper
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -83,7 +90,7 @@ def _used(bindings: list[str], body: list[str]) -> list[str]:
     out = []
     for line in bindings:
         name = line.split(" = ", 1)[0]
-        if not name.startswith(("x_", "p_", "opt_")) or re.search(rf"\b{re.escape(name)}\b", text):
+        if not name.startswith(("x_", "p_", "opt_", "m_", "mp_")) or re.search(rf"\b{re.escape(name)}\b", text):
             out.append(line)
         text += "\n" + line
     return out
@@ -117,9 +124,43 @@ def _targets(call: CoreCall, t_dims: tuple[str, ...]) -> dict[str, tuple[tuple[s
     return out
 
 
+def _bind_running(pr: TorchPrinter, lines: list[str], plan: ChunkPlan, output: bool) -> None:
+    """Running maxes as [B, T, H, ...] leaves: `m` is m_(t-1) in an update (a kernel argument) and m_t in an
+    output, `prev(m)` is m_(t-1) (running[m] holds both)."""
+    for r in plan.running:
+        ty = plan.spec.tensor(r.state).ty
+        leaves = {Var(r.state, Kind.STATE, ty): f"m_{r.state}" if output else f"mp_{r.state}"}
+        if output:
+            leaves[Var(r.state, Kind.PREV_STATE, ty)] = f"mp_{r.state}"
+            lines.append(f"m_{r.state} = running[{r.state!r}][1]")
+        lines.append(f"mp_{r.state} = running[{r.state!r}][0]")
+        pr.leaves = {**pr.leaves, **leaves}
+
+
+def _running(plan: ChunkPlan) -> str:
+    pr, lines = _printer(plan.spec)
+    entries: list[str] = []
+    index = {st.name: i for i, st in enumerate(plan.spec.states)}  # h0 holds every state, in the spec's order
+    for r in plan.running:
+        i = index[r.state]
+        shape = _shape(r.dims)
+        shift = "0.0" if r.shift is None else pr.value(r.shift)
+        entries += [f"_a = _chunk_full({shift}, {shape}, torch.float64, _device)",
+                    f"_b = _chunk_full({pr.value(r.floor)}, {shape}, torch.float64, _device)",
+                    f"running[{r.state!r}] = _chunk_running_max(_a, _b, None if h0 is None else h0[{i}], cu_seqlens)"]
+    tail = [*pr.lines, "running = {}", *entries, "return running"]
+    body = [
+        "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):",
+        '    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""',
+        *(f"    {ln}" for ln in (_used(lines, tail) if plan.running else []) + tail),
+    ]
+    return "\n".join(body)
+
+
 def _prepare(plan: ChunkPlan, a: Analysis) -> str:
     spec = plan.spec
     pr, lines = _printer(spec)
+    _bind_running(pr, lines, plan, output=False)
     entries: list[str] = []
     for call in plan.calls:
         t = a.state(call.state).transition
@@ -158,7 +199,7 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
             "_low = x0.dtype if x0.dtype in (torch.bfloat16, torch.float16) else torch.float32  # tl.dot operands",
             *pr.lines, "return {", *(f"    {e}," for e in entries), "}"]
     body = [
-        "def _chunk_prepare(values, opts, sz, B, T, H):",
+        "def _chunk_prepare(values, opts, sz, B, T, H, running):",
         '    """The chunk kernels\' canonical arguments, per state: the spec\'s formulas on [B, T, H, ...] tensors."""',
         *(f"    {ln}" for ln in _used(lines, tail) + tail),
     ]
@@ -168,6 +209,7 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
 def _readout(plan: ChunkPlan) -> str:
     spec = plan.spec
     pr, lines = _printer(spec)
+    _bind_running(pr, lines, plan, output=True)
     for call in plan.calls:
         pr.leaves = {**pr.leaves, call.read: f"r_{call.state}"}
         lines.append(f"r_{call.state} = reads[{call.state!r}]")
@@ -176,7 +218,7 @@ def _readout(plan: ChunkPlan) -> str:
         outs.append(f"_chunk_full({pr.value(e)}, {_shape(o.ty.dims)}, torch.float32, _device)")
     tail = [*pr.lines, f"return [{', '.join(outs)}]"]
     body = [
-        "def _chunk_readout(values, opts, sz, B, T, H, reads):",
+        "def _chunk_readout(values, opts, sz, B, T, H, reads, running):",
         '    """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""',
         *(f"    {ln}" for ln in _used(lines, tail) + tail),
     ]
@@ -185,10 +227,11 @@ def _readout(plan: ChunkPlan) -> str:
 
 def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...]) -> ChunkSection:
     if not plan.chunkable:
-        return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE)
+        return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE, "")
     cores = tuple(render_core(c.family, c.prefix, **dict(c.flags)).strip("\n") for c in plan.calls)
     calls = tuple(CallView(c.state, c.family, c.prefix, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
-                           str(dict(c.flags).get("readout", "")), c.dims) for c in plan.calls)
+                           str(dict(c.flags).get("readout", "")), c.dims, c.flags) for c in plan.calls)
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
-    return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE)
+    return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
+                        _running(plan), bool(plan.running))

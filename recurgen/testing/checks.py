@@ -35,9 +35,9 @@ from recurgen.testing.sampling import random_inputs, random_state, resolve_sizes
 TOLERANCES: dict[torch.dtype, float] = {torch.float32: 2e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
-# The kernel families a spec can have. `chunk` is planned: a module that defines `chunk_<name>` gets it
-# checked like the recurrent kernels, one without is reported as "not generated".
-MODES: tuple[str, ...] = ("recurrent", "chunk", "torch", "step")
+# The kernel families a spec can have. `chunk` and `torch-chunk` (the Triton chunk kernels and the same families
+# in plain torch) exist for specs with a chunk form; one without is reported as "not generated".
+MODES: tuple[str, ...] = ("recurrent", "chunk", "torch", "torch-chunk", "step")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a .rec file (or bundled spec name) to verify; repeatable")
     group.addoption("--recurgen-examples", type=int, default=10, metavar="N",
                     help="examples per kernel family (default 10)")
-    group.addoption("--recurgen-modes", default="recurrent,chunk,torch,step", metavar="LIST",
-                    help="kernel families to check (default recurrent,chunk,torch,step)")
+    group.addoption("--recurgen-modes", default="recurrent,chunk,torch,torch-chunk,step", metavar="LIST",
+                    help="kernel families to check (default recurrent,chunk,torch,torch-chunk,step)")
     group.addoption("--recurgen-dtypes", default="fp32,fp16,bf16", metavar="LIST", help="dtypes to draw")
     group.addoption("--recurgen-seed", type=int, default=0, help="hypothesis seed (default 0)")
     group.addoption("--recurgen-max-length", type=int, default=17, metavar="T", help="longest sequence drawn")

@@ -5,11 +5,21 @@ from __future__ import annotations
 import pytest
 
 from recurgen.analysis import analyze
-from recurgen.frontend import load_spec
+from recurgen.frontend import from_text, load_spec
+
+# mLSTM without its stabiliser: a plain logsigmoid forget gate
+UNSTABILISED = """recurrence mlstm_unstabilised
+input  q: [K], k: [K], v: [V], ig: [], fg: []
+state  C: [K, V], n: [K]
+update C = exp(logsigmoid(fg)) * C + exp(ig) * outer(scale * k, v)
+update n = exp(logsigmoid(fg)) * n + exp(ig) * (scale * k)
+output h: [V] = (q @ C) / max(abs(q @ n), 1)
+"""
 
 
 def grads(name: str) -> dict[tuple[str, str], str]:
-    return {(g.expr, g.wrt): g.derivative for g in analyze(load_spec(name)[0]).gate_gradients}
+    spec = from_text(UNSTABILISED, "u.rec") if name == "mlstm_unstabilised" else load_spec(name)[0]
+    return {(g.expr, g.wrt): g.derivative for g in analyze(spec).gate_gradients}
 
 
 def test_exp_gate() -> None:
@@ -25,7 +35,9 @@ def test_mamba_decay_wrt_every_leaf() -> None:
 
 
 def test_logsigmoid_and_complex_gates() -> None:
-    assert grads("mlstm")[("exp(logsigmoid(fg))", "fg")] == "exp(logsigmoid(fg))*sigmoid(-fg)"
+    assert grads("mlstm_unstabilised")[("exp(logsigmoid(fg))", "fg")] == "exp(logsigmoid(fg))*sigmoid(-fg)"
+    f = "exp(m + logsigmoid(fg) - Max(ig, m + logsigmoid(fg)))"  # the stabilised forget gate: max routes it
+    assert grads("mlstm")[(f, "ig")] == f"-{f}*Heaviside(ig - m - logsigmoid(fg))"
     lru = grads("lru")
     assert lru[("exp(-exp(nu_log) + I*exp(theta_log))", "theta_log")] == \
         "I*exp(theta_log)*exp(-exp(nu_log) + I*exp(theta_log))"
@@ -52,7 +64,8 @@ def test_gates_are_listed_once() -> None:
     ("rwkv7", "dS_{t-1} = (diag(exp(w_t)) + a_t b_tᵀ) dS_t + scale · r_{t-1} do_{t-1}ᵀ"),
     ("mamba2", "dh_{t-1} = exp(softplus(dt_t + dt_bias) · A) · dh_t"
                " + ((given(z) · silu(z_{t-1}) + 1 − given(z)) ⊙ dy_{t-1}) C_{t-1}ᵀ"),
-    ("mlstm", "dC_{t-1} = exp(logsigmoid(fg_t)) · dC_t + q_{t-1} dP1_{t-1}ᵀ"),
+    ("mlstm", "dC_{t-1} = exp(logsigmoid(fg_t) + m_{t-1} − max(logsigmoid(fg_t) + m_{t-1}, ig_t)) · dC_t"
+              " + q_{t-1} dP1_{t-1}ᵀ"),
 ])
 def test_adjoint_recurrence_text(name: str, recurrence: str) -> None:
     a = analyze(load_spec(name)[0])
@@ -74,3 +87,11 @@ def test_decay_and_input_cotangents() -> None:
     bw = analyze(load_spec("gla")[0]).states[0].backward
     assert bw.decay_cotangent == "d(g_t) = exp(g_t) ⊙ Σ_V(dS_t ⊙ S_{t-1})"
     assert bw.input_cotangents == ("d[k_t] = dS_t v_t", "d[v_t] = dS_tᵀ k_t")
+
+
+def test_running_max_routes_its_gradient_through_the_max() -> None:
+    m = analyze(load_spec("mlstm")[0]).state("m").backward
+    assert m.adjoint is None
+    assert m.recurrence.startswith("dm_{t-1} = 1[logsigmoid(fg_t) + m_{t-1} ≥ ig_t] · dm_t + ")
+    assert m.decay_cotangent == ("d[logsigmoid(fg_t)] = 1[logsigmoid(fg_t) + m_{t-1} ≥ ig_t] · dm_t;  "
+                                 "d[ig_t] = (1 − 1[logsigmoid(fg_t) + m_{t-1} ≥ ig_t]) · dm_t")

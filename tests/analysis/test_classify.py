@@ -6,6 +6,7 @@ import pytest
 
 from recurgen import ir
 from recurgen.analysis import Axis, GateOrder, Side, TransitionKind, analyze
+from recurgen.analysis.pretty import PLAIN, pretty
 from recurgen.errors import Severity, SpecError
 from recurgen.frontend import from_text, load_spec
 from recurgen.resources import bundled_spec_names
@@ -29,7 +30,7 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "gated_delta_rule": ((K.HOUSEHOLDER, None, False, 1),),
     "delta_product": ((K.HOUSEHOLDER, None, False, 2),),
     "kda": ((K.HOUSEHOLDER, None, False, 1),),
-    "mlstm": ((K.SCALAR, None, False, 1), (K.SCALAR, None, False, 1)),
+    "mlstm": ((K.SCALAR, None, False, 1), (K.SCALAR, None, False, 1), (K.RUNNING_MAX, None, False, 1)),
     "lru": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "s5": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "s4d": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
@@ -70,7 +71,9 @@ def test_log_decays_stay_in_log_space() -> None:
     assert gla.evidence == "S is multiplied row-wise by exp(g_t), g_t: [K]"
     mlstm = analyze(load_spec("mlstm")[0]).transitions[0]
     assert mlstm.decay is not None
-    assert mlstm.decay.log == ir.Apply(ir.Op.LOGSIGMOID, (_var("fg"),), ir.SCALAR)
+    assert mlstm.decay.logspace  # the stabilised forget gate f' = exp(log f + m_{t-1} − m_t)
+    assert pretty(mlstm.decay.log, PLAIN) == "logsigmoid(fg) + m − max(logsigmoid(fg) + m, ig)"
+    assert mlstm.driven_by == ("m",)
 
 
 def test_householder_pieces() -> None:
@@ -106,9 +109,9 @@ def test_dplr_and_b_t_factors() -> None:
     assert len(t.offset_terms) == 1
     term = t.offset_terms[0]
     assert (term.coef, term.left, term.right) == (None, _var("k", ("K",)), _var("v", ("V",)))
-    c, n = analyze(load_spec("mlstm")[0]).transitions
+    c, n, _ = analyze(load_spec("mlstm")[0]).transitions
     assert c.offset_terms is not None
-    assert c.offset_terms[0].coef == _exp(_var("ig"))
+    assert pretty(c.offset_terms[0].coef, PLAIN) == "exp(ig − max(logsigmoid(fg) + m, ig))"
     assert n.offset_terms is None
     assert n.offset is not None
 
@@ -117,8 +120,8 @@ def test_mlstm_readout_is_normalised() -> None:
     a = analyze(load_spec("mlstm")[0])
     (r,) = a.readouts
     assert not r.linear
-    assert [(x.state, x.prev) for x in r.reads] == [("C", False), ("n", False)]
-    assert dict(r.partials)["P1"] == "1/Max(1, Abs(P2))"
+    assert [(x.state, x.prev) for x in r.reads] == [("C", False), ("n", False), ("m", False)]
+    assert dict(r.partials)["P1"] == "1/(eps + Max(exp(P3), Abs(P2)))"  # P3 = −m: the floor exp(−m_t)
 
 
 def test_rwkv6_reads_the_previous_state() -> None:

@@ -116,7 +116,7 @@ def test_scan_equals_sequential(case: str, seed: int, steps: int) -> None:
 FORMS = {
     TransitionKind.IDENTITY: OperatorForm.ADDITIVE, TransitionKind.SCALAR: OperatorForm.LOG_DIAGONAL,
     TransitionKind.DIAGONAL: OperatorForm.LOG_DIAGONAL, TransitionKind.COMPLEX_DIAGONAL: OperatorForm.DIAGONAL,
-    TransitionKind.DPLR: OperatorForm.DIAG_LOW_RANK,
+    TransitionKind.DPLR: OperatorForm.DIAG_LOW_RANK, TransitionKind.RUNNING_MAX: OperatorForm.MAX_PLUS,
 }
 
 

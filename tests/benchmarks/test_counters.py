@@ -193,6 +193,33 @@ def test_glue_fit_has_a_per_head_term_and_kernels_do_not() -> None:
     assert "at B=2" in bad.evidence
 
 
+def test_reduced_dim_fit_scales_exactly_and_flags_a_nonlinear_dim() -> None:
+    from benchmarks.counters import Launch
+    from benchmarks.traffic import measure_reduced
+
+    def runner(quadratic: bool) -> Callable[..., dict[str, list[Launch]]]:
+        # kernel: one program per state row (P rows), 8 bytes per token and row; glue: an input of width 128
+        # read per token (independent of P), a param of P elements per head read once per call
+        def run(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
+            P = sz["P"]
+            rows = P * P if quadratic else P
+            k = Launch("scan", (rows, B * H, 1), load_bytes=B * H * rows * 8 * T)
+            g = Launch("aten.mul.Tensor", (1, 1, 1), load_bytes=B * H * 128 * T + 4 * P * H)
+            return {"fwd": [k], "fwd:glue": [g]}
+        return run
+
+    fits, how = measure_reduced(runner(False), "toy", {"P": 128, "Q": 128}, "P")
+    assert "P = 2, 4 (checked at 6)" in how
+    assert fits["fwd"].verified
+    assert fits["fwd:glue"].verified
+    assert fits["fwd"].at(8, 4096, 16)["load_bytes"] == 128 * 128 * 8 * 4096
+    assert fits["fwd"].programs == 128
+    assert fits["fwd:glue"].at(8, 4096, 16)["load_bytes"] == 128 * 128 * 4096 + 4 * 128 * 16
+    bad, _ = measure_reduced(runner(True), "toy", {"P": 128, "Q": 128}, "P")
+    assert not bad["fwd"].verified
+    assert "at P=6" in bad["fwd"].evidence
+
+
 def test_torch_glue_leaves_out_index_bookkeeping() -> None:
     from benchmarks.counters import count_torch
 

@@ -71,7 +71,7 @@ TYPES = {
     ("rwkv6", "prev(S)"): "[K, V]",
     ("rwkv7", "a @ S"): "[V]",
     ("rwkv7", "outer(b, a @ S)"): "[K, V]",
-    ("mlstm", "max(abs(q @ n), 1)"): "[]",
+    ("mlstm", "max(abs(q @ n), exp(-m)) + eps"): "[]",
     ("lru", "complex(B_re, B_im) @ x"): "[N] complex",
     ("lru", "Re(complex(C_re, C_im) @ h)"): "[D]",
     ("s4d", "sum(complex(C_re, C_im) * x, N)"): "[D] complex",

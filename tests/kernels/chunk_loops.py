@@ -48,3 +48,26 @@ def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None,
     scale = float(expected.abs().max()) if expected.numel() else 1.0
     err = float((actual.double() - expected).abs().max()) if expected.numel() else 0.0
     assert err <= tol * max(scale, 1e-3), f"{name}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+def close_outputs(o: torch.Tensor, ht: torch.Tensor | None, ro: torch.Tensor, rht: torch.Tensor, shape: tuple[int, ...],
+                  final: bool, tol: float = TOL) -> None:
+    """A family's (o, ht) against the loop's: o of `shape`, ht only when the final state was asked for."""
+    close("o", o, ro.detach(), tol)
+    assert o.shape == shape
+    if final:
+        close("ht", ht, rht.detach(), tol)
+    else:
+        assert ht is None
+
+
+def strong_and_weak_decays(T: int, K: int, decay: str, period: int, seed: int = 4) -> torch.Tensor:
+    """Log-decays of ≈ −5 per token (a chunk's cumulative decay reaches −320: exp(−b) alone overflows fp32) next to
+    ≈ −1e-4 (nearly none over the sequence): alternating per channel ([1, T, 1, K], decay "channel") or in runs of
+    `period // 2` tokens ([1, T, 1], "scalar")."""
+    gen = torch.Generator().manual_seed(seed)
+    strong = -5.0 - 0.1 * torch.rand(1, T, 1, K, generator=gen)
+    weak = -1e-4 * torch.rand(1, T, 1, K, generator=gen)
+    if decay == "channel":
+        return torch.where(torch.arange(K) % 2 == 0, strong, weak)
+    return torch.where((torch.arange(T) % period < period // 2)[None, :, None], strong[..., 0], weak[..., 0])

@@ -22,7 +22,7 @@ import torch
 
 from recurgen.codegen.chunk_core import load_core
 
-from .chunk_loops import TOL, close, run_loop
+from .chunk_loops import TOL, close, close_outputs, run_loop
 
 pytestmark = pytest.mark.interpret
 ROOT = Path(__file__).parent.parent.parent
@@ -83,12 +83,7 @@ def check(mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, 
     leaves = [x.double().requires_grad_() for x in (q, k, v, u, w, g)]
     h0l = None if h0 is None else h0.double().requires_grad_()
     ro, rht = loop(*leaves, h0l, cu_seqlens)
-    close("o", o, ro.detach(), tol)
-    assert o.shape == (B, T, H, V)
-    if final:
-        close("ht", ht, rht.detach(), tol)
-    else:
-        assert ht is None
+    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol)
     if not backward:
         return
     gen = torch.Generator().manual_seed(seed + 2)

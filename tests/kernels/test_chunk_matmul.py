@@ -22,6 +22,8 @@ import torch
 
 from recurgen.codegen.chunk_core import load_core, render_core
 
+from .chunk_loops import strong_and_weak_decays
+
 pytestmark = pytest.mark.interpret
 
 ROOT = Path(__file__).parent.parent.parent
@@ -207,13 +209,8 @@ def test_long_sequence_strong_and_weak_decay(cores, decay, prev):
     # next to -1e-4 (nearly no decay over the whole sequence); everything stays finite and fp32-accurate
     T, K, V = 4096, 16, 16
     q, k, v, _ = inputs(1, T, 1, K, V, "none", seed=3)
-    gen = torch.Generator().manual_seed(4)
-    strong = -5.0 - 0.1 * torch.rand(1, T, 1, K, generator=gen)
-    weak = -1e-4 * torch.rand(1, T, 1, K, generator=gen)
-    if decay == "channel":
-        g = torch.where(torch.arange(K) % 2 == 0, strong, weak)
-    else:
-        g = torch.where((torch.arange(T) % 256 < 128)[None, :, None], strong[..., 0], weak[..., 0])
+    g = strong_and_weak_decays(T, K, decay, 256)
+    gen = torch.Generator().manual_seed(5)
     h0 = torch.randn(1, 1, K, V, generator=gen)
     do = torch.randn(1, T, 1, V, generator=gen)
     dht = torch.randn(1, 1, K, V, generator=gen)

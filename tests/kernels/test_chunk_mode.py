@@ -146,8 +146,13 @@ LOG_DECAY_INPUT = {"gla": "g", "simple_gla": "g", "gated_delta_rule": "g", "kda"
 def test_long_sequences_strong_and_near_one_decays(name: str, log_decay: float) -> None:
     """T = 4096 with g ≈ −5 per token (exp(−b) over a chunk would overflow fp32) and g ≈ −1e-4 (a near-1 decay):
     chunk and recurrent kernels both match the float64 oracle, outputs and gradients finite."""
+    check_long_decays(name, log_decay, 4096, [{"mode": "chunk"}, {"mode": "recurrent"}])
+
+
+def check_long_decays(name: str, log_decay: float, T: int, calls: list[dict[str, str]]) -> None:
+    """Every log-decay input of `name` pinned near `log_decay`: each of `calls` (keyword arguments of the module's
+    call) matches the float64 oracle in its outputs, final state and every gradient, all finite."""
     rec = recurgen.load(name)
-    T = 4096
     xs = random_inputs(rec.spec, 1, T, 1, {"K": 8, "V": 8, "D": 8}, torch.float32, 3)
     gen = torch.Generator().manual_seed(0)
     g = xs[LOG_DECAY_INPUT[name]]
@@ -156,14 +161,18 @@ def test_long_sequences_strong_and_near_one_decays(name: str, log_decay: float) 
     rout, rfin = recurgen.reference(rec.spec, *rx.values(), output_final_state=True)
     cot = torch.randn(rout.shape, generator=gen, dtype=torch.float64)
     rgrads = torch.autograd.grad((rout * cot).sum() + rfin.sum(), list(rx.values()))
-    for mode in ("chunk", "recurrent"):
+    # hgrn2's key 1 − exp(g) cancels in fp32 near g = 0: an error of the spec's own arithmetic (the chunk prepare
+    # step of both backends computes it), allowed 1e-3 as in docs/numerics.md
+    tol = 1e-3 if (name, log_decay) == ("hgrn2", -1e-4) else TOL[torch.float32]
+    for kw in calls:
+        how = " ".join(f"{v}" for v in kw.values())
         a = {n: x.clone().requires_grad_() for n, x in xs.items()}
-        out, fin = rec(*a.values(), output_final_state=True, mode=mode)
+        out, fin = rec(*a.values(), output_final_state=True, **kw)
         grads = torch.autograd.grad((out.double() * cot).sum() + fin.double().sum(), list(a.values()))
-        assert torch.isfinite(out).all(), f"{name} {mode}: non-finite outputs"
-        assert torch.isfinite(fin).all(), f"{name} {mode}: non-finite final state"
-        _close(f"{name} {mode} g={log_decay}: output", out, rout, TOL[torch.float32])
-        _close(f"{name} {mode} g={log_decay}: final state", fin, rfin, TOL[torch.float32])
+        assert torch.isfinite(out).all(), f"{name} {how}: non-finite outputs"
+        assert torch.isfinite(fin).all(), f"{name} {how}: non-finite final state"
+        _close(f"{name} {how} g={log_decay}: output", out, rout, tol)
+        _close(f"{name} {how} g={log_decay}: final state", fin, rfin, tol)
         for label, x, rx_ in zip(xs, grads, rgrads, strict=True):
-            assert torch.isfinite(x).all(), f"{name} {mode}: non-finite d{label}"
-            _close(f"{name} {mode} g={log_decay}: d{label}", x, rx_, 10 * TOL[torch.float32])
+            assert torch.isfinite(x).all(), f"{name} {how}: non-finite d{label}"
+            _close(f"{name} {how} g={log_decay}: d{label}", x, rx_, 10 * tol)

@@ -21,7 +21,7 @@ import torch
 
 from recurgen.codegen.chunk_core import load_core
 
-from .chunk_loops import TOL, close, run_loop
+from .chunk_loops import TOL, close, close_outputs, run_loop
 
 pytestmark = pytest.mark.interpret
 GATES = ("none", "scalar", "channel")
@@ -82,12 +82,7 @@ def check(gate: str, mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K:
     gl = None if g is None else g.double().requires_grad_()
     h0l = None if h0 is None else h0.double().requires_grad_()
     ro, rht = loop(*leaves, gl, h0l, cu_seqlens, gate)
-    close("o", o, ro.detach(), tol)
-    assert o.shape == (B, T, H, V)
-    if final:
-        close("ht", ht, rht.detach(), tol)
-    else:
-        assert ht is None
+    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol)
     gen = torch.Generator().manual_seed(seed + 2)
     do = torch.randn(ro.shape, generator=gen, dtype=torch.float64).to(dtype)
     dht = torch.randn(rht.shape, generator=gen, dtype=torch.float64) if final else None

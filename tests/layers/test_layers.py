@@ -143,3 +143,28 @@ def test_copy_and_pickle_share_the_compiled_recurrence() -> None:
     for other in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
         assert other.rec is layer.rec
         torch.testing.assert_close(other(x), layer(x))
+
+
+@pytest.mark.parametrize("name", ["gated_delta_rule", "gla", "retention", "mamba", "rwkv7"])
+def test_chunk_mode_on_the_torch_backend(name: str) -> None:
+    """mode="chunk" (the chunk families in plain torch) gives the layer's outputs and gradients of the token walk."""
+    torch.manual_seed(0)
+    layer = RecurrentLayer(name, D_MODEL, HEADS, backend="torch", mode="chunk", chunk_size=16)
+    assert "mode=chunk" in repr(layer)
+    x = torch.randn(B, 21, D_MODEL)
+    res = []
+    for mode in ("chunk", "recurrent"):
+        layer.mode = mode
+        layer.zero_grad()
+        y = layer(x)
+        y.square().mean().backward()
+        res.append((y.detach(), [p.grad.clone() for p in layer.parameters()]))
+    torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(res[0][1], res[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="`mode` must be"):
+        RecurrentLayer("gla", D_MODEL, HEADS, backend="torch", mode="fast")
+    assert RecurrentLayer("gla", D_MODEL, HEADS, backend="torch").mode == "auto"

@@ -336,24 +336,31 @@ def rwkv7(r: Tensor, w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, *, s
 
 
 def mlstm(q: Tensor, k: Tensor, v: Tensor, ig: Tensor, fg: Tensor, *, scale: float | None = None,
-          init: tuple[Tensor, ...] | None = None) -> Result:
-    """Beck et al. 2024, eq. (19)-(27), unstabilised, V×K memory: f = σ(f̃), i = exp(ĩ), k ← k / √d,
-    C_t = f C_{t-1} + i v_t k_tᵀ, n_t = f n_{t-1} + i k_t, h_t = C_t q_t / max(|n_tᵀ q_t|, 1)."""
+          eps: float = 1e-6, init: tuple[Tensor, ...] | None = None) -> Result:
+    """Beck et al. 2024, eq. (19)-(27) with the stabiliser of their Appendix (as xLSTM's
+    `recurrent_step_stabilized_simple`), V×K memory: log f = log σ(f̃), k ← k / √d,
+    m_t = max(log f + m_{t-1}, ĩ), f' = exp(log f + m_{t-1} − m_t), i' = exp(ĩ − m_t),
+    C_t = f' C_{t-1} + i' v_t k_tᵀ, n_t = f' n_{t-1} + i' k_t, h_t = C_t q_t / (max(|n_tᵀ q_t|, exp(−m_t)) + eps),
+    eps = 1e-6 as in xLSTM's reference step (`recurrent_step_fw`)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     scale = _default_scale(K, scale)
-    out, C_T, n_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, V), q.new_zeros(B, H, K)
+    out, C_T, n_T, m_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, V), q.new_zeros(B, H, K), q.new_zeros(B, H)
     for b, h in _heads(B, H):
         C = _init(init, 0, b, h, (K, V), q).T
         n = _init(init, 1, b, h, (K,), q)
+        m = _init(init, 2, b, h, (), q)
         for t in range(T):
-            f, i = _sigmoid(fg[b, t, h]), torch.exp(ig[b, t, h])
+            log_f = torch.nn.functional.logsigmoid(fg[b, t, h])
+            m_new = torch.maximum(log_f + m, ig[b, t, h])
+            f, i = torch.exp(log_f + m - m_new), torch.exp(ig[b, t, h] - m_new)
             kt, qt = scale * k[b, t, h], q[b, t, h]
             C = f * C + i * torch.outer(v[b, t, h], kt)
             n = f * n + i * kt
-            out[b, t, h] = (C @ qt) / torch.maximum(torch.dot(n, qt).abs(), torch.ones((), dtype=q.dtype))
-        C_T[b, h], n_T[b, h] = C.T, n
-    return {"h": out}, {"C": C_T, "n": n_T}
+            m = m_new
+            out[b, t, h] = (C @ qt) / (torch.maximum(torch.dot(n, qt).abs(), torch.exp(-m)) + eps)
+        C_T[b, h], n_T[b, h], m_T[b, h] = C.T, n, m
+    return {"h": out}, {"C": C_T, "n": n_T, "m": m_T}
 
 
 # --- complex diagonal -----------------------------------------------------------------------------------

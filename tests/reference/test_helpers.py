@@ -119,9 +119,10 @@ def test_domains_from_spec_text() -> None:
 
 def test_random_state() -> None:
     spec = spec_of("mlstm")
-    C, n = random_state(spec, 2, 3, {"K": 4, "V": 5}, torch.float32, seed=1, requires_grad=True)
+    C, n, m = random_state(spec, 2, 3, {"K": 4, "V": 5}, torch.float32, seed=1, requires_grad=True)
     assert C.shape == (2, 3, 4, 5)
     assert n.shape == (2, 3, 4)
+    assert m.shape == (2, 3)  # the running max: one scalar per (batch, head)
     assert C.dtype == torch.float32
     assert C.requires_grad
     (h,) = random_state(spec_of("lru"), 1, 2, {"N": 3}, torch.float32)

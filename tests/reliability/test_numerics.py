@@ -6,6 +6,11 @@ same bounds hold at T = 1024 (Triton, interpreter) and T = 4096 (torch); `-m slo
 T = 256. Chunk mode (`mode="chunk"`, every spec with a chunk form) is pinned to `CHUNK_TOLERANCES` at
 T = CHUNK_TEST_T (fp32, each spec's own domain; partial chunks included) and, under `-m slow`, every decay
 and dtype at T = CHUNK_SLOW_T; the table shows the bounds at T = 4096 and, for a few specs, T = 65536.
+Chunk-mode gradients (of every input, param and the initial state, against autograd through the oracle) are
+pinned to `GRAD_TOLERANCES["chunk"]` (see `grad_tolerance`) at T = CHUNK_TEST_T in fp32 on each spec's own
+domain, in the same call as the forward check (the costliest backward kernels under the interpreter, `SLOW_GRAD`,
+only under `-m slow`), and under `-m slow` for every decay at T = CHUNK_SLOW_T; the table shows the bound at
+T = 4096 for the specs it has gradient rows for.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from benchmarks.numerics import (
     CHUNK_TEST_T,
     CHUNK_TOLERANCES,
     DTYPES,
+    GRAD_TOLERANCES,
     TOLERANCES,
     cases,
+    grad_tolerance,
     measure,
     state_tolerance,
     tolerance,
@@ -31,6 +38,10 @@ from recurgen.resources import bundled_spec_names
 SPECS = list(bundled_spec_names())
 CHUNKED = [n for n in SPECS if recurgen.load(n).chunk_reason is None]  # the specs with chunk kernels
 RECURRENT = ("triton", "torch")
+# Chunk-mode forward + backward over ~20 s at T = CHUNK_TEST_T under the interpreter on the shared test machine
+# (delta_product: 33 s; the scans with 2-D or complex states cost 35-110 s at T = 256): their gradient check
+# runs under `-m slow` only.
+SLOW_GRAD = frozenset({"delta_product", "gateloop", "longhorn", "mamba", "s4d"})
 
 
 def _in_default_run(decay: str, backend: str, dtype: str) -> bool:
@@ -44,19 +55,37 @@ def _in_default_chunk_run(decay: str, backend: str, dtype: str) -> bool:
     return dtype == "fp32" and decay == "random"
 
 
+def _never(decay: str, backend: str, dtype: str) -> bool:
+    return False
+
+
+def _fp32(decay: str, backend: str, dtype: str) -> bool:
+    return dtype == "fp32"
+
+
 def _check(name: str, T: int, everything: bool, backends: tuple[str, ...] = RECURRENT,
-           default: Callable[[str, str, str], bool] = _in_default_run) -> None:
+           default: Callable[[str, str, str], bool] = _in_default_run,
+           grad: Callable[[str, str, str], bool] = _never) -> None:
+    """Every selected row within its bounds; rows `grad` selects also measure (and check) their gradients, in
+    the same call: the forward is unchanged by it."""
     failures = []
     for _, decay, backend, dtype in cases([name], backends, list(DTYPES)):
         if not (everything or default(decay, backend, dtype)):
             continue
-        row = measure(name, backend, dtype, T, decay)
+        with_grad = grad(decay, backend, dtype)
+        row = measure(name, backend, dtype, T, decay, grad=with_grad)
         bound = tolerance(name, decay, dtype, backend)
         state_bound = state_tolerance(name, decay, dtype, backend)  # final states are fp32 whatever the inputs
         if not row.rel_err <= bound:  # `not <=`: a NaN fails too
             failures.append(f"{decay} {backend} {dtype}: output rel err {row.rel_err:.2e} > {bound:g}")
         if not row.state_rel_err <= state_bound:
             failures.append(f"{decay} {backend} {dtype}: state rel err {row.state_rel_err:.2e} > {state_bound:g}")
+        if with_grad:
+            grad_bound = grad_tolerance(name, decay, dtype, backend)
+            assert grad_bound is not None, f"no documented gradient bound for {backend} {dtype}"
+            if row.grad_rel_err is None or not row.grad_rel_err <= grad_bound:
+                failures.append(f"{decay} {backend} {dtype}: gradient `{row.grad_worst}` rel err "
+                                f"{row.grad_rel_err} > {grad_bound:g}")
     assert not failures, f"{name} at T={T}:\n" + "\n".join(failures)
 
 
@@ -74,17 +103,31 @@ def test_error_within_the_documented_bounds_longer(name: str) -> None:
 @pytest.mark.interpret
 @pytest.mark.parametrize("name", CHUNKED)
 def test_chunk_mode_error_within_the_documented_bounds(name: str) -> None:
-    _check(name, T=CHUNK_TEST_T, everything=False, backends=("chunk",), default=_in_default_chunk_run)
+    """Forward, and (outside SLOW_GRAD) the gradients of the same fp32 call."""
+    _check(name, T=CHUNK_TEST_T, everything=False, backends=("chunk",), default=_in_default_chunk_run,
+           grad=_never if name in SLOW_GRAD else _fp32)
+
+
+@pytest.mark.slow
+@pytest.mark.interpret
+@pytest.mark.parametrize("name", sorted(SLOW_GRAD))
+def test_chunk_mode_gradients_within_the_documented_bounds_costly(name: str) -> None:
+    _check(name, T=CHUNK_TEST_T, everything=False, backends=("chunk",), default=_in_default_chunk_run, grad=_fp32)
 
 
 @pytest.mark.slow
 @pytest.mark.interpret
 @pytest.mark.parametrize("name", CHUNKED)
 def test_chunk_mode_error_within_the_documented_bounds_longer(name: str) -> None:
-    _check(name, T=CHUNK_SLOW_T, everything=True, backends=("chunk",))
+    """Every decay and dtype; the fp32 rows' gradients too."""
+    _check(name, T=CHUNK_SLOW_T, everything=True, backends=("chunk",), grad=_fp32)
 
 
 def test_bounds_are_ordered() -> None:
     """A sanity check on the table's constants: more mantissa bits, a tighter bound."""
     for bounds in (TOLERANCES, CHUNK_TOLERANCES):
         assert bounds["fp32"] < bounds["fp16"] < bounds["bf16"]
+    # a gradient sums many products: it may not be held tighter than the forward of the same dtype
+    for backend, grad_bounds in GRAD_TOLERANCES.items():
+        for dtype, bound in grad_bounds.items():
+            assert bound >= (CHUNK_TOLERANCES if backend == "chunk" else TOLERANCES)[dtype]

@@ -800,13 +800,20 @@ def _chunk_size(chunk_size):
     return size
 
 
+try:  # the chunk kernel families in plain torch (backend="torch"); a copy of this module without recurgen walks tokens
+    from recurgen.runtime.chunk_torch import family as _chunk_torch_family
+except ImportError:
+    _chunk_torch_family = None
+
+
 def _chunk_mode(mode, T, backend):
-    """True when this call runs the chunk kernels (the torch backend always walks tokens)."""
+    """True when this call runs the chunked form: the chunk kernels (triton), or the same families in plain torch
+    (torch; without recurgen.runtime.chunk_torch the torch backend walks tokens)."""
     if mode not in ("recurrent", "chunk", "auto"):
         raise ValueError(f"{SPEC_NAME}: `mode` must be 'recurrent', 'chunk' or 'auto', got {mode!r}")
     if mode == "chunk" and CHUNK_REASON is not None:
         raise ValueError(f"{SPEC_NAME}: no chunk form: {CHUNK_REASON}; use mode='recurrent' (or 'auto')")
-    if backend != "triton" or CHUNK_REASON is not None:
+    if CHUNK_REASON is not None or (backend == "torch" and _chunk_torch_family is None):
         return False
     return mode == "chunk" or (mode == "auto" and CHUNK_AUTO_MIN_T is not None and T >= CHUNK_AUTO_MIN_T)
 
@@ -1487,7 +1494,7 @@ def _chunk_S_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str =
     return out
 
 
-def _chunk_prepare(values, opts, sz, B, T, H):
+def _chunk_prepare(values, opts, sz, B, T, H, running):
     """The chunk kernels' canonical arguments, per state: the spec's formulas on [B, T, H, ...] tensors."""
     _device = values[INPUTS[0][0]].device
     _dtype = torch.float32
@@ -1498,7 +1505,7 @@ def _chunk_prepare(values, opts, sz, B, T, H):
     }
 
 
-def _chunk_readout(values, opts, sz, B, T, H, reads):
+def _chunk_readout(values, opts, sz, B, T, H, reads, running):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
     _device = values[INPUTS[0][0]].device
     _dtype = torch.float32
@@ -1611,11 +1618,33 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
+def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
+    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
+    running = {}
+    return running
+
+
+_STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds every state, in this order
+
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
     ('S', _chunk_ops('S', 'matmul', '', _chunk_S_fwd, _chunk_S_bwd, 4),
      ('q', 'k', 'v', 'g'), False, False, 1),
 )
+
+
+# per state of _CHUNK_CALLS: its family and the family's template flags, for the pure-torch chunk path
+_CHUNK_TORCH = {
+    'S': ('matmul', {'decay': 'channel', 'prev': False}),
+}
+
+
+def _chunk_torch(state, tensors, s0, cu_seqlens, output_final_state, chunk_size):
+    """The family of `state` in plain torch (recurgen.runtime.chunk_torch): the kernels' (o, ht), differentiated
+    by autograd."""
+    family, flags = _CHUNK_TORCH[state]
+    fwd = _chunk_torch_family(family, **flags)
+    return fwd(*tensors, s0, _chunk_seqlens(cu_seqlens, tensors), output_final_state, chunk_size)
 
 
 # for tools (`recurgen inspect`): per state, its family, the family's state dims and its compile hook
@@ -1624,29 +1653,36 @@ CHUNK_KERNELS = (
 )
 
 
-def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size):
-    """Outputs (and final states) through the chunk kernels; autograd runs their backward kernels."""
+def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size, backend="triton"):
+    """Outputs (and final states) through the chunk kernels (backend "torch": the same families in plain torch);
+    autograd runs their backward kernels (or differentiates the torch families)."""
     B, T, H, sz = _sizes(values)
     x0 = values[INPUTS[0][0]]
     values = _ungroup(values, H)
-    args = _chunk_prepare(values, opts, sz, B, T, H)
-    reads, finals = {}, []
-    for i, (state, op, names, transposed, vector, steps) in enumerate(_CHUNK_CALLS):
+    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
+    args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
+    reads, finals = {}, {m: r[2] for m, r in running.items()}
+    for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
+        i = _STATE_INDEX[state]
         tensors = [None if args[state][n] is None else _interleave(args[state][n]) for n in names]
         s0 = None
         if h0 is not None:
             s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
             s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
         cu = None if cu_seqlens is None else cu_seqlens * steps
-        tensors += [None] * (6 - len(tensors))
-        o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size)
-        ht = rest[0] if rest else None
+        if backend == "torch":
+            o, ht = _chunk_torch(state, tensors, s0, cu, output_final_state, chunk_size)
+        else:
+            tensors += [None] * (6 - len(tensors))
+            o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size)
+            ht = rest[0] if rest else None
         if steps > 1:  # the output after a token's last sub-step
             o = o.unflatten(1, (T, steps))[:, :, -1]
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
-            finals.append(ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht))
-    outs = _chunk_readout(values, opts, sz, B, T, H, reads)
+            finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+    outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()})
+    finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
 
@@ -1757,7 +1793,7 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
     if _chunk_mode(mode, T, backend):
-        res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size))
+        res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size), backend)
     elif backend == "torch":
         res = _torch_forward(values, opts, h0, output_final_state, seq[0])
     else:
