@@ -141,21 +141,21 @@ def test_initial_state_wrong_shape_is_not_broadcast() -> None:
 
 def test_initial_state_count_and_type() -> None:
     spec, args = spec_of("mlstm"), _inputs("mlstm")
-    C0, _ = random_state(spec, B, H, SIZES, torch.float64)
-    with _raises(ValueError, "mlstm: `initial_state` needs 2 tensor(s), one per state (`C` [B, H, K, V], "
-                 "`n` [B, H, K]), got 1"):
+    C0, _, _ = random_state(spec, B, H, SIZES, torch.float64)
+    with _raises(ValueError, "mlstm: `initial_state` needs 3 tensor(s), one per state (`C` [B, H, K, V], "
+                 "`n` [B, H, K], `m` [B, H]), got 1"):
         run_reference(spec, args, initial_state=C0)
     with _raises(TypeError, "`initial_state` for state `n` must be a torch.Tensor of shape [B, H, K]"):
-        run_reference(spec, args, initial_state=(C0, 0.0))  # type: ignore[arg-type]
+        run_reference(spec, args, initial_state=(C0, 0.0, None))  # type: ignore[arg-type]
     with _raises(ValueError, "`initial_state` for state `C` must be real"):
-        run_reference(spec, args, initial_state=(C0.to(torch.complex128), None))
+        run_reference(spec, args, initial_state=(C0.to(torch.complex128), None, None))
 
 
 def test_initial_state_none_entry_means_zeros() -> None:
     spec, args = spec_of("mlstm"), _inputs("mlstm")
-    C0, n0 = random_state(spec, B, H, SIZES, torch.float64)
-    partial = run_reference(spec, args, initial_state=(C0, None))
-    full = run_reference(spec, args, initial_state=(C0, torch.zeros_like(n0)))
+    C0, n0, m0 = random_state(spec, B, H, SIZES, torch.float64)
+    partial = run_reference(spec, args, initial_state=(C0, None, m0))
+    full = run_reference(spec, args, initial_state=(C0, torch.zeros_like(n0), m0))
     assert_close("h", partial[0]["h"], full[0]["h"], atol=0, rtol=0)
 
 
