@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -71,3 +76,25 @@ def strong_and_weak_decays(T: int, K: int, decay: str, period: int, seed: int = 
     if decay == "channel":
         return torch.where(torch.arange(K) % 2 == 0, strong, weak)
     return torch.where((torch.arange(T) % period < period // 2)[None, :, None], strong[..., 0], weak[..., 0])
+
+
+def check_gpu_compile(script: str, args: list[str], kernels: int) -> None:
+    """Run a family's compile `script` (rows: kernel, arch, dot fp32, warps, registers, spills, stack, shared) in a
+    subprocess without the interpreter; per (kernel, arch, dot setting) the best warp configuration must not spill,
+    and all `kernels` kernels × 3 (sm_80, sm_90 × both dot operand settings) must be there."""
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    res = subprocess.run([sys.executable, "-c", script, *args], cwd=Path(__file__).parent.parent.parent, env=env,
+                         capture_output=True, text=True, check=False, timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(res.stdout.strip().splitlines()[-1])
+    best: dict[tuple[str, int, bool], list] = {}
+    for r in rows:
+        key = (r[0], r[1], r[2])
+        if key not in best or (r[5] + r[6], r[3]) < (best[key][5] + best[key][6], best[key][3]):
+            best[key] = r
+    assert len(best) == kernels * 3, sorted(best)
+    print("\nkernel | arch | dot fp32 | warps | registers | spills (B) | stack (B) | shared (B)")
+    for r in best.values():
+        print(" | ".join(map(str, r)))
+    spilled = [r for r in best.values() if r[5] or r[6]]
+    assert not spilled, f"kernels that spill in every warp configuration: {spilled}"

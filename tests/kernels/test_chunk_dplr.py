@@ -10,11 +10,6 @@ u = -beta alpha . k, w = k). The last test compiles every kernel for sm_80 and s
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -22,10 +17,9 @@ import torch
 
 from recurgen.codegen.chunk_core import load_core
 
-from .chunk_loops import TOL, close, close_outputs, run_loop
+from .chunk_loops import TOL, check_gpu_compile, close, close_outputs, run_loop
 
 pytestmark = pytest.mark.interpret
-ROOT = Path(__file__).parent.parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -201,19 +195,4 @@ print(json.dumps(rows))
 def test_compiles_for_gpus_without_spills() -> None:
     """Every kernel at K = V = 128, chunk 64, for sm_80 and sm_90 (both dot operand settings on sm_90): some
     warp configuration the autotuner tries compiles without register spills."""
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    res = subprocess.run([sys.executable, "-c", _COMPILE], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=False, timeout=1800)
-    assert res.returncode == 0, res.stderr[-3000:]
-    rows = json.loads(res.stdout.strip().splitlines()[-1])
-    best: dict[tuple[str, int, bool], list] = {}
-    for r in rows:
-        key = (r[0], r[1], r[2])
-        if key not in best or (r[5] + r[6], r[3]) < (best[key][5] + best[key][6], best[key][3]):
-            best[key] = r
-    assert len(best) == 8 * 3, sorted(best)
-    print("\nkernel | arch | dot fp32 | warps | registers | spills (B) | stack (B) | shared (B)")
-    for r in best.values():
-        print(" | ".join(map(str, r)))
-    spilled = [r for r in best.values() if r[5] or r[6]]
-    assert not spilled, f"kernels that spill in every warp configuration: {spilled}"
+    check_gpu_compile(_COMPILE, [], 8)
