@@ -53,7 +53,10 @@ import recurgen
 from recurgen import ir
 from recurgen.oracle import infer_sizes
 from recurgen.resources import bundled_spec_names
+from recurgen.testing.interpreter import speed_up
 from tests.helpers import random_inputs
+
+speed_up()  # the same bits as the stock interpreter, faster (recurgen/testing/interpreter.py)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # `triton`: the fused recurrent kernels; `torch`: the pure-torch path; `chunk`: the chunked-parallel kernels.

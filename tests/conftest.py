@@ -11,6 +11,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest
 from hypothesis import HealthCheck, settings
 
+from recurgen.testing.interpreter import speed_up
+
+speed_up()  # bit-identical to the stock interpreter (tests/testing/test_interpreter.py), much faster on scans
+
 settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=30, deadline=None,
