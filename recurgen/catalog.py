@@ -7,7 +7,7 @@ test checks it is current, so the document cannot drift from the specs.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from . import ir
@@ -77,8 +77,11 @@ def render() -> str:
     return "\n".join(parts + entries) + "\n"
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/models.md")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m recurgen.catalog",
+                                     description="Write the catalogue of the bundled specs (docs/models.md).")
+    parser.add_argument("out", nargs="?", default="docs/models.md", help="file to write (default docs/models.md)")
+    path = Path(parser.parse_args(argv).out)
     path.write_text(render(), encoding="utf-8")
     print(f"wrote {path}")
 

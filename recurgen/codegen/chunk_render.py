@@ -148,7 +148,7 @@ def _running(plan: ChunkPlan) -> str:
         entries += [f"_a = _chunk_full({shift}, {shape}, torch.float64, _device)",
                     f"_b = _chunk_full({pr.value(r.floor)}, {shape}, torch.float64, _device)",
                     f"running[{r.state!r}] = _chunk_running_max(_a, _b, None if h0 is None else h0[{i}], cu_seqlens)"]
-    tail = [*pr.lines, "running = {}", *entries, "return running"]
+    tail = [*pr.lines, "running = {}", *entries, "return running"] if entries else ["return {}"]
     body = [
         "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):",
         '    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""',

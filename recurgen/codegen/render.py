@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 from dataclasses import dataclass
 from functools import cache
 
@@ -22,8 +23,10 @@ from ..signature import python_params, signature
 from .chunk_plan import describe, plan_chunk
 from .chunk_render import render_chunk_section
 from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
+from .prune import prune_unused
 from .step import build_step, state_var
 from .torch_printer import TorchPrinter
+from .wrap import wrap_long_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ def _env() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = _pyrepr
+    env.filters["pylines"] = _pylines
     return env
 
 
@@ -49,6 +53,28 @@ def _pyrepr(x: object) -> str:
     if isinstance(x, list):
         x = tuple(x)
     return repr(x)
+
+
+def _pylines(items: list[str] | tuple[str, ...], width: int = 100) -> str:
+    """A tuple of strings, one per line, each long one as adjacent literals folded at spaces (same value)."""
+    if not items:
+        return "()"
+    out = ["("]
+    for text in items:
+        pieces = [text[i:j] for i, j in itertools.pairwise(_folds(text, width))]
+        out += [f"    {p!r}" for p in pieces[:-1]] + [f"    {pieces[-1]!r},"]
+    return "\n".join([*out, ")"])
+
+
+def _folds(text: str, width: int) -> list[int]:
+    """Cut positions of `text` (first 0, last len): after a space, every piece at most `width` long if it can be."""
+    cuts = [0]
+    while len(text) - cuts[-1] > width:
+        space = text.rfind(" ", cuts[-1] + 1, cuts[-1] + width)
+        if space < 0:
+            break
+        cuts.append(space + 1)
+    return [*cuts, len(text)]
 
 
 def camel(name: str) -> str:
@@ -164,8 +190,8 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
            *((f"ck_{x.name}", f"ck[{x.name!r}]") for x in s.states),
            *((f"sc_{x.name}", f"sc[{x.name!r}]") for x in s.states),
            *((f"dht_{x.name}", f"dhtr[{x.name!r}]") for x in s.states),
-           *((f"dx_{n}", f"dxr[{n!r}]") for n in plan.input_grads),
-           *((f"dp_{n}", f"dpr[{n!r}]") for n in plan.param_grads),
+           *((f"dx_{n}", f"dx[{n!r}]") for n in plan.input_grads),
+           *((f"dp_{n}", f"dp[{n!r}]") for n in plan.param_grads),
            *((f"dh0_{x.name}", f"dh0r[{x.name!r}]") for x in s.states), *opts, *sizes,
            ("NB", "NB"), ("NBH", "NBH"), ("NTOK", "NTOK")]
     bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("IS_VARLEN", "varlen"),
@@ -246,6 +272,7 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
     )
     source = "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
     try:
+        source = wrap_long_lines(prune_unused(source))
         compile(ast.parse(source), f"<recurgen:{spec.name}>", "exec")
     except SyntaxError as err:
         lines = source.splitlines()

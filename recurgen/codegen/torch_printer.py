@@ -36,7 +36,8 @@ def _fold(e: Expr) -> str | None:
 
 _UNARY: dict[Op, str] = {
     Op.NEG: "-{0}", Op.EXP: "torch.exp({0})", Op.LOG: "torch.log({0})", Op.SIGMOID: "torch.sigmoid({0})",
-    Op.LOGSIGMOID: "F.logsigmoid({0})", Op.SOFTPLUS: "F.softplus({0})", Op.SILU: "F.silu({0})",
+    Op.LOGSIGMOID: "torch.nn.functional.logsigmoid({0})", Op.SOFTPLUS: "torch.nn.functional.softplus({0})",
+    Op.SILU: "torch.nn.functional.silu({0})",
     Op.SQRT: "torch.sqrt({0})", Op.ABS: "torch.abs({0})", Op.TANH: "torch.tanh({0})", Op.RELU: "torch.relu({0})",
     Op.RE: "torch.real({0})", Op.IM: "torch.imag({0})", Op.CONJ: "torch.conj({0})",
 }

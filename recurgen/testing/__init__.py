@@ -35,6 +35,7 @@ from recurgen.testing.checks import (
     load_module_file,
 )
 from recurgen.testing.compare import assert_close, rms_error, run_fwd_bwd
+from recurgen.testing.interpreter import speed_up
 from recurgen.testing.sampling import random_cotangents, random_inputs, random_state, resolve_sizes, sample_domain
 
 __all__ = ["DTYPES", "MODES", "TOLERANCES", "Case", "Inputs", "Outcome", "assert_close", "assert_matches_reference",
@@ -75,6 +76,7 @@ def assert_matches_reference(module_or_spec: Any, inputs: Mapping[str, Any], *, 
         AssertionError: naming each output, state or gradient that differs, its worst error, where (index,
             both values) and the case (shapes, dtype, seed) when `inputs` came from `strategies.inputs`.
     """
+    speed_up()  # under the interpreter: the same bits, faster (recurgen.testing.interpreter); else nothing
     rec = _recurrence(module_or_spec)
     case = getattr(inputs, "case", None)
     ckpt = checkpoint_every if checkpoint_every is not None else (case.checkpoint_every if case else None)

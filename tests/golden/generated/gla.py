@@ -16,12 +16,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
-from typing import Optional
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -98,7 +97,6 @@ def gla_fused_recurrent_fwd_kernel(
         T_seq = T
     i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
-    i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
     o_K = l_K
     m_K = o_K < K
@@ -111,14 +109,16 @@ def gla_fused_recurrent_fwd_kernel(
     # states stay in fp32 registers for the whole sequence
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
-        b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
+        b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                       other=0.0).to(tl.float32)
     for t in range(0, T_seq):
         i_t = bos + t
         i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-        if SAVE_CKPT:
+        if SAVE_CKPT:  # noqa: SIM102  (a constexpr branch: pruned at compile time when off)
             if t % CKPT == 0:
                 # the state before each segment of CKPT tokens, for the backward pass
-                tl.store(ck_S + ((i_slot + t // CKPT) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ck_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
+                tl.store(ck_S + ((i_slot + t // CKPT) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :],
+                         b_S.to(ck_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
         b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
@@ -132,7 +132,8 @@ def gla_fused_recurrent_fwd_kernel(
         b_S = b_t3
         tl.store(y_o + i_tok * V + o_V, b_t5.to(y_o.dtype.element_ty), mask=m_V)
     if STORE_FINAL_STATE:
-        tl.store(ht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ht_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
+        tl.store(ht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(ht_S.dtype.element_ty),
+                 mask=m_K[:, None] & m_V[None, :])
 
 
 # On a GPU the autotuner picks the warp count per shape (it avoids configurations that spill);
@@ -185,7 +186,7 @@ def gla_fused_recurrent_bwd_kernel(
         T_seq = T
     i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
-    i_prog = i_bh64 * NV + i_v  # int64: checkpoint and scratch offsets outgrow int32
+    i_prog = i_bh64 * NV + i_v  # int64: scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
     o_K = l_K
     m_K = o_K < K
@@ -197,12 +198,14 @@ def gla_fused_recurrent_bwd_kernel(
     # dS_t, walking time backwards
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
-        b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
+        b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                        other=0.0).to(tl.float32)
     for i_c in range((T_seq + CKPT - 1) // CKPT - 1, -1, -1):
         # segment i_c: recompute its states from the checkpoint into the scratch buffer ...
         t0 = i_c * CKPT
         n_s = tl.minimum(T_seq - t0, CKPT)
-        b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
+        b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :],
+                      mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
         for s in range(0, n_s):
             t = t0 + s
             i_t = bos + t
@@ -250,7 +253,8 @@ def gla_fused_recurrent_bwd_kernel(
             b_dS = b_g4
         tl.debug_barrier()
     if USE_INITIAL_STATE:
-        tl.store(dh0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_dS.to(dh0_S.dtype.element_ty), mask=m_K[:, None] & m_V[None, :])
+        tl.store(dh0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_dS.to(dh0_S.dtype.element_ty),
+                 mask=m_K[:, None] & m_V[None, :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,8 +290,8 @@ def _sizes(tensors):
         raise ValueError(f"{SPEC_NAME}: `{first}` must have shape {_fmt(['B', 'T', 'H', *first_dims])}, got {got}")
     B, T = (int(s) for s in x0.shape[:2])
     sz = dict(FIXED_DIMS)
-    origin = {d: "the spec" for d in FIXED_DIMS}
-    dtype, device = x0.dtype, x0.device
+    origin = dict.fromkeys(FIXED_DIMS, "the spec")
+    device = x0.device
     heads = {}
     for table, lead, names in ((INPUTS, (B, T), ("B", "T", "H")), (PARAMS, (), ("H",))):
         for name, dims, _ in table:
@@ -297,11 +301,11 @@ def _sizes(tensors):
                 raise ValueError(f"{SPEC_NAME}: `{name}` must be a tensor of shape {_fmt(want)}, "
                                  f"got {type(x).__name__}")
             if x.dim() != len(want) or tuple(x.shape[: len(lead)]) != lead:
-                known = ", ".join(f"{n}={v}" for n, v in zip(names, lead))
+                known = ", ".join(f"{n}={v}" for n, v in zip(names, lead, strict=False))  # B, T of the lead only
                 raise ValueError(f"{SPEC_NAME}: `{name}` must have shape {_fmt(want)}"
                                  + (f" with {known} (from `{first}`)" if known else "") + f", got {list(x.shape)}")
             heads[name] = int(x.shape[len(lead)])
-            for d, s in zip(dims, x.shape[len(lead) + 1:]):
+            for d, s in zip(dims, x.shape[len(lead) + 1:], strict=True):
                 if s == 0:
                     raise ValueError(f"{SPEC_NAME}: `{name}` has {d}=0: every dim needs at least one element, got "
                                      f"shape {list(x.shape)}")
@@ -392,7 +396,7 @@ def _check_states(states, B, H, sz, what, device):
         raise ValueError(f"{SPEC_NAME}: `{what}` needs {len(STATES)} tensor(s) "
                          f"({', '.join(n for n, _, _ in STATES)}), got {len(given)}")
     out = []
-    for x, (name, dims, cplx) in zip(given, STATES):
+    for x, (name, dims, cplx) in zip(given, STATES, strict=True):
         want = _state_shape(B, H, sz, dims)
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:
             got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -467,11 +471,12 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
           for name, dims, _ in OUTPUTS}
     ht = {name: torch.empty(_state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
                             device=device) for name, dims, c in STATES} if output_final_state else None
-    ck = {name: torch.empty(_ckpt_rows(B, T, N, ckpt_every) * H * _numel(sz, dims) * (2 if c else 1) if save_ckpt else 1,
+    ck = {name: torch.empty(_ckpt_rows(B, T, N, ckpt_every) * H * _numel(sz, dims)
+                            * (2 if c else 1) if save_ckpt else 1,
                             dtype=torch.float32, device=device) for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
     h0r = {name: _real_view(x.to(torch.complex64 if c else torch.float32).contiguous())
-           for (name, _, c), x in zip(STATES, h0)} if h0 is not None else {n: dummy for n, _, _ in STATES}
+           for (name, _, c), x in zip(STATES, h0, strict=True)} if h0 is not None else {n: dummy for n, _, _ in STATES}
     htr = {name: _real_view(x) for name, x in ht.items()} if ht is not None else {n: dummy for n, _, _ in STATES}
     cu = cu if cu is not None else torch.zeros(2, dtype=torch.int32, device=device)
     varlen = seq[0] is not None
@@ -506,7 +511,7 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
             SAVE_CKPT=save_ckpt,
         )
     elif ht is not None:
-        for (name, _, _), x in zip(STATES, h0 or [None] * len(STATES)):
+        for (name, _, _), x in zip(STATES, h0 or [None] * len(STATES), strict=True):
             ht[name].zero_() if x is None else ht[name].copy_(x)
     return ys, ht, ck
 
@@ -518,11 +523,11 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
-    dx = {name: torch.zeros((1 if name in tiled_inputs else NV, B, T, H) + tuple(xs[name].shape[3:]),
+    dx = {name: torch.zeros((1 if name in tiled_inputs else NV, B, T, H, *xs[name].shape[3:]),
                             dtype=torch.float32, device=device) for name in ('q', 'g', 'k', 'v')}
-    dp = {name: torch.zeros((NV, N, H) + tuple(ps[name].shape[1:]), dtype=torch.float32, device=device)
+    dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
-    dh0 = {name: torch.zeros((NV,) + _state_shape(N, H, sz, dims), dtype=torch.complex64 if c else torch.float32,
+    dh0 = {name: torch.zeros((NV, *_state_shape(N, H, sz, dims)), dtype=torch.complex64 if c else torch.float32,
                              device=device) for name, dims, c in STATES}
     sc = {name: torch.empty(N * H * NV * ckpt_every * _tile_numel(blocks, dims, c), dtype=torch.float32,
                             device=device) for name, dims, c in STATES}
@@ -533,7 +538,6 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     dhtr = {name: _real_view(dht[name].to(torch.complex64 if c else torch.float32).contiguous())
             if dht is not None and dht[name] is not None else dummy for name, _, c in STATES}
     dh0r = {name: _real_view(x) for name, x in dh0.items()}
-    dxr, dpr = dx, dp
     use_final = dht is not None and any(dht[n] is not None for n, _, _ in STATES)
     cu = cu if cu is not None else torch.zeros(2, dtype=torch.int32, device=device)
     varlen = seq[0] is not None
@@ -548,10 +552,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             ck['S'],
             sc['S'],
             dhtr['S'],
-            dxr['q'],
-            dxr['g'],
-            dxr['k'],
-            dxr['v'],
+            dx['q'],
+            dx['g'],
+            dx['k'],
+            dx['v'],
             dh0r['S'],
             opts['scale'],
             cu,
@@ -598,21 +602,22 @@ _OP = f"{SPEC_NAME}_{_own_hash()}"
 
 
 def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[float], output_final_state: bool,
-              save_ckpt: bool, ckpt_every: int, cu_seqlens: Optional[torch.Tensor]) -> list[torch.Tensor]:
-    values = dict(zip(ARG_ORDER, xs_list))
+              save_ckpt: bool, ckpt_every: int, cu_seqlens: torch.Tensor | None) -> list[torch.Tensor]:
+    values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
     cu_seqlens = _seqlens_values(cu_seqlens, T) if cu_seqlens is not None else None  # see _seqlens_values
     xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
     ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
-    ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts)), h0 or None, output_final_state,
+    ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), h0 or None,
+                                         output_final_state,
                                   save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype, (cu_seqlens, N))
     finals = [ht[n] for n, _, _ in STATES] if ht is not None else []
     return [ys[n] for n, _, _ in OUTPUTS] + finals + ([ck[n] for n, _, _ in STATES] if save_ckpt else [])
 
 
 def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens):
-    values = dict(zip(ARG_ORDER, xs_list))
+    values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
     x0 = values[INPUTS[0][0]]
@@ -628,17 +633,17 @@ def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_s
 
 def _bwd_impl(xs_list: list[torch.Tensor], has_h0: bool, ck_list: list[torch.Tensor], dys: list[torch.Tensor],
               dht: list[torch.Tensor], opts: list[float], ckpt_every: int,
-              cu_seqlens: Optional[torch.Tensor]) -> list[torch.Tensor]:
-    values = dict(zip(ARG_ORDER, xs_list))
+              cu_seqlens: torch.Tensor | None) -> list[torch.Tensor]:
+    values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
     cu_seqlens = _seqlens_values(cu_seqlens, T) if cu_seqlens is not None else None  # see _seqlens_values
     xs = {n: values[n] for n, _, _ in INPUTS}
     ps = {n: values[n] for n, _, _ in PARAMS}
-    ck = dict(zip((n for n, _, _ in STATES), ck_list))
-    gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts)), has_h0, ck,
-                                  dict(zip((n for n, _, _ in OUTPUTS), dys)),
-                                  dict(zip((n for n, _, _ in STATES), dht)) if dht else None,
+    ck = dict(zip((n for n, _, _ in STATES), ck_list, strict=False))  # empty without checkpoints
+    gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), has_h0, ck,
+                                  dict(zip((n for n, _, _ in OUTPUTS), dys, strict=True)),
+                                  dict(zip((n for n, _, _ in STATES), dht, strict=True)) if dht else None,
                                   ckpt_every, sz, B, T, H, (cu_seqlens, N))
     grads = {**gx, **gp}
     out = [grads[n].to(values[n].dtype) if n in grads else torch.zeros_like(values[n]) for n in ARG_ORDER]
@@ -646,8 +651,8 @@ def _bwd_impl(xs_list: list[torch.Tensor], has_h0: bool, ck_list: list[torch.Ten
 
 
 def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
-    values = dict(zip(ARG_ORDER, xs_list))
-    B, T, H, sz = _sizes(values)
+    values = dict(zip(ARG_ORDER, xs_list, strict=True))
+    B, _, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
     x0 = values[INPUTS[0][0]]
     return [torch.empty_like(values[n]) for n in ARG_ORDER] + [
@@ -656,7 +661,7 @@ def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
 
 
 def _setup_context(ctx, inputs, output):
-    xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens = inputs
+    xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens = inputs  # _: save_ckpt
     n_fin = len(STATES) if output_final_state else 0
     ck = output[len(OUTPUTS) + n_fin:]
     ctx.save_for_backward(*xs_list, *ck)
@@ -667,20 +672,20 @@ def _backward(ctx, grads):
     opts, ckpt_every, cu_seqlens, has_h0, output_final_state, h0_dtypes = ctx.meta
     saved = ctx.saved_tensors
     xs_list, ck_list = list(saved[: len(ARG_ORDER)]), list(saved[len(ARG_ORDER):])
-    values = dict(zip(ARG_ORDER, xs_list))
+    values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
     x0 = values[INPUTS[0][0]]
     dys = [g if g is not None else x0.new_zeros((B, T, H, *(sz[d] for d in dims)))
-           for g, (_, dims, _) in zip(grads[: len(OUTPUTS)], OUTPUTS)]
+           for g, (_, dims, _) in zip(grads[: len(OUTPUTS)], OUTPUTS, strict=True)]
     dht = []
     if output_final_state:
         dht = [g if g is not None else x0.new_zeros(_state_shape(N, H, sz, dims),
                                                     dtype=torch.complex64 if c else torch.float32)
-               for g, (_, dims, c) in zip(grads[len(OUTPUTS): len(OUTPUTS) + len(STATES)], STATES)]
+               for g, (_, dims, c) in zip(grads[len(OUTPUTS): len(OUTPUTS) + len(STATES)], STATES, strict=True)]
     res = _bwd_op(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens)
     dxs, dh0 = res[: len(ARG_ORDER)], res[len(ARG_ORDER):]
-    dh0 = [g.to(dt) for g, dt in zip(dh0, h0_dtypes)] if has_h0 else []
+    dh0 = [g.to(dt) for g, dt in zip(dh0, h0_dtypes, strict=True)] if has_h0 else []
     # one entry per input, in the inputs' structure: torch flattens a non-empty float list to one leaf,
     # but keeps an empty one as a list
     return dxs, dh0, (None if opts else []), None, None, None, None
@@ -720,8 +725,9 @@ def _complex(a, b):
 
 
 def _einsum(eq, a, b):
-    if a.is_complex() != b.is_complex():
-        a, b = (x.to(torch.complex64 if x.dtype != torch.float64 else torch.complex128) for x in (a, b))
+    if a.is_complex() != b.is_complex():  # to the wider complex type of the two (complex128 if either is 64-bit)
+        wide = {torch.float64, torch.complex128} & {a.dtype, b.dtype}
+        a, b = (x.to(torch.complex128 if wide else torch.complex64) for x in (a, b))
     return torch.einsum(eq, a, b)
 
 
@@ -748,7 +754,7 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
         # under torch.compile the host check could not read the values)
         bounds = _seqlens_values(cu_seqlens, values[INPUTS[0][0]].shape[1]).tolist()
         parts = []
-        for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for i, (bos, eos) in enumerate(itertools.pairwise(bounds)):
             sub = {n: (x[:, bos:eos] if n in _INPUT_NAMES else x) for n, x in values.items()}
             parts.append(_torch_forward(sub, opts, [x[i:i + 1] for x in h0] if h0 is not None else None, True))
         ys = tuple(torch.cat([p[j] for p in parts], dim=1) for j in range(len(OUTPUTS)))
@@ -764,11 +770,11 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
     states = [torch.zeros(_state_shape(B, H, sz, dims), dtype=cdt if c else dt, device=device)
               for _, dims, c in STATES]
     if h0 is not None:
-        states = [s + x.to(s.dtype) for s, x in zip(states, h0)]
+        states = [s + x.to(s.dtype) for s, x in zip(states, h0, strict=True)]
     outs = {n: [] for n, _, _ in OUTPUTS}
     for t in range(T):
         states, ys = _torch_step(states, {n: x[:, t] for n, x in xs.items()}, ps, opts, sz, H, dt, device)
-        for (n, dims, _), y in zip(OUTPUTS, ys):
+        for (n, dims, _), y in zip(OUTPUTS, ys, strict=True):
             outs[n].append(y.expand(B, H, *(sz[d] for d in dims)))
     out_dtype = values[INPUTS[0][0]].dtype
     ys = tuple((torch.stack(outs[n], dim=1) if outs[n] else
@@ -790,7 +796,15 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
 CHUNK_SIZE = 64
 CHUNK_AUTO_MIN_T = 256  # "auto" picks chunk mode from this length on (None: never)
 CHUNK_REASON = None  # why there is no chunk form (None: there is one)
-CHUNK_FORM = ('S: rows of Q, K, V: q_t, k_t, v_t', 'S: b_i = Σ_{s≤i} g_s ∈ R^K   (per-channel cumulative log-decay)', 'S: M_ij = 1 for j ≤ i, else 0                              (causal mask)', 'S: O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀', 'S:     exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk', 'S:     (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays', 'S: S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim K)')
+CHUNK_FORM = (
+    'S: rows of Q, K, V: q_t, k_t, v_t',
+    'S: b_i = Σ_{s≤i} g_s ∈ R^K   (per-channel cumulative log-decay)',
+    'S: M_ij = 1 for j ≤ i, else 0                              (causal mask)',
+    'S: O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀',
+    'S:     exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk',
+    'S:     (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays',
+    'S: S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim K)',
+)
 
 
 def _chunk_size(chunk_size):
@@ -863,10 +877,7 @@ def __chunk_S_launch(kernel, grid, warps: int, *args, **kwargs) -> None:
 def __chunk_S_dot(a, b, DOT_FP32: tl.constexpr, DT: tl.constexpr):
     # fp32 operands (needed by the interpreter, whose bf16 arithmetic is wrong; Triton's default tf32 on NVIDIA
     # GPUs) or the input dtype (bf16/fp16 tensor cores); the accumulator is fp32 either way
-    if DOT_FP32:
-        return tl.dot(a, b)
-    else:
-        return tl.dot(a.to(DT), b.to(DT))
+    return tl.dot(a, b) if DOT_FP32 else tl.dot(a.to(DT), b.to(DT))
 
 
 @triton.jit
@@ -1240,7 +1251,7 @@ def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqle
     b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
     # d/db_L: the state at the chunk's end is h of the next chunk, or the final state for the sequence's last
     is_last = t0 + BT >= eos
-    if is_last:
+    if is_last:  # noqa: SIM108  (Triton has no conditional expression on a runtime condition)
         p_end = ht + (i_n * H + i_h) * K * V
     else:
         p_end = h + ((i_s.to(tl.int64) + 1) * H + i_h) * K * V
@@ -1377,7 +1388,7 @@ def __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK):
 
 
 def __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
-    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32 = dims
+    _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
     h = torch.empty(NS, H, K, V, dtype=torch.float32, device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
@@ -1388,7 +1399,7 @@ def __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
 
 
 def __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims):
-    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32 = dims
+    B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
     A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
     grid = (NS, BT // BC, H)
     __chunk_S_launch(__chunk_S_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
@@ -1473,7 +1484,8 @@ def _chunk_S_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str =
     """(kernel, signature, constexprs) of every kernel at these sizes, as the launchers run them on a GPU
     (all flags on), for ahead-of-time compilation (`recurgen inspect`)."""
     BT, BC, BK, BV = __chunk_S_blocks(K, V, chunk_size)
-    io, ints, index = {"q", "k", "v", "do"}, {"T", "H", "K", "V", "NT"}, {"cu_seqlens", "chunk_indices", "chunk_offsets"}
+    io, ints, index = {"q", "k", "v", "do"}, {"T", "H", "K", "V", "NT"}, {"cu_seqlens", "chunk_indices",
+                                                                          "chunk_offsets"}
     out = []
     kernels = (__chunk_S_cumsum_kernel, __chunk_S_h_kernel, __chunk_S_a_kernel, __chunk_S_o_kernel,
                __chunk_S_dh_kernel, __chunk_S_da_kernel, __chunk_S_dv_kernel, __chunk_S_dqk_kernel)
@@ -1497,18 +1509,19 @@ def _chunk_S_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str =
 def _chunk_prepare(values, opts, sz, B, T, H, running):
     """The chunk kernels' canonical arguments, per state: the spec's formulas on [B, T, H, ...] tensors."""
     _device = values[INPUTS[0][0]].device
-    _dtype = torch.float32
     x0 = values[INPUTS[0][0]]
     _low = x0.dtype if x0.dtype in (torch.bfloat16, torch.float16) else torch.float32  # tl.dot operands
     return {
-        'S': {'q': [_chunk_full(values['q'], (B, T, H, sz['K']), _low, _device)], 'k': [_chunk_full(values['k'], (B, T, H, sz['K']), _low, _device)], 'v': [_chunk_full(values['v'], (B, T, H, sz['V']), _low, _device)], 'g': [_chunk_full(values['g'], (B, T, H, sz['K']), torch.float32, _device)]},
+        'S': {'q': [_chunk_full(values['q'], (B, T, H, sz['K']), _low, _device)],
+              'k': [_chunk_full(values['k'], (B, T, H, sz['K']), _low, _device)],
+              'v': [_chunk_full(values['v'], (B, T, H, sz['V']), _low, _device)],
+              'g': [_chunk_full(values['g'], (B, T, H, sz['K']), torch.float32, _device)]},
     }
 
 
 def _chunk_readout(values, opts, sz, B, T, H, reads, running):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
     _device = values[INPUTS[0][0]].device
-    _dtype = torch.float32
     opt_scale = opts['scale']
     r_S = reads['S']
     t0 = opt_scale * r_S
@@ -1537,7 +1550,7 @@ def _chunk_fake_outputs(family, readout, tensors, h0, cu_seqlens, output_final_s
     return [o, ht] if output_final_state else [o]
 
 
-_T = Optional[torch.Tensor]
+_T = torch.Tensor | None
 
 
 def _chunk_seqlens(cu_seqlens, tensors):
@@ -1573,7 +1586,7 @@ def _chunk_ops(state, family, readout, fwd, bwd, n):
         cu_seqlens = _chunk_seqlens(cu_seqlens, tensors)
         *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size)
         out = [(g if g is not None else torch.zeros_like(x)).to(x.dtype)
-               for g, x in zip(grads, tensors) if x is not None]
+               for g, x in zip(grads, tensors, strict=True) if x is not None]
         return out + ([dh0] if h0 is not None else [])
 
     def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size):
@@ -1620,8 +1633,7 @@ def _interleave(parts):
 
 def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
     """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
-    running = {}
-    return running
+    return {}
 
 
 _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds every state, in this order
@@ -1742,7 +1754,7 @@ def _fill_defaults(values):
             x = values[n]
             if isinstance(x, torch.Tensor) and x.dim() == lead + len(dims):
                 H = max(H, int(x.shape[lead - 1]))
-                for d, s in zip(dims, x.shape[lead:]):
+                for d, s in zip(dims, x.shape[lead:], strict=True):
                     sz.setdefault(d, int(s))
     out = dict(values)
     for table, lead in ((INPUTS, tuple(x0.shape[:2])), (PARAMS, ())):
@@ -1753,7 +1765,8 @@ def _fill_defaults(values):
     return out
 
 
-def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None, chunk_size=None, checkpoint_every=None,
+def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+                        chunk_size=None, checkpoint_every=None,
         backend=None, mode="recurrent"):
     """Gated Linear Attention (Yang et al. 2024)
 
@@ -1815,10 +1828,16 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
     return out, finals[0] if len(finals) == 1 else tuple(finals)
 
 
-def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None, chunk_size=None, backend=None):
-    """`fused_recurrent_gla(..., mode="chunk")`: the chunked-parallel kernels, under flash-linear-attention's name."""
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None, chunk_size=None,
+              backend=None):
+    """The chunked-parallel kernels, under flash-linear-attention's name.
+
+    The same as `fused_recurrent_gla(..., mode="chunk")`.
+    """
     # the same call as fused_recurrent_gla (the spec's public names and defaults: recurgen.signature)
-    return fused_recurrent_gla(q=q, k=k, v=v, g=g, scale=scale, initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size, backend=backend, mode="chunk")
+    return fused_recurrent_gla(q=q, k=k, v=v, g=g, scale=scale, initial_state=initial_state,
+                               output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size,
+                               backend=backend, mode="chunk")
 
 
 def step(q, k, v, g, state, scale=None, backend=None):
@@ -1835,7 +1854,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
         if isinstance(values[name], torch.Tensor):
             values[name] = values[name].unsqueeze(1)
     values = _fill_defaults(values)
-    B, T, H, sz = _sizes(values)
+    B, _, H, sz = _sizes(values)
     states = _check_states(state, B, H, sz, "state", values[INPUTS[0][0]].device)
     opts = _options(given, sz, H)
     _check_switches(opts)
@@ -1849,17 +1868,18 @@ def step(q, k, v, g, state, scale=None, backend=None):
             ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
             ys, ht, _ = fused_recurrent_gla_fwd(xs, ps, opts, states, True, False, CHECKPOINT_EVERY, sz, B, 1, H,
                                            xs[INPUTS[0][0]].dtype, (None, B))
-            res = tuple(ys[n] for n, _, _ in OUTPUTS) + tuple(ht[n] for n, _, _ in STATES)
-        for s, new in zip(states, res[len(OUTPUTS):]):
+            res = (*(ys[n] for n, _, _ in OUTPUTS), *(ht[n] for n, _, _ in STATES))
+        for s, new in zip(states, res[len(OUTPUTS):], strict=True):
             s.copy_(new.to(s.dtype))
     outs = tuple(o[:, 0, 0] if flat else o[:, 0] for o in res[: len(OUTPUTS)])
     return outs[0] if len(outs) == 1 else outs
 
 
 class Gla(torch.nn.Module):
-    """Gated Linear Attention (Yang et al. 2024) (generated by recurgen from spec `gla`).
+    """Gated Linear Attention (Yang et al. 2024)
 
-    Holds no weights: the spec's params are call arguments, as in flash-linear-attention.
+    Generated by recurgen from spec `gla`. Holds no weights: the spec's params are call arguments, as
+    in flash-linear-attention.
     """
 
     def __init__(self, backend=None, checkpoint_every=None, mode="recurrent", chunk_size=None):
@@ -1877,4 +1897,4 @@ class Gla(torch.nn.Module):
         return fused_recurrent_gla(*args, **kwargs)
 
 
-__all__ = ['fused_recurrent_gla', 'chunk_gla', "step", 'Gla']
+__all__ = ('Gla', 'chunk_gla', 'fused_recurrent_gla', 'step')

@@ -1,0 +1,127 @@
+"""prune: drop the assignments of a generated module that nothing reads.
+
+The printers emit every value a step could need (each input's load, every intermediate of the derived math);
+a given kernel often reads only some of them: delta_product's recurrent kernels load `k`, `v`, `beta` per
+token and then use their per-product slices, the complex specs' backward computes a real part nobody reads.
+Triton's compiler would delete them on a GPU, but the interpreter executes every line, and a reader of the
+generated module should not have to wonder what they are for.
+
+Only single-name assignments whose value is pure (arithmetic, subscripts, and calls of `tl.*`/`torch.*`
+functions that neither store nor act in place) are removed, repeatedly, until every remaining name is read;
+a tuple assignment of pure values keeps its read names and writes `_` for the others.
+"""
+
+from __future__ import annotations
+
+import ast
+
+# calls with effects (or whose result is not all they do): never dropped
+_EFFECTS = ("store", "atomic", "debug_barrier", "device_print", "device_assert", "static_print", "launch")
+
+
+def prune_unused(source: str) -> str:
+    """`source` without its dead pure assignments (the text is otherwise untouched, line for line)."""
+    while True:
+        lines = source.splitlines()
+        edits = _dead(ast.parse(source), lines)
+        if not edits:
+            return source
+        for first, last, replacement in sorted(edits, reverse=True):
+            lines[first - 1:last] = replacement
+        source = "\n".join(lines) + "\n"
+
+
+def _dead(tree: ast.Module, lines: list[str]) -> list[tuple[int, int, list[str]]]:
+    """(first line, last line, replacement lines) of every dead assignment, innermost functions included."""
+    edits: list[tuple[int, int, list[str]]] = []
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        read = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Load, ast.Del))}
+        read |= {n.target.id for n in ast.walk(fn) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        for block in _blocks(fn):
+            kept = 0
+            removed: list[ast.stmt] = []
+            for stmt in block:
+                edit = _edit(stmt, read, lines)
+                if edit is None:
+                    kept += 1
+                elif edit[2]:
+                    kept += 1
+                    edits.append(edit)
+                else:
+                    removed.append(stmt)
+            for i, stmt in enumerate(removed):
+                # a block must keep one statement: the last removed one becomes `pass` if nothing else is left
+                indent = " " * stmt.col_offset
+                last = i == len(removed) - 1 and kept == 0
+                edits.append((stmt.lineno, stmt.end_lineno or stmt.lineno, [f"{indent}pass"] if last else []))
+    return edits
+
+
+def _blocks(fn: ast.FunctionDef) -> list[list[ast.stmt]]:
+    """Every statement list of `fn`'s own body (not of the functions nested in it: they are visited alone)."""
+    out: list[list[ast.stmt]] = []
+    todo: list[ast.AST] = [fn]
+    while todo:
+        node = todo.pop()
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                out.append(block)
+                todo += [s for s in block if not isinstance(s, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+        if isinstance(node, ast.Try):
+            todo += node.handlers
+    return out
+
+
+def _edit(stmt: ast.stmt, read: set[str], lines: list[str]) -> tuple[int, int, list[str]] | None:
+    """None to keep `stmt`; else its line range and the text replacing it ([] to delete)."""
+    if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1 or not _pure(stmt.value):
+        return None
+    target = stmt.targets[0]
+    first, last = stmt.lineno, stmt.end_lineno or stmt.lineno
+    if isinstance(target, ast.Name):
+        return None if target.id in read else (first, last, [])
+    if not (isinstance(target, ast.Tuple) and all(isinstance(e, ast.Name) for e in target.elts)):
+        return None
+    names = [e.id for e in target.elts]  # type: ignore[attr-defined]
+    if all(n in read or n == "_" for n in names) or first != last:
+        return None
+    if not any(n in read for n in names):
+        return (first, last, [])
+    line = lines[first - 1]
+    return (first, last, [line[: target.col_offset] + ", ".join(n if n in read else "_" for n in names)
+                          + line[target.end_col_offset or 0:]])
+
+
+def _pure(value: ast.expr) -> bool:
+    """No call in `value` can have an effect: module functions of tl/torch/math that neither store nor act in
+    place, tensor methods that only compute, and a few builtins."""
+    for node in ast.walk(value):
+        if isinstance(node, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)):
+            return False
+        if isinstance(node, ast.Call) and not _pure_call(node.func):
+            return False
+    return True
+
+
+def _pure_call(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in _BUILTINS
+    if not isinstance(func, ast.Attribute) or func.attr.endswith("_") or any(e in func.attr for e in _EFFECTS):
+        return False
+    return _module(func.value) is not None or func.attr in _METHODS
+
+
+def _module(node: ast.expr) -> str | None:
+    """`tl`, `torch` or `math` when `node` names that module or one of its submodules (`torch.nn.functional`)."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) and node.id in ("tl", "torch", "math") else None
+
+
+_BUILTINS = frozenset({"float", "int", "abs", "min", "max", "len", "bool", "range", "tuple", "list"})
+# tensor methods that only compute a value
+_METHODS = frozenset({"to", "contiguous", "float", "reshape", "view", "expand", "transpose", "unsqueeze", "squeeze",
+                      "sum", "clone", "conj", "abs", "exp", "log", "real", "imag", "numel", "dim", "size", "flip",
+                      "new_zeros", "new_empty", "new_ones", "cumsum", "select", "detach", "split", "chunk", "permute",
+                      "matmul", "sqrt", "sigmoid", "tanh", "mean", "amax", "max", "min", "trans", "item"})
