@@ -72,7 +72,10 @@ TOLERANCES = {"fp32": 1e-5, "bf16": 1e-2, "fp16": 1e-3}
 CHUNK_TOLERANCES = {"fp32": 1e-5, "bf16": 1e-2, "fp16": 1e-3}
 # Gradients (`--grad`): worst per-tensor relative error of every input's, param's and the initial state's
 # gradient against the oracle's, per backend and dtype (set from the measured table; see docs/numerics.md).
-GRAD_TOLERANCES: dict[str, dict[str, float]] = {"chunk": {"fp32": 1e-4}}
+# The token-by-token paths (triton, torch) are held to their forward bounds: the table's gradient rows there
+# (mlstm at T = 4096) stay within them, and the tests check every spec at small T.
+GRAD_TOLERANCES: dict[str, dict[str, float]] = {"chunk": {"fp32": 1e-4}, "triton": dict(TOLERANCES),
+                                                "torch": dict(TOLERANCES)}
 # Gradients that are sums over every token and cancel: simple_gla's `g_gamma` (one log-decay per head) gets
 # dg_gamma = Σ_t dg_t, and with this setup Σ_t |dg_t| / |Σ_t dg_t| ≈ 250 (T = 64, 100 and 4096), so the
 # per-token dg error of the chunk backward (a few 1e-6 of max |dg|, as for the other specs) is multiplied by
@@ -106,9 +109,15 @@ CHUNK_DERIVED_OPERANDS = {"hgrn2": "k = 1 − exp(g)", "mamba2": "v = softplus(d
 # Final states from bf16/fp16 inputs with near-1 decays, token by token: the half-precision log-decays take only
 # a few distinct values, so the fp32 exp's rounding error repeats instead of averaging out, and compounds over
 # the ~1/(1 - decay) tokens the state remembers: 1.2e-5 to 1.4e-5 on the torch path at T = 4096 (gateloop, gla,
-# hgrn, rwkv6), where fp32 inputs give 2.6e-6 at most. Chunk mode, which exponentiates differences of
-# cumulative sums, stays within fp32's bound.
+# hgrn, rwkv6), where fp32 inputs give 2.6e-6 at most. Chunk mode of the scan family applies each token's decay
+# in turn too (1.3e-5 to 1.6e-5 at T = 4096: gateloop, hgrn); the other families, which exponentiate differences
+# of cumulative sums, stay within fp32's bound.
 HALF_NEAR1_STATE = 3e-5
+
+
+def _scan_chunked(spec: str) -> bool:
+    """The spec's chunk mode runs the scan family (each token's decay applied in turn, as token by token)."""
+    return any(family == "scan" for family, _ in getattr(recurgen.load(spec).module, "_CHUNK_TORCH", {}).values())
 
 
 def state_tolerance(spec: str, decay: str, dtype: str, backend: str = "triton") -> float:
@@ -116,7 +125,7 @@ def state_tolerance(spec: str, decay: str, dtype: str, backend: str = "triton") 
     HALF_NEAR1_STATE."""
     if backend == "chunk" and dtype != "fp32" and spec in CHUNK_DERIVED_OPERANDS:
         return tolerance(spec, decay, dtype, backend)
-    if backend != "chunk" and dtype != "fp32" and decay == "near-1":
+    if dtype != "fp32" and decay == "near-1" and (backend != "chunk" or _scan_chunked(spec)):
         return max(HALF_NEAR1_STATE, tolerance(spec, decay, "fp32", backend))
     return tolerance(spec, decay, "fp32", backend)
 
@@ -456,11 +465,12 @@ f"{v:g}" for v in INTERPRETER_EXP.values())} (left out of the summary): the inte
   unbiased), and a near-1 decay applied to the whole state every token compounds that bias over the
   ~1/(1 − decay) tokens the state remembers (1.1e-5 of the final state at T = 1024; the torch path shows
   2.2e-6 at T = 4096, chunk mode 5.6e-7). Whether a GPU's `exp` is biased the same way was not measured.
-- Final states from bf16/fp16 inputs with near-1 decays on the token-by-token paths (triton, torch) are
-  allowed {HALF_NEAR1_STATE:g} (the rows stay in the summary, which is why its torch bf16/fp16 state column exceeds
-  fp32's bound): half-precision log-decays take few distinct values, so the fp32 `exp` rounding error repeats
-  instead of averaging out and compounds over the tokens the state remembers (1.2e-5 to 1.4e-5 at T = 4096 on
-  the torch path; fp32 inputs give 2.6e-6 at most).
+- Final states from bf16/fp16 inputs with near-1 decays on the token-by-token paths (triton, torch) and in
+  the scan family's chunk mode (which also applies each token's decay in turn) are allowed {HALF_NEAR1_STATE:g} (the
+  rows stay in the summary, which is why its bf16/fp16 state columns exceed fp32's bound): half-precision
+  log-decays take few distinct values, so the fp32 `exp` rounding error repeats instead of averaging out and
+  compounds over the tokens the state remembers (1.2e-5 to 1.4e-5 at T = 4096 on the torch path, 1.3e-5 to
+  1.6e-5 in chunk mode for gateloop and hgrn; fp32 inputs give 2.6e-6 at most).
 - In chunk mode, tl.dot operands are in the input dtype; where one is a formula of the inputs ({", ".join(
 f"`{n}`: {f}" for n, f in CHUNK_DERIVED_OPERANDS.items())}) it is rounded to bf16/fp16 there, so
   that spec's half-dtype chunk final states are allowed the dtype's output bound (and show it in the state
