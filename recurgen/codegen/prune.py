@@ -37,6 +37,8 @@ def _dead(tree: ast.Module, lines: list[str]) -> list[tuple[int, int, list[str]]
     for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
         read = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Load, ast.Del))}
         read |= {n.target.id for n in ast.walk(fn) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        # a global or nonlocal name is read elsewhere: its assignment is an effect
+        read |= {name for n in ast.walk(fn) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
         for block in _blocks(fn):
             kept = 0
             removed: list[ast.stmt] = []

@@ -15,6 +15,8 @@ import tokenize
 from dataclasses import dataclass
 
 _OPEN, _CLOSE = "([{", ")]}"
+_FSTRING_START = getattr(tokenize, "FSTRING_START", -1)
+_FSTRING_END = getattr(tokenize, "FSTRING_END", -1)
 _BINARY = frozenset({"+", "-", "*"})
 
 
@@ -131,9 +133,17 @@ def _breaks(toks: list[tokenize.TokenInfo], code_end: int, depth: int) -> list[_
     outer = depth  # brackets opened on earlier lines and not yet closed on this one
     out: list[_Break] = []
     prev: tokenize.TokenInfo | None = None
+    fstring = 0  # Python 3.12+ tokenizes f-strings into parts: never break inside one
     for tok in toks:
         if tok.start[1] >= code_end:
             break
+        if tok.type == _FSTRING_START:
+            fstring += 1
+        elif tok.type == _FSTRING_END:
+            fstring -= 1
+        if fstring:
+            prev = tok
+            continue
         op = tok.string if tok.type == tokenize.OP else ""
         if op and op in _OPEN:
             stack.append((tok.start[1], op))

@@ -55,6 +55,8 @@ def test_prune_keeps_effects_loop_carries_and_augmented_names() -> None:
     )
     want = src.replace("            prev = w\n", "").replace("        dead = n * 2\n", "        pass\n")
     assert prune_unused(src) == want
+    closure = "def f():\n    x = 0\n    def g():\n        nonlocal x\n        x = 1\n    g()\n    return x\n"
+    assert prune_unused(closure) == closure
 
 
 def test_wrap_folds_inside_brackets_and_keeps_the_code() -> None:
