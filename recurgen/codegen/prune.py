@@ -21,42 +21,55 @@ _EFFECTS = ("store", "atomic", "debug_barrier", "device_print", "device_assert",
 
 def prune_unused(source: str) -> str:
     """`source` without its dead pure assignments (the text is otherwise untouched, line for line)."""
+    lines = source.splitlines()
+    edits = [e for fn in ast.walk(ast.parse(source)) if isinstance(fn, ast.FunctionDef) for e in _dead(fn, lines)]
+    for first, last, replacement in sorted(edits, reverse=True):
+        lines[first - 1:last] = replacement
+    return "\n".join(lines) + "\n" if edits else source
+
+
+def _dead(fn: ast.FunctionDef, lines: list[str]) -> list[tuple[int, int, list[str]]]:
+    """(first line, last line, replacement lines) of `fn`'s dead assignments (its nested functions are visited
+    on their own). Dropping one can leave the values it read unread: repeated on the tree until nothing changes,
+    so the source is parsed once."""
+    blocks = _blocks(fn)
+    dropped: set[int] = set()  # id() of the statements removed so far
     while True:
-        lines = source.splitlines()
-        edits = _dead(ast.parse(source), lines)
-        if not edits:
-            return source
-        for first, last, replacement in sorted(edits, reverse=True):
-            lines[first - 1:last] = replacement
-        source = "\n".join(lines) + "\n"
-
-
-def _dead(tree: ast.Module, lines: list[str]) -> list[tuple[int, int, list[str]]]:
-    """(first line, last line, replacement lines) of every dead assignment, innermost functions included."""
+        read = _reads(fn, dropped)
+        more = {id(s) for block in blocks for s in block if id(s) not in dropped and _drops(_edit(s, read, lines))}
+        if not more:
+            break
+        dropped |= more
     edits: list[tuple[int, int, list[str]]] = []
-    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
-        read = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Load, ast.Del))}
-        read |= {n.target.id for n in ast.walk(fn) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
-        # a global or nonlocal name is read elsewhere: its assignment is an effect
-        read |= {name for n in ast.walk(fn) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
-        for block in _blocks(fn):
-            kept = 0
-            removed: list[ast.stmt] = []
-            for stmt in block:
-                edit = _edit(stmt, read, lines)
-                if edit is None:
-                    kept += 1
-                elif edit[2]:
-                    kept += 1
-                    edits.append(edit)
-                else:
-                    removed.append(stmt)
-            for i, stmt in enumerate(removed):
-                # a block must keep one statement: the last removed one becomes `pass` if nothing else is left
-                indent = " " * stmt.col_offset
-                last = i == len(removed) - 1 and kept == 0
-                edits.append((stmt.lineno, stmt.end_lineno or stmt.lineno, [f"{indent}pass"] if last else []))
+    for block in blocks:
+        gone = [s for s in block if id(s) in dropped]
+        for stmt in gone:
+            # a block must keep one statement: the last removed one becomes `pass` if nothing else is left
+            keep = [" " * stmt.col_offset + "pass"] if stmt is gone[-1] and len(gone) == len(block) else []
+            edits.append((stmt.lineno, stmt.end_lineno or stmt.lineno, keep))
+        edits += [e for s in block if id(s) not in dropped and (e := _edit(s, read, lines)) is not None]
     return edits
+
+
+def _drops(edit: tuple[int, int, list[str]] | None) -> bool:
+    return edit is not None and not edit[2]
+
+
+def _reads(fn: ast.FunctionDef, dropped: set[int]) -> set[str]:
+    """Every name `fn` (with the functions nested in it) may read, outside the dropped statements: loads and
+    deletes, augmented assignments, and global or nonlocal names (their assignment is an effect)."""
+    read: set[str] = set()
+    todo: list[ast.AST] = [fn]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Load, ast.Del)):
+            read.add(node.id)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            read.add(node.target.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            read.update(node.names)
+        todo += [c for c in ast.iter_child_nodes(node) if id(c) not in dropped]
+    return read
 
 
 def _blocks(fn: ast.FunctionDef) -> list[list[ast.stmt]]:
