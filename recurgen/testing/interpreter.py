@@ -102,19 +102,19 @@ def _slice_scan(self: Any, input: Any) -> list[Any]:  # noqa: A002  (the name th
     axis, n = self.axis, datas[0].shape[self.axis]
     outs = [np.zeros(d.shape, dtype=d.dtype) for d in datas]
 
-    def at(array: np.ndarray, i: int) -> tuple[Any, ...]:
-        return (slice(None),) * axis + (i,) + (slice(None),) * (array.ndim - axis - 1)
+    def at(i: int) -> tuple[Any, ...]:  # position i along the axis (every input has the same shape)
+        return (*(slice(None),) * axis, i)
 
     for out, d in zip(outs, datas, strict=True):
-        out[at(d, 0)] = d[at(d, 0)]
+        out[at(0)] = d[at(0)]
+    shape = np.shape(outs[0][at(0)])
     for i in range(1, n):
-        acc = tuple(self.to_tensor(o[at(o, i - 1)], arg.dtype) for o, arg in zip(outs, input, strict=True))
-        cur = tuple(self.to_tensor(d[at(d, i)], arg.dtype) for d, arg in zip(datas, input, strict=True))
+        acc = tuple(self.to_tensor(o[at(i - 1)], arg.dtype) for o, arg in zip(outs, input, strict=True))
+        cur = tuple(self.to_tensor(d[at(i)], arg.dtype) for d, arg in zip(datas, input, strict=True))
         ret = self.combine_fn.fn(*acc, *cur)
         ret = ret if isinstance(ret, tuple) else (ret,)
         for out, value in zip(outs, ret, strict=True):
             data = np.asarray(value.handle.data if hasattr(value, "handle") else value)
-            shape = np.shape(out[at(out, i)])
             # 0-d slices come back as 1-element arrays, constants as scalars: fit either to the slot
-            out[at(out, i)] = data.reshape(shape) if data.size == int(np.prod(shape)) else np.broadcast_to(data, shape)
+            out[at(i)] = data.reshape(shape) if data.size == int(np.prod(shape)) else np.broadcast_to(data, shape)
     return [self.to_tensor(o, arg.dtype) for o, arg in zip(outs, input, strict=True)]
