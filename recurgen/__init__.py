@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import InternalError, SpecError
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["InternalError", "Recurrence", "SpecError", "__version__", "compile", "load", "reference"]
 _API = ("Recurrence", "compile", "load", "reference")

@@ -11,10 +11,8 @@ from typing import Any
 
 import torch
 
-from . import ir, oracle, signature
-from .codegen.render import render_module
-from .frontend import Source, load_source, resolve
-from .runtime import cache
+from . import ir, oracle, pipeline, signature
+from .source import Source, resolve
 
 MODES = ("auto", "recurrent", "chunk")
 
@@ -66,9 +64,8 @@ _by_hash: dict[tuple[str, str, tuple[tuple[str, float], ...]], Recurrence] = {}
 def _build(src: Source, switches: dict[str, float] | None = None) -> Recurrence:
     key = (src.sha256, src.path, tuple(sorted((switches or {}).items())))
     if key not in _by_hash:
-        spec, _warnings = load_source(src, switches)
-        gen = render_module(spec, src.sha256, src.path)
-        _by_hash[key] = Recurrence(spec, cache.load(gen), src)
+        spec, module = pipeline.load(src, switches)
+        _by_hash[key] = Recurrence(spec, module, src)
     return _by_hash[key]
 
 
@@ -97,10 +94,10 @@ def reference(spec: ir.Spec | Recurrence | str | Path, *args: Any, initial_state
     if isinstance(spec, Recurrence):
         spec = spec.spec
     elif not isinstance(spec, ir.Spec):
-        spec = load_source(resolve(spec))[0]
+        spec = pipeline.front(resolve(spec))[0]
     asked = signature.switch_values(spec, args, kwargs)
     if any(dict(spec.switches)[n] != v for n, v in asked.items()):  # the variant the call asks for
-        spec = load_source(Source(spec.source, spec.path), {**dict(spec.switches), **asked})[0]
+        spec = pipeline.front(Source(spec.source, spec.path), {**dict(spec.switches), **asked})[0]
     # the public call's names, order, optional tensors and layout (recurgen.signature), then the oracle
     bound, calls = signature.bind(spec, args, {**kwargs, "initial_state": initial_state,
                                                "output_final_state": output_final_state, "cu_seqlens": cu_seqlens})

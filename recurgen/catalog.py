@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import ir
-from .analysis import analyze
+from . import ir, pipeline
 from .analysis.report import summary
-from .codegen.chunk_plan import plan_chunk
-from .frontend import load_source, resolve
 from .resources import bundled_spec_names
 from .signature import signature
+from .source import resolve
 
 MODES = ("fused recurrent forward, backward, decode step, `cu_seqlens`, torch path. The chunk mode column names "
          "the chunked-parallel kernel family `mode=\"chunk\"` runs (forward, backward, `cu_seqlens`)")
@@ -55,10 +53,10 @@ def render() -> str:
     entries = []
     for name in bundled_spec_names():
         src = resolve(name)
-        spec, _ = load_source(src)
-        analysis = analyze(spec)
+        spec, _ = pipeline.front(src)
+        analysis = pipeline.analyse(spec)
         cls = summary(analysis)
-        plan = plan_chunk(analysis)
+        plan = pipeline.plan(analysis, src).chunk
         chunk = ", ".join(dict.fromkeys(c.family for c in plan.calls)) if plan.chunkable else "none (recurrent only)"
         if plan.running:
             chunk += " (after a prefix max)"

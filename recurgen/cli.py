@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import config, verify
+from . import config, pipeline, verify
 from .errors import InternalError, Severity, SpecError
-from .frontend import Source, load_source, resolve
 from .resources import bundled_spec_names
+from .source import Source, resolve
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -79,10 +79,9 @@ class _Usage(Exception):
 
 
 def _analyze(src: Source):  # type: ignore[no-untyped-def]  # -> (ir.Spec, warnings, Analysis)
-    from .analysis import analyze  # sympy is imported on first use, not by `recurgen --help`
-
-    spec, warnings = _stage("check", src.path, lambda: load_source(src))  # type: ignore[misc]
-    analysis = _stage("analyze", src.path, lambda: analyze(spec))
+    # the pipeline's first stages; sympy is imported by `analyse`, not by `recurgen --help`
+    spec, warnings = _stage("check", src.path, lambda: pipeline.front(src))  # type: ignore[misc]
+    analysis = _stage("analyze", src.path, lambda: pipeline.analyse(spec))
     return spec, warnings, analysis
 
 
@@ -180,12 +179,11 @@ def _configure_compile(p: argparse.ArgumentParser) -> None:
 def _run_compile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .codegen.render import render_module
-
     specs = _Specs("compile")
-    for src, spec, warnings, _ in specs.each(args.specs):
+    for src, spec, warnings, analysis in specs.each(args.specs):
         _print_diagnostics(warnings, src.text, sys.stderr)
-        gen = _stage("render", src.path, lambda s=spec, x=src: render_module(s, x.sha256, x.path))
+        # the rest of the pipeline from the analysis `each` made (plan, render, tidy): nothing is analysed twice
+        gen = _stage("render", src.path, lambda s=spec, x=src, a=analysis: pipeline.generate(x, s, a))
         if args.output is None:
             sys.stdout.write(gen.source)  # type: ignore[attr-defined]
             continue
@@ -239,8 +237,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     rows = []
     for name in args.specs:
         src = _source(name)
-        _analyze(src)  # report spec errors as diagnostics before anything compiles
-        rec = _stage("load", src.path, lambda n=name: load(n))
+        rec = _stage("load", src.path, lambda n=name: load(n))  # a bad spec: its SpecError, before any kernel
         rows += _stage("inspect", src.path,  # type: ignore[operator]
                        lambda r=rec: inspect_module(r.module, sizes, tuple(args.arch or ("sm_90",)), args.dtype,
                                                     until_clean=not args.all_configs, kernels=args.kernels))
@@ -263,7 +260,7 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -1,47 +1,22 @@
-"""frontend: spec text or bundled name -> checked ir.Spec (parse, then check)."""
+"""frontend: spec text, a path or a bundled name -> checked ir.Spec (the pipeline's parse and check stages).
+
+For tools and tests that need the checked spec only; `recurgen.pipeline` composes the whole compiler.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import ir
-from .check import check
+from . import ir, pipeline
 from .errors import Diagnostic
-from .parse import parse_spec
-from .resources import bundled_spec_names, bundled_spec_text
+from .source import Source, resolve
 
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    text: str
-    path: str  # what diagnostics call the file
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
-def resolve(spec: str | Path) -> Source:
-    """A path to a `.rec` file, or the name of a bundled spec.
-
-    Raises:
-        FileNotFoundError: neither a readable file nor a bundled name.
-    """
-    p = Path(spec)
-    if p.suffix == ".rec" or p.exists():
-        return Source(p.read_text(encoding="utf-8"), str(spec))
-    name = str(spec)
-    if name in bundled_spec_names():
-        return Source(bundled_spec_text(name), f"specs/{name}.rec")
-    raise FileNotFoundError(f"no spec file `{spec}` and no bundled spec of that name "
-                            f"(bundled: {', '.join(bundled_spec_names())})")
+__all__ = ["Source", "from_text", "load_source", "load_spec", "resolve"]
 
 
 def load_source(src: Source, switches: dict[str, float] | None = None) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:
     """Parse and check (in the variant `switches` selects); raises SpecError with every diagnostic."""
-    return check(parse_spec(src.text, src.path), switches)
+    return pipeline.front(src, switches)
 
 
 def load_spec(spec: str | Path) -> tuple[ir.Spec, tuple[Diagnostic, ...]]:

@@ -11,12 +11,15 @@ Three checks run around Lark, each because the alternative would be a worse mess
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import unicodedata
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+from . import config
 from . import syntax as S
 from .errors import Diagnostic, Severity, Span, SpecError, describe_char
 from .resources import grammar_text
@@ -72,7 +75,22 @@ _SYMBOL_HINTS = {
 
 @functools.cache
 def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    # Building the LALR tables takes ~0.3 s, most of a warm `recurgen.load`: Lark stores them in recurgen's cache
+    # directory (checked against the grammar's hash on load; rebuilt, and the file rewritten, when they differ).
+    grammar = grammar_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                cache=_tables_file(grammar) or False)
+
+
+def _tables_file(grammar: str) -> str | None:
+    """Where Lark keeps the parser tables of `grammar` (None: no writable cache directory, build every time)."""
+    root = config.cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    digest = hashlib.sha256(f"{grammar}\0lark {lark.__version__}".encode()).hexdigest()[:16]
+    return str(root / f"grammar-{digest}.lark")
 
 
 def parse_spec(text: str, path: str = "<spec>") -> S.Module:

@@ -1,4 +1,4 @@
-"""report: the `recurgen explain` text and the stable dump of an Analysis (`str(analysis)`).
+"""report: the `recurgen explain` text and the stable dump of an Analysis (`dump(analysis)`).
 
 Both are deterministic: names in declaration order, sympy's canonical printing, no timestamps; the
 only hash is the spec text's own sha256 (it changes exactly when the spec does).

@@ -248,7 +248,7 @@ class StateAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """Everything `analyze(spec)` derives; `str(analysis)` is a stable text dump."""
+    """Everything `analyze(spec)` derives; `report.dump(analysis)` is a stable text dump."""
 
     spec: ir.Spec
     states: tuple[StateAnalysis, ...]  # one per state, in declaration order
@@ -274,8 +274,3 @@ class Analysis:
     def recurrent_only(self) -> bool:
         """No chunked form exists for some state: only the recurrent kernel can be generated."""
         return any(not s.transition.chunkable for s in self.states)
-
-    def __str__(self) -> str:
-        from .report import dump
-
-        return dump(self)

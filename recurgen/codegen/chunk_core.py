@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from .templating import environment
+
 FAMILIES = ("matmul", "wy", "scan", "dplr")
 
 
@@ -20,9 +22,7 @@ def render_core(family: str, prefix: str, *, standalone: bool = False, **flags: 
     """Python source of one chunk core: Triton kernels plus `<prefix>_fwd` / `<prefix>_bwd` launchers."""
     if family not in FAMILIES:
         raise ValueError(f"unknown chunk family {family!r}; expected one of {FAMILIES}")
-    from .render import _env  # render imports this module
-
-    template = _env().get_template(f"chunk/{family}.py.jinja")
+    template = environment().get_template(f"chunk/{family}.py.jinja")
     return template.render(prefix=prefix, standalone=standalone, **flags)
 
 

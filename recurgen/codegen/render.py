@@ -1,80 +1,37 @@
-"""render: RecurrentPlan -> GeneratedModule (Python source: header, Triton kernels, host code).
+"""render: ModulePlans -> the module's Python source (header, Triton kernels, chunk section, host code).
 
-Templates only lay out what this module hands them (`StrictUndefined` catches a missing name);
-the output is parsed and compiled before anyone imports it, and is byte-for-byte deterministic.
+Templates only lay out what this module hands them (`StrictUndefined` catches a missing name). The plans
+come from `recurgen.pipeline`; the output goes to `tidy`, which prunes, folds and compiles it.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import itertools
 from dataclasses import dataclass
-from functools import cache
 
-import jinja2
-
-from .. import __version__, ir
-from ..analysis import analyze
+from .. import ir
+from ..analysis.result import Analysis
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
-from ..resources import templates_dir
 from ..signature import python_params, signature
-from .chunk_plan import describe, plan_chunk
+from ..version import __version__
+from .chunk_plan import ChunkPlan, describe
 from .chunk_render import render_chunk_section
-from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
-from .prune import prune_unused
+from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan
 from .step import build_step, state_var
+from .templating import environment
 from .torch_printer import TorchPrinter
-from .wrap import wrap_long_lines
 
 
 @dataclass(frozen=True, slots=True)
-class GeneratedModule:
-    spec_name: str
-    source: str
-    fingerprint: str  # sha256 of the source: the cache key
+class ModulePlans:
+    """What `render_module` lays out: the plan stage's output for one checked, analysed spec."""
 
-
-@cache
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["pyrepr"] = _pyrepr
-    env.filters["pylines"] = _pylines
-    return env
-
-
-def _pyrepr(x: object) -> str:
-    """A Python literal for plain data (names were validated as identifiers; strings are escaped)."""
-    if isinstance(x, list):
-        x = tuple(x)
-    return repr(x)
-
-
-def _pylines(items: list[str] | tuple[str, ...], width: int = 100) -> str:
-    """A tuple of strings, one per line, each long one as adjacent literals folded at spaces (same value)."""
-    if not items:
-        return "()"
-    out = ["("]
-    for text in items:
-        pieces = [text[i:j] for i, j in itertools.pairwise(_folds(text, width))]
-        out += [f"    {p!r}" for p in pieces[:-1]] + [f"    {pieces[-1]!r},"]
-    return "\n".join([*out, ")"])
-
-
-def _folds(text: str, width: int) -> list[int]:
-    """Cut positions of `text` (first 0, last len): after a space, every piece at most `width` long if it can be."""
-    cuts = [0]
-    while len(text) - cuts[-1] > width:
-        space = text.rfind(" ", cuts[-1] + 1, cuts[-1] + width)
-        if space < 0:
-            break
-        cuts.append(space + 1)
-    return [*cuts, len(text)]
+    spec: ir.Spec
+    analysis: Analysis
+    recurrent: RecurrentPlan
+    chunk: ChunkPlan
+    sha256: str  # of the spec text, quoted in the header
+    path: str  # what the header calls the spec file
 
 
 def camel(name: str) -> str:
@@ -229,14 +186,10 @@ def _header(plan: RecurrentPlan, sha: str, path: str) -> str:
     return "\n".join(lines)
 
 
-def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
-    """Render the module of a checked spec.
-
-    Raises:
-        InternalError: a template produced invalid Python (a recurgen bug).
-    """
-    plan = plan_recurrent(spec)
-    env = _env()
+def render_module(plans: ModulePlans) -> str:
+    """The module's source as the templates lay it out (before `tidy`)."""
+    spec, plan, chunk_plan, analysis = plans.spec, plans.recurrent, plans.chunk, plans.analysis
+    env = environment()
     args = _kernel_args(plan)
     prefix = spec.name
     names = {
@@ -248,15 +201,14 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
     key = ["H", *plan.dims]  # retune when a size changes
     kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, autotune_key=key, **names, **args)
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
-    analysis = analyze(spec)
-    chunk_plan = plan_chunk(analysis)
     forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
     chunk = env.get_template("chunk_mode.py.jinja").render(
         chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else ()),
         generated=[_comment_safe(ln) for ln in describe(chunk_plan)])
-    source = env.get_template("module.py.jinja").render(
+    sha = plans.sha256
+    return env.get_template("module.py.jinja").render(
         chunk_section=chunk.strip("\n"), chunk_fn=f"chunk_{prefix}",
-        header=_header(plan, sha, path), spec_name=spec.name, spec_sha256=sha, version=__version__,
+        header=_header(plan, sha, plans.path), spec_name=spec.name, spec_sha256=sha, version=__version__,
         doc=_comment_safe((spec.description or spec.name).replace("\\", "\\\\").replace('"', '\\"')),
         kernels=kernels.rstrip("\n"),
         inputs=[(t.name, t.ty.dims, False) for t in spec.inputs],
@@ -270,13 +222,3 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         **names, **args, **_call_context(spec),
     )
-    source = "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
-    try:
-        source = wrap_long_lines(prune_unused(source))
-        compile(ast.parse(source), f"<recurgen:{spec.name}>", "exec")
-    except SyntaxError as err:
-        lines = source.splitlines()
-        bad = lines[err.lineno - 1] if err.lineno and err.lineno <= len(lines) else ""
-        raise InternalError("render", f"generated code for `{spec.name}` does not parse at line {err.lineno}: "
-                            f"{err.msg}\n    {bad}") from None
-    return GeneratedModule(spec.name, source, hashlib.sha256(source.encode()).hexdigest())

@@ -1,27 +1,35 @@
-"""cache: generated source -> imported module, through a content-addressed file cache.
+"""cache: generated modules on disk, found by what determines them, imported once per process.
 
-Triton's `@jit` needs real source files, so modules are written to disk, then imported. Writes are
-atomic (temp file + rename), so concurrent processes never see a partial module; a file whose
-content does not hash to its name (truncated, tampered) is rewritten; an unwritable cache
-directory degrades to a private temporary one with a warning.
+An entry is found by a key the pipeline computes, before any stage runs, from everything the generated source
+depends on (spec text, switches, recurgen's code and templates, Triton's version), so a warm load neither parses
+nor renders. Triton's `@jit` needs real source files, so modules are written to disk, then imported. An entry
+is `<name>_<key>.py` and, beside it, `<name>_<key>.entry`: the source's sha256 and what the pipeline stored
+with it (the checked spec). A source that does not hash to its digest (truncated, tampered) or an entry file
+that does not load is a miss, and the caller writes the entry again. Writes are atomic (temp file + rename),
+so concurrent processes never see a partial file; an unwritable cache directory degrades to a private
+temporary one with a warning. The directory is trusted as an installed package is: damage is detected, a
+deliberate rewrite of both files is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import pickle
+import py_compile
 import sys
 import tempfile
 import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .. import config
-from ..codegen.render import GeneratedModule
 
-_loaded: dict[str, ModuleType] = {}
+_loaded: dict[str, tuple[ModuleType, Any]] = {}  # by key
 _lock = threading.Lock()
 _fallback_dir: Path | None = None
 
@@ -47,33 +55,52 @@ def _private_root(root: Path, err: OSError) -> Path:
     if _fallback_dir is None:
         _fallback_dir = Path(tempfile.mkdtemp(prefix="recurgen-"))
         warnings.warn(f"recurgen: cache directory {root} is not writable ({err.strerror or err}); "
-                      f"using {_fallback_dir} for this process (set RECURGEN_CACHE_DIR)", stacklevel=4)
+                      f"using {_fallback_dir} for this process (set RECURGEN_CACHE_DIR)", stacklevel=5)
     return _fallback_dir
 
 
-def _key(gen: GeneratedModule) -> str:
-    """The source's hash and the Triton version: a Triton upgrade gets fresh files (and fresh JIT caches)."""
-    import triton
-
-    return _digest(f"{gen.fingerprint}\0triton {triton.__version__}".encode())
+def path_for(name: str, key: str, root: Path) -> Path:
+    """Where the module of entry `key` (spec `name`) lives under `root`; its `.entry` file is beside it."""
+    return root / key[:2] / f"{name}_{key[:16]}.py"
 
 
-def path_for(gen: GeneratedModule, root: Path) -> Path:
-    key = _key(gen)
-    return root / key[:2] / f"{gen.spec_name}_{key[:16]}.py"
-
-
-def write(gen: GeneratedModule, root: Path | None = None) -> Path:
-    """Write the module's source under its content hash (idempotent, atomic)."""
-    root = root if root is not None else _writable_root()
-    path = path_for(gen, root)
-    data = gen.source.encode("utf-8")
+def _read(path: Path) -> Any:
+    """What was stored with the module at `path`, if the module's source hashes to the recorded digest."""
     try:
-        if path.exists() and _digest(path.read_bytes()) == gen.fingerprint:
-            return path
-    except OSError:
+        with path.with_suffix(".entry").open("rb") as f:
+            digest, meta = pickle.load(f)
+        if digest == _digest(path.read_bytes()):
+            return meta
+    except Exception:  # a missing, truncated or foreign file: not an entry (the caller writes it again)
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return _MISS
+
+
+_MISS = object()
+
+
+def _find(key: str, root: Path) -> Path | None:
+    """The module of entry `key` under `root`, whatever spec name it carries."""
+    try:
+        with os.scandir(root / key[:2]) as it:
+            return next((Path(e.path) for e in it if e.name.endswith(f"_{key[:16]}.py")), None)
+    except OSError:
+        return None
+
+
+def lookup(key: str) -> tuple[ModuleType, Any] | None:
+    """The module stored under `key`, imported (once per process), and what was stored with it; None: no entry."""
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        for root in (config.cache_dir(), *((_fallback_dir,) if _fallback_dir is not None else ())):
+            path = _find(key, root)
+            if path is not None and (meta := _read(path)) is not _MISS:
+                return _import(path.stem.rsplit("_", 1)[0], key, path, meta)
+        return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -84,25 +111,57 @@ def write(gen: GeneratedModule, root: Path | None = None) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write(name: str, key: str, source: str, meta: Any = None, root: Path | None = None) -> Path:
+    """Write the entry (idempotent, atomic): the source first, then the entry file, which makes it valid."""
+    root = root if root is not None else _writable_root()
+    path = path_for(name, key, root)
+    data = source.encode("utf-8")
+    try:
+        if path.read_bytes() == data and _read(path) == meta:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, data)
+    _write_atomic(path.with_suffix(".entry"), pickle.dumps((_digest(data), meta), protocol=pickle.HIGHEST_PROTOCOL))
     return path
 
 
-def load(gen: GeneratedModule) -> ModuleType:
-    """Import a generated module (once per process per content hash)."""
+def store(name: str, key: str, source: str, meta: Any = None) -> tuple[ModuleType, Any]:
+    """Write `source` (and `meta`) as the entry `key` and import it (once per process per key)."""
     with _lock:
-        if gen.fingerprint in _loaded:
-            return _loaded[gen.fingerprint]
+        if key in _loaded:
+            return _loaded[key]
         try:
-            path = write(gen)
+            path = write(name, key, source, meta)
         except OSError as err:
             # The probe in `_writable_root` passed but the write did not (a read-only remount, a full disk, a
             # quota): compiling still works from a private directory, as for an unwritable root.
-            path = write(gen, _private_root(config.cache_dir(), err))
-        if _digest(path.read_bytes()) != gen.fingerprint:  # lost a race with a tamperer: write again
-            path = write(gen, path.parent.parent)
-        module = import_file(f"recurgen_generated.{gen.spec_name}_{gen.fingerprint[:16]}", path)
-        _loaded[gen.fingerprint] = module
-        return module
+            path = write(name, key, source, meta, _private_root(config.cache_dir(), err))
+        if path.read_bytes() != source.encode("utf-8"):  # lost a race with a tamperer: write again
+            path = write(name, key, source, meta, path.parent.parent)
+        return _import(name, key, path, meta)
+
+
+def _import(name: str, key: str, path: Path, meta: Any) -> tuple[ModuleType, Any]:
+    _compiled(path)
+    module = import_file(f"recurgen_generated.{name}_{key[:16]}", path)
+    _loaded[key] = (module, meta)
+    return module, meta
+
+
+def _compiled(path: Path) -> None:
+    """Byte-compile the module once, even under PYTHONDONTWRITEBYTECODE: compiling it is a fifth of a warm load.
+
+    The .pyc records a hash of the source and the import checks it, so a changed source is never run stale.
+    """
+    pyc = importlib.util.cache_from_source(str(path))
+    if not os.path.exists(pyc):
+        with contextlib.suppress(OSError, py_compile.PyCompileError):  # then the import compiles it in memory
+            py_compile.compile(str(path), cfile=pyc, doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
 def import_file(name: str, path: Path) -> ModuleType:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import recurgen
-from recurgen.codegen.render import render_module
+from recurgen import pipeline
 from recurgen.frontend import load_source, resolve
 from recurgen.runtime import cache
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).parent.parent.parent
 def _render(name: str) -> str:
     src = resolve(name)
     spec, _ = load_source(src)
-    return render_module(spec, src.sha256, src.path).source
+    return pipeline.generate(src, spec).source
 
 
 def test_golden_gla_module(update_golden: bool) -> None:
@@ -119,10 +119,12 @@ def test_cache_rewrites_a_tampered_module(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(tmp_path))
     src = resolve("hgrn")
     spec, _ = load_source(src)
-    gen = render_module(spec, src.sha256, src.path)
-    path = cache.write(gen)
+    gen = pipeline.generate(src, spec)
+    key = pipeline.cache_key(src)
+    path = cache.write(spec.name, key, gen.source, spec)
     path.write_text(gen.source[: len(gen.source) // 2])  # truncated, as by a crash mid-write elsewhere
-    assert cache.write(gen) == path
+    assert cache.lookup(key) is None  # a damaged entry is a miss, never imported
+    assert cache.write(spec.name, key, gen.source, spec) == path
     assert path.read_text() == gen.source
 
 

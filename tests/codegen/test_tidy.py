@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from recurgen import pipeline
 from recurgen.codegen.prune import prune_unused
-from recurgen.codegen.render import render_module
 from recurgen.codegen.wrap import wrap_long_lines
 from recurgen.frontend import load_source, resolve
 from recurgen.resources import bundled_spec_names
@@ -76,7 +76,7 @@ def test_wrap_folds_inside_brackets_and_keeps_the_code() -> None:
 def _render(name: str) -> str:
     src = resolve(name)
     spec, _ = load_source(src)
-    return render_module(spec, src.sha256, src.path).source
+    return pipeline.generate(src, spec).source
 
 
 @pytest.fixture(scope="module")

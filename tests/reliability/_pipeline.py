@@ -7,11 +7,10 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from recurgen import ir
-from recurgen.analysis import analyze
-from recurgen.codegen.render import GeneratedModule, render_module
+from recurgen import ir, pipeline
+from recurgen.codegen.tidy import GeneratedModule
 from recurgen.errors import SpecError
-from recurgen.frontend import Source, load_source
+from recurgen.source import Source
 
 TIME_LIMIT_S = 20.0  # CPU seconds per spec; the pipeline takes well under one for anything it accepts
 
@@ -42,9 +41,8 @@ def compile_untrusted(text: str, path: str = "hostile.rec") -> tuple[ir.Spec, Ge
     with time_limit(TIME_LIMIT_S):
         try:
             src = Source(text, path)
-            spec, _ = load_source(src)
-            analyze(spec)
-            return spec, render_module(spec, src.sha256, src.path)
+            spec, _ = pipeline.front(src)
+            return spec, pipeline.generate(src, spec)
         except SpecError as err:
             error = err
     assert error.diagnostics, "a SpecError must carry at least one diagnostic"

@@ -1,7 +1,7 @@
 """The compile cache under concurrency and damage (extends tests/codegen/test_generated_module.py).
 
-Eight processes loading one spec at once leave exactly one valid module and no temporary files; a
-tampered entry is detected by its content hash and rewritten before import; a cache that cannot be written
+Eight processes loading one spec at once leave exactly one valid entry and no temporary files; a damaged
+entry (module or entry file) is detected and rewritten before import; a cache that cannot be written
 degrades to a private temporary directory with a warning.
 """
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import recurgen
-from recurgen.codegen.render import GeneratedModule, render_module
-from recurgen.frontend import Source, load_source
+from recurgen import ir, pipeline
 from recurgen.runtime import cache
+from recurgen.source import Source
 
 PROCESSES = 8
 
@@ -31,10 +31,11 @@ def _unique_spec() -> str:
             "update S = exp(g) * S + outer(k, v)\noutput o: [V] = q @ S\n")
 
 
-def _generated(text: str, path: str = "cachetest.rec") -> GeneratedModule:
+def _generated(text: str, path: str = "cachetest.rec") -> tuple[ir.Spec, str, str]:
+    """(spec, cache key, generated source) of `text`."""
     src = Source(text, path)
-    spec, _ = load_source(src)
-    return render_module(spec, src.sha256, src.path)
+    spec, _ = pipeline.front(src)
+    return spec, pipeline.cache_key(src), pipeline.generate(src, spec).source
 
 
 def _load_in_child(text: str, cache_dir: str, barrier: object, results: object) -> None:
@@ -71,36 +72,46 @@ def test_concurrent_loads_leave_one_valid_module(tmp_path: Path) -> None:
     paths = {r[1] for r in got}
     assert len(paths) == 1, f"processes imported different files: {paths}"
     assert len({r[2] for r in got}) == 1
-    files = _files(tmp_path)
-    assert [p.suffix for p in files] == [".py"], f"expected one module and nothing else, got {files}"
-    gen = _generated(text, "<spec>")  # what `recurgen.compile(text)` calls the file
-    assert files[0] == cache.path_for(gen, tmp_path)
-    assert files[0].read_text(encoding="utf-8") == gen.source
+    files = [p for p in _files(tmp_path) if p.suffix != ".lark"]  # the parser's tables may be stored here too
+    assert sorted(p.suffix for p in files) == [".entry", ".py", ".pyc"], f"expected one entry, got {files}"
+    spec, key, source = _generated(text, "<spec>")  # what `recurgen.compile(text)` calls the file
+    module = cache.path_for(spec.name, key, tmp_path)
+    assert module in files
+    assert module.read_text(encoding="utf-8") == source
     rec = recurgen.compile(text)  # and the module the children raced for works
     q = torch.ones(1, 2, 1, 3)
     out, _ = rec(q, q, q, -q, backend="torch")
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "empty", "tamper", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "empty", "tamper", "garbage", "entry file", "no entry file"])
 def test_damaged_entry_is_rewritten_before_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   damage: str) -> None:
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_loaded", {})
-    gen = _generated(_unique_spec())
-    path = cache.write(gen)
+    text = _unique_spec()
+    spec, key, source = _generated(text)
+    path = cache.write(spec.name, key, source, spec)
+    entry = path.with_suffix(".entry")
     damaged = {
-        "truncate": gen.source[: len(gen.source) // 3],
+        "truncate": source[: len(source) // 3],
         "empty": "",
         # valid Python that would run on import: it must never be imported
-        "tamper": gen.source + "\nraise RuntimeError('PWNED: a tampered cache entry was imported')\n",
+        "tamper": source + "\nraise RuntimeError('PWNED: a tampered cache entry was imported')\n",
         "garbage": "\x00\xff not python",
-    }[damage]
-    path.write_bytes(damaged.encode("utf-8", "surrogateescape"))
-    module = cache.load(gen)
-    assert path.read_text(encoding="utf-8") == gen.source
-    assert module.__file__ == str(path)
-    assert callable(module.fused_recurrent_cachetest)
+    }.get(damage)
+    if damaged is not None:
+        path.write_bytes(damaged.encode("utf-8", "surrogateescape"))
+    elif damage == "entry file":
+        entry.write_bytes(entry.read_bytes()[:10])
+    else:
+        entry.unlink()
+    assert cache.lookup(key) is None, "a damaged entry must be a miss"
+    rec = recurgen.compile(text, "cachetest.rec")  # the pipeline: a miss, so it renders and writes again
+    assert path.read_text(encoding="utf-8") == source
+    assert rec.module.__file__ == str(path)
+    assert rec.spec == spec
+    assert callable(rec.module.fused_recurrent_cachetest)
 
 
 def test_cache_root_that_is_a_file_degrades_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,19 +121,19 @@ def test_cache_root_that_is_a_file_degrades_with_a_warning(tmp_path: Path, monke
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(blocker / "cache"))
     monkeypatch.setattr(cache, "_fallback_dir", None)
     monkeypatch.setattr(cache, "_loaded", {})
-    gen = _generated(_unique_spec())
+    spec, key, source = _generated(_unique_spec())
     with pytest.warns(UserWarning, match="not writable"):
-        module = cache.load(gen)
+        module, _ = cache.store(spec.name, key, source, spec)
     assert not Path(module.__file__).is_relative_to(blocker)
-    assert Path(module.__file__).read_text(encoding="utf-8") == gen.source
+    assert Path(module.__file__).read_text(encoding="utf-8") == source
 
 
 def test_missing_cache_directory_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "does" / "not" / "exist"
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(root))
     monkeypatch.setattr(cache, "_loaded", {})
-    gen = _generated(_unique_spec())
-    module = cache.load(gen)
+    spec, key, source = _generated(_unique_spec())
+    module, _ = cache.store(spec.name, key, source, spec)
     assert Path(module.__file__).is_relative_to(root)
 
 
@@ -145,10 +156,10 @@ def test_write_failing_after_the_probe_degrades_with_a_warning(tmp_path: Path,
         real_replace(src, dst)
 
     monkeypatch.setattr(cache.os, "replace", read_only)
-    gen = _generated(_unique_spec())
+    spec, key, source = _generated(_unique_spec())
     with pytest.warns(UserWarning, match="Read-only file system"):
-        module = cache.load(gen)
-    assert Path(module.__file__).read_text(encoding="utf-8") == gen.source
+        module, _ = cache.store(spec.name, key, source, spec)
+    assert Path(module.__file__).read_text(encoding="utf-8") == source
     assert not any(p.suffix == ".py" for p in _files(root)), "nothing may be left in the read-only root"
     assert not [p for p in _files(root) if p.name.endswith(".tmp")], "the failed write left a temporary file"
 
@@ -161,9 +172,10 @@ def test_read_only_cache_directory_degrades_with_a_warning(tmp_path: Path, monke
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(root))
     monkeypatch.setattr(cache, "_fallback_dir", None)
     monkeypatch.setattr(cache, "_loaded", {})
+    spec, key, source = _generated(_unique_spec())
     try:
         with pytest.warns(UserWarning, match="not writable"):
-            module = cache.load(_generated(_unique_spec()))
+            module, _ = cache.store(spec.name, key, source, spec)
         assert not Path(module.__file__).is_relative_to(root)
     finally:
         root.chmod(0o755)

@@ -34,7 +34,7 @@ def spec_text(name: str = "t", description: str = "d", x: str = "k") -> str:
 
 
 def assert_inert(text: str, path: str = "hostile.rec") -> None:
-    """A diagnostic, or a module (which `render_module` already parsed) whose code names no payload."""
+    """A diagnostic, or a module (which `tidy` already parsed) whose code names no payload."""
     result = compile_untrusted(text, path)
     if result is None:
         return

@@ -1,7 +1,7 @@
 """Fuzzing the whole compiler: generated and mutated specs through parse, check, analysis and rendering.
 
 tests/frontend/test_fuzz.py fuzzes the front end; these reuse its strategies and go on through
-`recurgen.analysis.analyze` and `recurgen.codegen.render.render_module`. Anything may happen except an
+`recurgen.pipeline` (analyse, plan, render, tidy). Anything may happen except an
 exception other than SpecError, a hang (each example runs under `TIME_LIMIT_S`), or generated code that
 names a payload identifier outside strings and comments. Small budget by default, large under `-m slow`.
 """
@@ -19,7 +19,7 @@ MARKERS = frozenset({"__import__", "system", "eval", "exec", "subprocess", "pope
 
 
 def _through_the_pipeline(text: str) -> bool:
-    """True when a module came out (its code already parsed by `render_module`), False for a diagnostic."""
+    """True when a module came out (its code already parsed by `tidy`), False for a diagnostic."""
     result = compile_untrusted(text, "fuzz.rec")
     if result is None:
         return False
