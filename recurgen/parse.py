@@ -11,18 +11,15 @@ Three checks run around Lark, each because the alternative would be a worse mess
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import unicodedata
 
-import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from . import config
 from . import syntax as S
 from .errors import Diagnostic, Severity, Span, SpecError, describe_char
-from .resources import grammar_text
+from .resources import grammar_tables, grammar_text
 
 MAX_SPEC_BYTES = 256 * 1024  # a spec is ten lines; anything this large is not one
 MAX_EXPR_DEPTH = 64  # nested operations in one expression; real specs use fewer than 15
@@ -74,23 +71,9 @@ _SYMBOL_HINTS = {
 
 
 @functools.cache
-def _parser() -> Lark:
-    # Building the LALR tables takes ~0.3 s, most of a warm `recurgen.load`: Lark stores them in recurgen's cache
-    # directory (checked against the grammar's hash on load; rebuilt, and the file rewritten, when they differ).
-    grammar = grammar_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                cache=_tables_file(grammar) or False)
-
-
-def _tables_file(grammar: str) -> str | None:
-    """Where Lark keeps the parser tables of `grammar` (None: no writable cache directory, build every time)."""
-    root = config.cache_dir()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    digest = hashlib.sha256(f"{grammar}\0lark {lark.__version__}".encode()).hexdigest()[:16]
-    return str(root / f"grammar-{digest}.lark")
+def _parser() -> Lark:  # building the tables is most of a warm load: Lark keeps them (checked when read)
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                cache=grammar_tables())
 
 
 def parse_spec(text: str, path: str = "<spec>") -> S.Module:
