@@ -7,10 +7,12 @@ kernel families); `StrictUndefined` turns a name a template uses but was not han
 from __future__ import annotations
 
 import itertools
+import os
 from functools import cache
 
 import jinja2
 
+from .. import config
 from ..resources import templates_dir
 
 
@@ -19,11 +21,23 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=False, bytecode_cache=_compiled_templates(),
     )
     env.filters["pyrepr"] = _pyrepr
     env.filters["pylines"] = _pylines
     return env
+
+
+def _compiled_templates() -> jinja2.BytecodeCache | None:
+    """Compiling the templates is most of a cold render: Jinja keeps them compiled in the cache directory, each
+    checked against its template's source when read. None (compile in memory) when the directory is not writable,
+    since Jinja's write would then fail the render."""
+    folder = config.cache_dir() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder)) if os.access(folder, os.W_OK | os.X_OK) else None
 
 
 def _pyrepr(x: object) -> str:

@@ -7,7 +7,6 @@ rather than at import.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ def tidy(spec_name: str, rendered: str) -> GeneratedModule:
     source = "\n".join(line.rstrip() for line in rendered.splitlines()) + "\n"
     try:
         source = wrap_long_lines(prune_unused(source))
-        compile(ast.parse(source), f"<recurgen:{spec_name}>", "exec")
+        compile(source, f"<recurgen:{spec_name}>", "exec")  # from text: no Python-level AST to convert back
     except SyntaxError as err:
         lines = source.splitlines()
         bad = lines[err.lineno - 1] if err.lineno and err.lineno <= len(lines) else ""
