@@ -38,9 +38,9 @@ def timed(name, fn):
 
 for name in pipeline.STAGES[:-1]:
     setattr(pipeline, name, timed(name, getattr(pipeline, name)))
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 recurgen.load(sys.argv[1])
-print(json.dumps({"total": time.perf_counter() - t0, "stages": stages}))
+print(json.dumps({"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "stages": stages}))
 """
 
 _INSPECT = """
@@ -65,8 +65,9 @@ def _python(code: str, args: list[str], env: dict[str, str]) -> Any:
 
 
 def compile_times(specs: list[str]) -> list[dict[str, Any]]:
-    """Per spec: `cold_s`, `warm_s` (seconds of `recurgen.load`), `cold_stages` (seconds per stage, cold) and
-    `warm_stages` (the stages the warm load ran)."""
+    """Per spec: `cold_s`, `warm_s` (wall seconds of `recurgen.load`), `cold_cpu_s`, `warm_cpu_s` (the process's
+    CPU seconds over the same call: on a shared machine, what the load would take on an idle core), `cold_stages`
+    (wall seconds per stage, cold) and `warm_stages` (the stages the warm load ran)."""
     rows = []
     for name in specs:
         with tempfile.TemporaryDirectory() as cache:
@@ -76,6 +77,7 @@ def compile_times(specs: list[str]) -> list[dict[str, Any]]:
             cold = _python(_TIME_LOAD, [name], env)
             warm = _python(_TIME_LOAD, [name], env)
         rows.append({"spec": name, "cold_s": cold["total"], "warm_s": warm["total"],
+                     "cold_cpu_s": cold["cpu"], "warm_cpu_s": warm["cpu"],
                      "cold_stages": {k: round(v, 4) for k, v in cold["stages"].items()},
                      "warm_stages": sorted(warm["stages"])})  # stages a warm load ran: none expected
     return rows
@@ -101,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = compile_times(specs)
     data.update(times=rows, measured={"start": start, "end": common.stamp()}, environment=common.environment())
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(common.md_table(("spec", "cold s", "warm s", "cold: slowest stages"),
-                          [(r["spec"], f"{r['cold_s']:.2f}", f"{r['warm_s']:.3f}",
+    print(common.md_table(("spec", "cold s (CPU s)", "warm s (CPU s)", "cold: slowest stages"),
+                          [(r["spec"], f"{r['cold_s']:.2f} ({r['cold_cpu_s']:.2f})",
+                            f"{r['warm_s']:.3f} ({r['warm_cpu_s']:.3f})",
                             ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["cold_stages"].items(),
                                                                          key=lambda kv: -kv[1])[:3]))
                            for r in rows]))
