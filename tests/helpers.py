@@ -8,6 +8,8 @@ from `tests/`; tests keep importing from here.
 
 from __future__ import annotations
 
+import torch
+
 from recurgen.testing.compare import assert_close, reference_fn, rms_error, run_fwd_bwd
 from recurgen.testing.sampling import (
     DEFAULT_DIM,
@@ -19,5 +21,22 @@ from recurgen.testing.sampling import (
     tensor_shape,
 )
 
-__all__ = ["DEFAULT_DIM", "assert_close", "random_cotangents", "random_inputs", "random_state", "reference_fn",
+__all__ = ["DEFAULT_DIM", "assert_close", "close", "random_cotangents", "random_inputs", "random_state", "reference_fn",
            "resolve_sizes", "rms_error", "run_fwd_bwd", "sample_domain", "tensor_shape"]
+
+
+def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None, tol: float, *,
+          rtol: float | None = None, floor: float = 1e-3, dtype: torch.dtype | None = None) -> None:
+    """The project's one tolerance check for tests: |actual - expected| <= tol * max(max|expected|, floor)
+    + rtol * |expected| elementwise (rtol defaults to tol), through `assert_close`, which names the worst element.
+
+    Both None passes (an output a variant does not produce); with `dtype`, `actual` must have it.
+    """
+    assert (actual is None) == (expected is None), f"{name}: one of actual, expected is None"
+    if actual is None or expected is None:
+        return
+    if dtype is not None:
+        assert actual.dtype == dtype, f"{name}: dtype {actual.dtype}, expected {dtype}"
+    scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
+    assert_close(name, actual.detach(), expected.detach(), atol=tol * max(scale, floor),
+                 rtol=tol if rtol is None else rtol)

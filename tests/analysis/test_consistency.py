@@ -21,6 +21,7 @@ from recurgen.analysis.classify import applied, transition_matrix
 from recurgen.analysis.readout import cotangent
 from recurgen.frontend import from_text, load_spec
 from recurgen.resources import bundled_spec_names
+from tests.helpers import close
 
 from .evaluate import environment, evaluate, inner, sample
 
@@ -44,8 +45,7 @@ def _state(t: ir.Tensor, sizes: dict[str, int], seed: int) -> torch.Tensor:
     return sample(ir.Tensor(t.name, t.ty), sizes, torch.Generator().manual_seed(seed))
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    torch.testing.assert_close(a.to(torch.complex128), b.to(torch.complex128), rtol=1e-10, atol=1e-12)
+EXACT = {"tol": 1e-12, "rtol": 1e-10, "floor": 1.0}  # float64 and complex128: equal up to rounding
 
 
 @pytest.mark.parametrize("name", bundled_spec_names())
@@ -61,22 +61,25 @@ def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
             u = next(u for u in spec.updates if u.state == t.state)
             rm = t.running_max
             rebuilt = ir.Apply(ir.Op.MAX, (X.add(rm.shift, X.hole(st.ty)) or X.hole(st.ty), rm.floor), st.ty)
-            _close(evaluate(rebuilt, env_s, sizes)[0], evaluate(u.value, {**env, t.state: s}, sizes)[0])
+            close("running max", evaluate(rebuilt, env_s, sizes)[0], evaluate(u.value, {**env, t.state: s}, sizes)[0],
+                  **EXACT)
             continue
         want = evaluate(t.linear, env_s, sizes)[0]
         m = transition_matrix(t)
         assert m is not None
         got = evaluate(applied(t, m, X.hole(st.ty)), env_s, sizes)[0]
-        _close(got, want)
+        close("linear part", got, want, **EXACT)
         if t.offset_terms:
             total = None
             for o in t.offset_terms:
                 term = X.outer(o.left, o.right)
                 total = X.add(total, X.mul(o.coef, term) if o.coef is not None else term)
             assert total is not None
-            _close(evaluate(total, env, sizes)[0], evaluate(t.offset, env, sizes)[0])  # type: ignore[arg-type]
+            close("offset", evaluate(total, env, sizes)[0], evaluate(t.offset, env, sizes)[0],  # type: ignore[arg-type]
+                  **EXACT)
         if t.decay is not None and t.decay.log is not None and t.kind is not TransitionKind.HOUSEHOLDER:
-            _close(evaluate(X.unary(ir.Op.EXP, t.decay.log), env, sizes)[0], evaluate(t.decay.coef, env, sizes)[0])
+            close("decay", evaluate(X.unary(ir.Op.EXP, t.decay.log), env, sizes)[0],
+                  evaluate(t.decay.coef, env, sizes)[0], **EXACT)
 
 
 @pytest.mark.parametrize("name", bundled_spec_names())
@@ -98,7 +101,7 @@ def test_adjoints_are_adjoint(name: str) -> None:
         assert math.isclose(lhs, inner(s, adj_val), rel_tol=1e-10, abs_tol=1e-12)
         m = transition_matrix(t, transpose=True)
         assert m is not None
-        _close(evaluate(applied(t, m, cot), env_s, sizes)[0], adj_val)
+        close("adjoint", evaluate(applied(t, m, cot), env_s, sizes)[0], adj_val, **EXACT)
     for r in a.readouts:
         for rd in r.reads:
             st = spec.tensor(rd.state)
@@ -133,6 +136,6 @@ output o: [V] = S @ k
     env_s = {**env, X.HOLE: x, "dS": dx}
     lhs = inner(evaluate(s.linear, env_s, sizes)[0], dx)
     assert math.isclose(lhs, inner(x, evaluate(adjoint_expr(s), env_s, sizes)[0]), rel_tol=1e-10)  # type: ignore[arg-type]
-    _close(evaluate(applied(s, transition_matrix(s), X.hole(s.linear.ty)), env_s, sizes)[0],  # type: ignore[arg-type]
-           evaluate(s.linear, env_s, sizes)[0])
+    close("matrix", evaluate(applied(s, transition_matrix(s), X.hole(s.linear.ty)), env_s, sizes)[0],  # type: ignore[arg-type]
+          evaluate(s.linear, env_s, sizes)[0], **EXACT)
     assert "dz_t" in a.state("S").backward.recurrence  # S receives z's cotangent through z's update

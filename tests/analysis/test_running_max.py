@@ -12,8 +12,8 @@ from recurgen.analysis.operator import apply, compose, verify
 from recurgen.codegen.chunk_plan import describe, plan_chunk
 from recurgen.errors import SpecError
 from recurgen.frontend import from_text, load_spec
-from tests.helpers import random_inputs
-from tests.kernels.test_fused_recurrent import TOL, _close
+from tests.helpers import close, random_inputs
+from tests.kernels.test_fused_recurrent import TOL
 
 BODY = """recurrence rm
 input  q: [K], k: [K], v: [V], ig: [], fg: [] logdecay
@@ -111,10 +111,10 @@ def test_mlstm_stays_finite_where_the_unstabilised_gate_overflows(mode: str) -> 
     out, fin = rec(*a.values(), output_final_state=True, mode=mode, chunk_size=16)
     grads = torch.autograd.grad((out.double() * cot).sum() + sum(f.double().sum() for f in fin), list(a.values()))
     assert torch.isfinite(out).all()
-    _close(f"{mode}: output", out, rout, TOL[torch.float32])
+    close(f"{mode}: output", out, rout, TOL[torch.float32])
     for got, want, name in zip(fin, rfin, ("C", "n", "m"), strict=True):
         assert torch.isfinite(got).all()
-        _close(f"{mode}: final {name}", got, want, TOL[torch.float32])
+        close(f"{mode}: final {name}", got, want, TOL[torch.float32])
     for got, want, name in zip(grads, rgrads, xs, strict=True):
         assert torch.isfinite(got).all()
-        _close(f"{mode}: d{name}", got, want, 10 * TOL[torch.float32])
+        close(f"{mode}: d{name}", got, want, 10 * TOL[torch.float32])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import recurgen
+from tests.helpers import close
 
 try:
     import fla.ops  # type: ignore[import-not-found]  # noqa: F401
@@ -201,12 +202,8 @@ def _state_shapes(args: Args, spec_name: str) -> list[tuple[int, ...]]:
     return [(B, heads, K, V)] + ([(B, heads, K)] if args.get("normalize") else [])  # normalize: the key sum z
 
 
-def _close(label: str, got: torch.Tensor, want: torch.Tensor) -> None:
-    """fp32 agreement relative to the tensor's magnitude (both sides accumulate in fp32, in different orders)."""
-    assert got.shape == want.shape, f"{label}: shape {tuple(got.shape)} != fla's {tuple(want.shape)}"
-    err = (got.double() - want.double()).abs().max().item()
-    scale = max(want.double().abs().max().item(), 1.0)
-    assert err <= 2e-5 * scale, f"{label}: max error {err:.2e} (magnitude {scale:.2e})"
+# fp32 agreement relative to the tensor's magnitude (both sides accumulate in fp32, in different orders)
+FLA_TOL = 2e-5
 
 
 def _run(fn: Callable[..., Any], args: Args, h0: list[torch.Tensor]
@@ -232,10 +229,10 @@ def test_same_numbers_as_fla(case: Case) -> None:
     rec = recurgen.load(case.spec)
     o, ht, grads = _run(rec, args, h0)
     o_ref, ht_ref, grads_ref = _run(case.ref, args, h0)
-    _close(f"{case.spec}: output", o, o_ref)
+    close(f"{case.spec}: output", o, o_ref, FLA_TOL, rtol=0.0, floor=1.0)
     assert len(ht) == len(ht_ref), f"{case.spec}: {len(ht)} final states, fla returns {len(ht_ref)}"
     for i, (h, h_ref) in enumerate(zip(ht, ht_ref, strict=True)):
-        _close(f"{case.spec}: final state {i}", h, h_ref)
+        close(f"{case.spec}: final state {i}", h, h_ref, FLA_TOL, rtol=0.0, floor=1.0)
     names = [*sorted(n for n, x in args.items() if isinstance(x, torch.Tensor)),
              *(f"initial_state[{i}]" for i in range(len(h0)))]
     for n, g, g_ref in zip(names, grads, grads_ref, strict=True):
@@ -243,7 +240,7 @@ def test_same_numbers_as_fla(case: Case) -> None:
         if g_ref is None:
             assert n in case.fixed, f"fla gives no gradient for `{n}`"
             continue
-        _close(f"{case.spec}: gradient of {n}", g, g_ref)
+        close(f"{case.spec}: gradient of {n}", g, g_ref, FLA_TOL, rtol=0.0, floor=1.0)
 
 
 def _params(fn: Callable[..., Any]) -> list[str]:

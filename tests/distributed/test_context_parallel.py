@@ -27,10 +27,12 @@ from recurgen.api import Recurrence
 from recurgen.distributed import ContextParallel
 from recurgen.resources import bundled_spec_names
 from recurgen.testing.sampling import random_cotangents, random_inputs, random_state
+from tests.helpers import close
 
 B, H = 1, 2
 SIZES = {"K": 4, "V": 4, "D": 4, "N": 3, "E": 3, "P": 3}
 RTOL, ATOL = 2e-4, 2e-5  # fp32 kernels against fp32 kernels, only the association order differs
+TOLS = {"tol": ATOL, "rtol": RTOL, "floor": 1.0}  # atol ATOL × max(1, max|expected|)
 
 # Matrix classes on the side and state shapes no bundled spec uses: a RIGHT Householder (V×V on the state's last
 # dim), a Householder on a vector state, a column-wise decay.
@@ -226,28 +228,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _close(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
-    torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL * max(1.0, float(want.abs().max())),
-                               msg=lambda m: f"{name}: {m}")
-
-
 def _check(case: Case, backend: str, world: int, ranks: list[dict[str, Any]]) -> None:
     want = _single(case, backend)
     got = [r[case.id] for r in ranks]
     for i, o in enumerate(want["out"]):
-        _close(f"{case.id}: output {i}", torch.cat([g["out"][i] for g in got], dim=1), o)
+        close(f"{case.id}: output {i}", torch.cat([g["out"][i] for g in got], dim=1), o, **TOLS)
     assert all(g["final"] is None for g in got[:-1]), f"{case.id}: only the last rank returns the final state"
     for i, f in enumerate(want["final"]):
-        _close(f"{case.id}: final state {i}", got[-1]["final"][i], f)
+        close(f"{case.id}: final state {i}", got[-1]["final"][i], f, **TOLS)
     inputs = {t.name for t in _load(case.spec).spec.inputs}
     for name, grad in want["grads"].items():
         if name in inputs:
-            _close(f"{case.id}: d{name}", torch.cat([g["grads"][name] for g in got], dim=1), grad)
+            close(f"{case.id}: d{name}", torch.cat([g["grads"][name] for g in got], dim=1), grad, **TOLS)
             continue
         for r, g in enumerate(got):
-            _close(f"{case.id}: d{name} (rank {r}, all-reduced)", g["grads"][name], grad)
+            close(f"{case.id}: d{name} (rank {r}, all-reduced)", g["grads"][name], grad, **TOLS)
     for i, dh in enumerate(want["h0_grads"]):
-        _close(f"{case.id}: d initial_state {i}", got[0]["h0_grads"][i], dh)
+        close(f"{case.id}: d initial_state {i}", got[0]["h0_grads"][i], dh, **TOLS)
 
 
 def _spawn_and_check(tmp_path: Path, world: int, backend: str, cases: tuple[Case, ...]) -> None:
@@ -263,7 +260,7 @@ def _spawn_and_check(tmp_path: Path, world: int, backend: str, cases: tuple[Case
         _check(case, backend, world, ranks)
     if cases:  # the last rank's outputs depend on every other rank's summary
         for i, o in enumerate(ranks[-1][cases[0].id]["out"]):
-            _close(f"{cases[0].id}: output {i} under no_grad", ranks[-1]["no_grad"][i], o)
+            close(f"{cases[0].id}: output {i} under no_grad", ranks[-1]["no_grad"][i], o, **TOLS)
 
 
 @pytest.mark.parametrize("world", [2, 4])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from tests.helpers import close  # re-exported: the family tests import it from here
+
 # allowed error relative to the largest magnitude of each compared tensor: the kernels compute in fp32
 # (inputs are rounded before the float64 loop sees them, so only the kernels' own error counts)
 TOL = 2e-4
@@ -42,26 +44,13 @@ def run_loop(q: torch.Tensor, v: torch.Tensor, h0: torch.Tensor | None, cu_seqle
     return o, torch.stack(finals)
 
 
-def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None, tol: float = TOL) -> None:
-    """fp32, finite, and within `tol` of the largest magnitude of `expected` (both None is fine too)."""
-    assert (actual is None) == (expected is None), name
-    if actual is None or expected is None:
-        return
-    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
-    assert actual.dtype == torch.float32, (name, actual.dtype)
-    assert torch.isfinite(actual).all(), f"{name}: non-finite values"
-    scale = float(expected.abs().max()) if expected.numel() else 1.0
-    err = float((actual.double() - expected).abs().max()) if expected.numel() else 0.0
-    assert err <= tol * max(scale, 1e-3), f"{name}: max error {err:.3g} vs scale {scale:.3g}"
-
-
 def close_outputs(o: torch.Tensor, ht: torch.Tensor | None, ro: torch.Tensor, rht: torch.Tensor, shape: tuple[int, ...],
                   final: bool, tol: float = TOL) -> None:
     """A family's (o, ht) against the loop's: o of `shape`, ht only when the final state was asked for."""
-    close("o", o, ro.detach(), tol)
+    close("o", o, ro.detach(), tol, dtype=torch.float32)
     assert o.shape == shape
     if final:
-        close("ht", ht, rht.detach(), tol)
+        close("ht", ht, rht.detach(), tol, dtype=torch.float32)
     else:
         assert ht is None
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from recurgen.codegen.chunk_core import load_core, render_core
+from tests.helpers import close
 
 from .chunk_loops import strong_and_weak_decays
 
@@ -83,19 +84,6 @@ def reference_grads(q, k, v, g, h0, cu_seqlens, do, dht, decay, prev):
     return [None if x is None else next(grads, torch.zeros_like(x)) for x in leaves]
 
 
-def assert_close(name: str, got: torch.Tensor | None, want: torch.Tensor | None, rtol: float) -> None:
-    """Max-norm error relative to the reference's largest entry (entries of the outputs vary widely in size)."""
-    assert (got is None) == (want is None), name
-    if got is None:
-        return
-    assert got.shape == want.shape, (name, got.shape, want.shape)
-    assert got.dtype == torch.float32, (name, got.dtype)
-    assert torch.isfinite(got).all(), name
-    err = (got.double() - want).abs().max().item() if got.numel() else 0.0
-    scale = want.abs().max().item() if want.numel() else 0.0
-    assert err <= rtol * max(scale, 1e-6), f"{name}: max error {err:.3g} vs scale {scale:.3g}"
-
-
 def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_dht=True, final=True,
           dtype=torch.float32, rtol=2e-5, seed=0):
     q, k, v, g = inputs(B, T, H, K, V, decay, seed=seed, dtype=dtype)
@@ -108,13 +96,13 @@ def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_
 
     o, ht = core.fwd(q, k, v, g, h0, cu_t, final, chunk)
     want_o, want_ht = reference(q, k, v, g, h0, cu_t, decay, prev)
-    assert_close("o", o, want_o, rtol)
-    assert_close("ht", ht, want_ht if final else None, rtol)
+    close("o", o, want_o, rtol, dtype=torch.float32)
+    close("ht", ht, want_ht if final else None, rtol, dtype=torch.float32)
 
     grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk)
     want = reference_grads(q, k, v, g, h0, cu_t, do, dht, decay, prev)
     for name, got, ref in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, strict=True):
-        assert_close(name, got, ref, rtol)
+        close(name, got, ref, rtol, dtype=torch.float32)
 
 
 class _Core:
@@ -217,12 +205,12 @@ def test_long_sequence_strong_and_weak_decay(cores, decay, prev):
     core = core_of(cores, decay, prev)
     o, ht = core.fwd(q, k, v, g, h0, None, True, 64)
     want_o, want_ht = reference(q, k, v, g, h0, None, decay, prev)
-    assert_close("o", o, want_o, 1e-5)
-    assert_close("ht", ht, want_ht, 1e-5)
+    close("o", o, want_o, 1e-5, dtype=torch.float32)
+    close("ht", ht, want_ht, 1e-5, dtype=torch.float32)
     grads = core.bwd(q, k, v, g, h0, None, do, dht, 64)
     want = reference_grads(q, k, v, g, h0, None, do, dht, decay, prev)
     for name, got, ref in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, strict=True):
-        assert_close(name, got, ref, 1e-5)
+        close(name, got, ref, 1e-5, dtype=torch.float32)
 
 
 # ---- ahead-of-time compilation for real GPUs (needs Triton without the interpreter: a subprocess) ----

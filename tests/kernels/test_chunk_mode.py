@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import recurgen
 from recurgen.resources import bundled_spec_names
-from tests.helpers import random_inputs, random_state
-from tests.kernels.test_fused_recurrent import TOL, _close, _stable, _tuple, check_against_oracle, check_varlen
+from tests.helpers import close, random_inputs, random_state
+from tests.kernels.test_fused_recurrent import TOL, _stable, _tuple, check_against_oracle, check_varlen
 
 CHUNKED = [n for n in bundled_spec_names() if recurgen.load(n).chunk_reason is None]
 SIZES = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3}
@@ -81,10 +81,10 @@ def test_chunk_equals_recurrent(name: str) -> None:
         results.append((_tuple(out), _tuple(fin), torch.autograd.grad(loss, list(a.values()), allow_unused=True)))
     (o1, f1, g1), (o2, f2, g2) = results
     for x, y in zip(o1 + f1, o2 + f2, strict=True):
-        _close(f"{name}: chunk vs recurrent", y, x, TOL[torch.float32])
+        close(f"{name}: chunk vs recurrent", y, x, TOL[torch.float32])
     for label, x, y in zip(xs, g1, g2, strict=True):
         if x is not None:
-            _close(f"{name}: chunk vs recurrent d{label}", y, x, TOL[torch.float32])
+            close(f"{name}: chunk vs recurrent d{label}", y, x, TOL[torch.float32])
 
 
 @pytest.mark.interpret
@@ -101,9 +101,9 @@ def test_chunk_grouped_heads() -> None:
     grads_c = torch.autograd.grad(out_c.sum(), args)
     out_r, _ = rec(*args, mode="recurrent")
     grads_r = torch.autograd.grad(out_r.sum(), args)
-    _close("grouped output", out_c, out_r, TOL[torch.float32])
+    close("grouped output", out_c, out_r, TOL[torch.float32])
     for x, y in zip(grads_c, grads_r, strict=True):
-        _close("grouped grad", x, y, TOL[torch.float32])
+        close("grouped grad", x, y, TOL[torch.float32])
 
 
 def test_chunk_mode_errors() -> None:
@@ -171,8 +171,8 @@ def check_long_decays(name: str, log_decay: float, T: int, calls: list[dict[str,
         grads = torch.autograd.grad((out.double() * cot).sum() + fin.double().sum(), list(a.values()))
         assert torch.isfinite(out).all(), f"{name} {how}: non-finite outputs"
         assert torch.isfinite(fin).all(), f"{name} {how}: non-finite final state"
-        _close(f"{name} {how} g={log_decay}: output", out, rout, tol)
-        _close(f"{name} {how} g={log_decay}: final state", fin, rfin, tol)
+        close(f"{name} {how} g={log_decay}: output", out, rout, tol)
+        close(f"{name} {how} g={log_decay}: final state", fin, rfin, tol)
         for label, x, rx_ in zip(xs, grads, rgrads, strict=True):
             assert torch.isfinite(x).all(), f"{name} {how}: non-finite d{label}"
-            _close(f"{name} {how} g={log_decay}: d{label}", x, rx_, 10 * tol)
+            close(f"{name} {how} g={log_decay}: d{label}", x, rx_, 10 * tol)

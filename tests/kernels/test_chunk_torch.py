@@ -16,7 +16,7 @@ import torch
 import recurgen
 from recurgen.runtime import chunk_torch
 from tests.helpers import random_inputs, random_state
-from tests.kernels.test_fused_recurrent import TOL, _close, _tuple, check_against_oracle, check_varlen
+from tests.kernels.test_fused_recurrent import TOL, _tuple, check_against_oracle, check_varlen
 
 from . import test_chunk_dplr as dplr_t
 from . import test_chunk_matmul as mm_t
@@ -69,9 +69,9 @@ def check_matmul(decay: str, prev: bool, *, B: int, T: int, H: int, K: int, V: i
     o, ht = chunk_torch.matmul_fwd(*leaves, cu_t, final, chunk, decay=decay, prev=prev)
     refs = [None if x is None else x.detach().double().requires_grad_() for x in (q, k, v, g, h0)]
     ro, rht = mm_t.reference(*refs, cu_t, decay, prev)
-    mm_t.assert_close("o", o, ro.detach(), tol)
+    close("o", o, ro.detach(), tol, dtype=torch.float32)
     assert o.shape == (B, T, H, V)
-    mm_t.assert_close("ht", ht, rht.detach() if final else None, tol)
+    close("ht", ht, rht.detach() if final else None, tol, dtype=torch.float32)
     do, dht = _cotangents(ro, rht, seed=seed + 2)
     loss = (o.double() * do).sum() + ((ht.double() * dht).sum() if final else 0)
     rloss = (ro * do).sum() + ((rht * dht).sum() if final else 0)
@@ -318,7 +318,7 @@ def test_torch_chunk_equals_torch_recurrent() -> None:
         res.append((out, fin, grads))
     for x, y in zip(_tuple(res[0][0]) + _tuple(res[0][1]) + res[0][2],
                     _tuple(res[1][0]) + _tuple(res[1][1]) + res[1][2], strict=True):
-        _close("kda torch chunk vs recurrent", y, x, TOL[torch.float32])
+        close("kda torch chunk vs recurrent", y, x, TOL[torch.float32])
 
 
 class _Mixer(torch.nn.Module):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import recurgen
 from recurgen.resources import bundled_spec_names
-from tests.helpers import assert_close, random_inputs, random_state
+from tests.helpers import close, random_inputs, random_state
 
 SPECS = bundled_spec_names()
 # Error allowed relative to the largest magnitude of each compared tensor: the kernels compute in fp32 and
@@ -34,11 +34,6 @@ def _stable(name: str, xs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _tuple(x: object) -> tuple[torch.Tensor, ...]:
     return x if isinstance(x, tuple) else (x,)  # type: ignore[return-value]
-
-
-def _close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
-    scale = float(expected.detach().abs().max()) if expected.numel() else 1.0
-    assert_close(name, actual.detach(), expected.detach(), atol=tol * max(scale, 1e-3), rtol=tol)
 
 
 def check_against_oracle(name: str, *, B: int, T: int, H: int, sizes: dict[str, int], dtype: torch.dtype,
@@ -64,9 +59,9 @@ def check_against_oracle(name: str, *, B: int, T: int, H: int, sizes: dict[str, 
         outs, routs, fins, rfins = _tuple(out), _tuple(rout), _tuple(fin), _tuple(rfin)
         for o, ro, meta in zip(outs, routs, spec.outputs, strict=True):
             assert o.dtype == dtype
-            _close(f"{name}: output {meta.name}", o, ro, tol)
+            close(f"{name}: output {meta.name}", o, ro, tol)
         for f, rf, meta in zip(fins, rfins, spec.states, strict=True):
-            _close(f"{name}: final state {meta.name}", f, rf, TOL[torch.float32] if dtype == torch.float32 else tol)
+            close(f"{name}: final state {meta.name}", f, rf, TOL[torch.float32] if dtype == torch.float32 else tol)
         # one random cotangent per output and final state
         gen = torch.Generator().manual_seed(seed)
         cots = [torch.randn(ro.shape, generator=gen, dtype=ro.dtype) for ro in routs]
@@ -84,7 +79,7 @@ def check_against_oracle(name: str, *, B: int, T: int, H: int, sizes: dict[str, 
             if rg is None:
                 continue
             assert g is not None, f"{name}: no gradient for {label}"
-            _close(f"{name}: d{label}", g, rg, tol)
+            close(f"{name}: d{label}", g, rg, tol)
     finally:
         if budget is not None:
             rec.module.STATE_TILE_BUDGET, rec.module.BWD_STATE_TILE_BUDGET = saved
@@ -104,9 +99,9 @@ def check_step(name: str, *, B: int, T: int, H: int, sizes: dict[str, int], back
         args = [x[:, t] if n in inputs else x for n, x in xs.items()]
         steps.append(_tuple(rec.step(*args, state=state, backend=backend)))
     for i, o in enumerate(_tuple(out)):
-        _close(f"{name}: step output {i}", torch.stack([s[i] for s in steps], dim=1), o, TOL[torch.float32])
+        close(f"{name}: step output {i}", torch.stack([s[i] for s in steps], dim=1), o, TOL[torch.float32])
     for i, f in enumerate(_tuple(fin)):
-        _close(f"{name}: step state {i}", state[i], f, TOL[torch.float32])
+        close(f"{name}: step state {i}", state[i], f, TOL[torch.float32])
 
 
 shapes = st.fixed_dictionaries({
@@ -166,9 +161,9 @@ def check_varlen(name: str, *, cu: list[int], backend: str, seed: int, mode: str
     rout, rfin = recurgen.reference(spec, *r.values(), initial_state=rh, output_final_state=True, cu_seqlens=cu_t)
     tol = TOL[torch.float32]
     for i, (o, ro) in enumerate(zip(_tuple(out), _tuple(rout), strict=True)):
-        _close(f"{name}: varlen output {i}", o, ro, tol)
+        close(f"{name}: varlen output {i}", o, ro, tol)
     for i, (f, rf) in enumerate(zip(_tuple(fin), _tuple(rfin), strict=True)):
-        _close(f"{name}: varlen final state {i}", f, rf, tol)
+        close(f"{name}: varlen final state {i}", f, rf, tol)
     gen = torch.Generator().manual_seed(seed)
     cots = [torch.randn(ro.shape, generator=gen, dtype=torch.float64) for ro in _tuple(rout)]
     loss = sum((o.double() * c).sum() for o, c in zip(_tuple(out), cots, strict=True))
@@ -178,7 +173,7 @@ def check_varlen(name: str, *, cu: list[int], backend: str, seed: int, mode: str
     for label, g, rg in zip([*a, *(f"h0[{s.name}]" for s in spec.states)], grads, rgrads, strict=True):
         if rg is not None:
             assert g is not None, f"{name}: no varlen gradient for {label}"
-            _close(f"{name}: varlen d{label}", g, rg, tol)
+            close(f"{name}: varlen d{label}", g, rg, tol)
 
 
 @pytest.mark.interpret
@@ -225,11 +220,11 @@ def test_grouped_heads_match_oracle(name: str, grouped: tuple[str, ...], backend
     o, s = rec(*a.values(), initial_state=h0, output_final_state=True, checkpoint_every=2, backend=backend)
     r = {n: x.double().requires_grad_() for n, x in xs.items()}
     ro, rs = recurgen.reference(spec, *r.values(), initial_state=[h.double() for h in h0], output_final_state=True)
-    _close(f"{name}: grouped output", o, ro, TOL[torch.float32])
-    _close(f"{name}: grouped state", s, rs, TOL[torch.float32])
+    close(f"{name}: grouped output", o, ro, TOL[torch.float32])
+    close(f"{name}: grouped state", s, rs, TOL[torch.float32])
     (o.double() * ro.detach()).sum().backward()
     (ro * ro.detach()).sum().backward()
     for n in a:
         assert a[n].grad is not None, n
         assert a[n].grad.shape == xs[n].shape, n
-        _close(f"{name}: grouped d{n}", a[n].grad, r[n].grad, TOL[torch.float32])
+        close(f"{name}: grouped d{n}", a[n].grad, r[n].grad, TOL[torch.float32])

@@ -1,5 +1,5 @@
-"""The pytest plugin (`pytest --recurgen-spec my.rec`) and the README's example test file, each run as a user
-would run them: pytest in a subprocess, from outside the project directory (where only the installed
+"""The pytest plugin (`pytest --recurgen-spec my.rec`) and the example test file of docs/property-testing.md,
+each run as a user would run them: pytest in a subprocess, from outside the project directory (where only the installed
 package's entry point can load the plugin)."""
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def test_recurgen_spec_fixture_skips_without_the_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.interpret
-def test_readme_example_test_file_passes(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert EXAMPLE_TESTS.read_text().strip() in readme, "README's example test file differs from examples/"
+def test_documented_example_test_file_passes(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "property-testing.md").read_text()
+    assert EXAMPLE_TESTS.read_text().strip() in doc, "the documented example differs from examples/"
     proc = pytest_run(tmp_path, str(EXAMPLE_TESTS))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
