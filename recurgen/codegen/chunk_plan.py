@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..analysis import exprs as X
+from ..analysis.chunk import no_chunk_reason
 from ..analysis.result import Analysis, Axis, Decay, GateOrder, Side, StateAnalysis, TransitionKind
 from ..ir import Apply, Expr, Kind, Op, Type, Var
 from .simplify import simplify
@@ -249,7 +250,7 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
     dims = t.linear.ty.dims
     read = Var(f"chunk_out_{t.state}", Kind.INPUT, Type(dims, t.linear.ty.complex))
     if t.coupled or t.kind is TransitionKind.DENSE:
-        raise NoChunkForm(f"`{t.state}` has a dense or coupled transition")
+        raise NoChunkForm(no_chunk_reason(t))
     if t.kind is TransitionKind.DPLR:
         if not DPLR_READY:
             raise NoChunkForm(f"`{t.state}` is diagonal plus rank-1: its generalised WY kernels are not generated yet")
