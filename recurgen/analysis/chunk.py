@@ -79,7 +79,8 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
     if t.axis is Axis.ELEMENTWISE or k is TransitionKind.COMPLEX_DIAGONAL:
         # complex decays, row-wise ones included, run the scan family: the matmul kernels are real
-        return ChunkForm(ChunkMode.SCAN, _scan(t))
+        prev = any(r.prev for ro in readouts for r in ro.reads if r.state == t.state)
+        return ChunkForm(ChunkMode.SCAN, _scan(t, prev))
     if k in (TransitionKind.DIAGONAL, TransitionKind.COMPLEX_DIAGONAL):
         return ChunkForm(ChunkMode.MATMUL, _diagonal(t, r))
     if k is TransitionKind.HOUSEHOLDER:
@@ -135,7 +136,7 @@ def _diagonal(t: Transition, r: _Roles) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _scan(t: Transition) -> tuple[str, ...]:
+def _scan(t: Transition, prev: bool) -> tuple[str, ...]:
     d = t.decay
     a = pretty(d.coef, _T) if d is not None else "a_t"
     b = pretty(t.offset, _T) if t.offset is not None else "0"
@@ -151,7 +152,9 @@ def _scan(t: Transition) -> tuple[str, ...]:
             f"elements (a_t, X_t) = ({a}, {b}){cx}",
             f"within a block of BT tokens: inclusive associative scan with {op}",
             "across blocks: S_t = A_(block start..t) ⊙ S_start + X_(block start..t), S_start carried block to block",
-            "the readout is applied per token to S_t")
+            "the readout is applied per token to S_t" + (f", and prev({t.state}) to S_(t-1): the scanned "
+                                                         "states shifted by one token, the initial state first"
+                                                         if prev else ""))
 
 
 def _prefix_max(t: Transition) -> tuple[str, ...]:
