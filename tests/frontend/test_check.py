@@ -508,4 +508,5 @@ def test_sin_and_cos_are_real_elementwise_functions() -> None:
     spec = spec_of(QKV + "input th: [K]\nupdate S = cos(th) * S + outer(sin(k), v)\n" + READ)
     ops = {n.op for n in ir.walk(spec.updates[0].value) if isinstance(n, ir.Apply)}
     assert {ir.Op.SIN, ir.Op.COS} <= ops
-    assert "sin" in RESERVED and "new" in RESERVED
+    assert "sin" in RESERVED
+    assert "new" in RESERVED

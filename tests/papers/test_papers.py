@@ -208,3 +208,15 @@ def test_rope_rotation_is_exact_for_a_quarter_turn() -> None:
     outs, _ = run_reference(spec_of("rope_retention"), inputs)
     gamma = 1 - 2 ** -5
     assert outs["o"][0, 1, 0, 0].item() == pytest.approx(-gamma, abs=1e-12)
+
+
+def test_verify_gives_the_reason_explain_gives(capsys: pytest.CaptureFixture[str]) -> None:
+    """`recurgen verify` on a spec without a chunk form names the reason (not "not generated ... yet")."""
+    from recurgen.cli import main
+
+    main(["verify", str(HERE / "titans_momentum.rec"), "--modes", "chunk,torch-chunk", "--no-progress"])
+    out = capsys.readouterr().out
+    reason = rec_of("titans_momentum").chunk_reason
+    assert reason is not None
+    assert out.count(f"not generated: {reason}") == 2, out
+    assert "yet" not in out
