@@ -34,8 +34,7 @@ output o: [V] = S[1] + (2 * a)[0] * S[0] + Re(q @ C)
 
 
 @pytest.mark.interpret
-@pytest.mark.parametrize("name", sorted(SPECS))
-@pytest.mark.parametrize("mode", ["recurrent", "step"])
+@pytest.mark.parametrize(("name", "mode"), [("columns", "recurrent"), ("mixed", "recurrent"), ("mixed", "step")])
 def test_indexing_kernels_match_the_oracle(name: str, mode: str) -> None:
     rec = recurgen.compile(SPECS[name], f"{name}.rec")
     result = verify.verify_mode(rec, mode, examples=2, dtypes=("fp32",), lengths=(1, 5), seed=0)

@@ -124,7 +124,7 @@ def test_stabilised_wkv_equals_the_plain_one() -> None:
 
 
 def _kernel_vs_loop(name: str, mode: str, inputs: Inputs, init: tuple[torch.Tensor, ...],
-                    cu_seqlens: list[int] | None = None) -> None:
+                    cu_seqlens: list[int] | None = None, backend: str = "triton") -> None:
     """fp32 kernels (outputs, final states, gradients of every input, param and initial state) against the loop."""
     rec, (loop, _) = rec_of(name), MODELS[name]
     spec = spec_of(name)
@@ -132,7 +132,7 @@ def _kernel_vs_loop(name: str, mode: str, inputs: Inputs, init: tuple[torch.Tens
     hs = [h.float().requires_grad_() for h in init]
     cu = None if cu_seqlens is None else torch.tensor(cu_seqlens, dtype=torch.int32)
     out, fin = rec(*(xs[n] for n in spec.arg_order), initial_state=hs, output_final_state=True, mode=mode,
-                   chunk_size=16 if mode == "chunk" else None, cu_seqlens=cu)
+                   chunk_size=16 if mode == "chunk" else None, cu_seqlens=cu, backend=backend)
     outs = dict(zip([o.name for o in spec.outputs], out if isinstance(out, tuple) else (out,), strict=True))
     finals = dict(zip([s.name for s in spec.states], fin, strict=True))
 
@@ -169,15 +169,25 @@ def _cases() -> list[object]:
             (("recurrent", "chunk") if n in CHUNKED else ("recurrent",))]
 
 
-@pytest.mark.interpret
-@pytest.mark.parametrize(("name", "mode"), _cases())
-def test_kernels_match_paper_loop(name: str, mode: str) -> None:
+def _inputs_and_init(name: str) -> tuple[Inputs, tuple[torch.Tensor, ...]]:
     gen = torch.Generator().manual_seed(7)
     inputs = MODELS[name][1](gen, T=T if name in CHUNKED else 9)  # two chunks where there is a chunk form
     init = _states(name, gen)
     if name == "rwkv4_stable":  # the running max from where the reference kernel would have it: a past maximum
         init = (*init[:2], init[2].abs())
-    _kernel_vs_loop(name, mode, inputs, init)
+    return inputs, init
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize(("name", "mode"), _cases())
+def test_kernels_match_paper_loop(name: str, mode: str) -> None:
+    _kernel_vs_loop(name, mode, *_inputs_and_init(name))
+
+
+@pytest.mark.parametrize(("name", "mode"), _cases())
+def test_torch_backend_matches_paper_loop(name: str, mode: str) -> None:
+    """The torch path (recurrent: the step in torch; chunk: the families in plain torch) on the same cases."""
+    _kernel_vs_loop(name, mode, *_inputs_and_init(name), backend="torch")
 
 
 @pytest.mark.interpret
