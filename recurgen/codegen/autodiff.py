@@ -140,7 +140,7 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
     if op is Op.TRANSPOSE:
         return (b.transpose(g),)
     if op is Op.INDEX:  # x[i] took row i of x: its cotangent is g in row i, zeros elsewhere
-        return b.embed(g, x.ty, e_pos(n)), None
+        return b.embed(g, x.ty, _position(n)), None
     if op is Op.EMBED:
         return (b.index(g, int(n.attr)),)
     if op in (Op.SUM, Op.BROADCAST):
@@ -153,7 +153,7 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
     raise InternalError("autodiff", f"no derivative rule for {op.value}")
 
 
-def e_pos(n: Apply) -> int:
+def _position(n: Apply) -> int:
     """The position an INDEX node takes (loops are unrolled before differentiation: it is a constant)."""
     idx = n.args[1]
     if not isinstance(idx, Const):

@@ -164,6 +164,8 @@ class TritonPrinter:
             return self._masked_sum(x, src, axes) if src else x
         if op is Op.BROADCAST:
             return f"tl.zeros([{', '.join(f'B{d}' for d in dims)}], dtype=tl.float32) + {self.align(x, src, dims)}"
+        if op in (Op.INDEX, Op.EMBED) and x == "0.0":  # the imaginary part of a real value stays a literal
+            return x
         if op is Op.INDEX:  # row `attr` of a computed tile (input slices `k[j]` are loaded as leaves instead)
             return self._masked_sum(f"tl.where({self._row(src, e.attr)}, {x}, 0.0)", src, (0,))
         if op is Op.EMBED:
