@@ -294,7 +294,8 @@ SNIPPETS = (
     "1e-999", "2j", "update", "output", "state", "input", "dim J = 0", "dim J = " + "9" * 30, "for j in J", "prev(",
     "prev(S)", "I", "I(", "head", "H", "scale", "lambda", "torch", "in (1, 0)", "in (-inf, inf)", "complex", "@",
     "**", "[", "]", ",", ":", "=", "==", "^", "$", ";", "{", "}", "<", "!", "\n" * 3, "recurrence", "api f(",
-    "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".",
+    "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".", "new(", "new(S)", "sin(", "cos(x)", ".T[1]",
+    "(2 * k)[0]",
 )
 
 
