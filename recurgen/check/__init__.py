@@ -488,6 +488,7 @@ class _Checker(ApiChecks, ExprChecks):
         it loops), so later stages see plain simultaneous updates. A cycle of `new` reads is an error."""
         by_state = {u.state: u for u in self.updates}
         done: dict[str, ir.Expr] = {}  # state -> its new value in previous values only
+        resolved: dict[str, ir.Expr | None] = {}  # state -> its update with `new` substituted (None: an error)
         visiting: list[str] = []
         cycles: set[frozenset[str]] = set()
 
@@ -514,6 +515,11 @@ class _Checker(ApiChecks, ExprChecks):
             return done.get(m)
 
         def resolve(u: ir.Update) -> ir.Expr | None:
+            if u.state not in resolved:
+                resolved[u.state] = substitute(u)
+            return resolved[u.state]
+
+        def substitute(u: ir.Update) -> ir.Expr | None:
             reads = [n for n in ir.walk(u.value) if isinstance(n, ir.Var) and n.kind is Kind.NEW_STATE]
             subst: dict[str, ir.Expr] = {}
             for n in reads:
