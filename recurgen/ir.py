@@ -3,7 +3,8 @@
 Semantics (per batch element and head, token by token):
   * inputs are read at token t; params and consts are per head; options are per call;
   * inside `update`, a state name means its value after token t-1 (all updates are simultaneous),
-    except inside a `for` update, where it means the running value of that state;
+    except inside a `for` update, where it means the running value of that state; `new(M)` means another
+    state's value after token t (the checker substitutes M's update, so later stages never see it);
   * inside `output`, a state name means its value after token t, `prev(S)` its value after t-1.
 """
 
@@ -27,7 +28,8 @@ class Kind(Enum):
     CONST = "const"
     OPTION = "option"
     STATE = "state"  # in updates: after t-1 (running value in loops); in outputs: after t
-    PREV_STATE = "prev"  # `prev(S)` in outputs: after t-1
+    PREV_STATE = "prev"  # `prev(S)`: after t-1 (in outputs; in updates the same as a bare name, stated explicitly)
+    NEW_STATE = "new"  # `new(M)` in an update: M after token t (the checker inlines M's update in its place)
     DIM = "dim"  # the size of a named dimension, as a number
     HEAD = "head"  # the head index (consts only)
     HEADS = "heads"  # the number of heads H (consts only)
@@ -61,6 +63,8 @@ class Op(Enum):
     SQRT = "sqrt"
     ABS = "abs"
     TANH = "tanh"
+    SIN = "sin"
+    COS = "cos"
     RELU = "relu"
     RE = "Re"
     IM = "Im"
@@ -71,10 +75,11 @@ class Op(Enum):
     SIGN = "sign"
     DIAGONAL = "diagonal"  # the diagonal of a square matrix
     BROADCAST = "broadcast"  # expand to `ty.dims`
+    EMBED = "embed"  # the adjoint of INDEX: args[0] placed at position `attr` of a new first dim `ty.dims[0]`
 
 
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT,
-                               Op.ABS, Op.TANH, Op.RELU, Op.RE, Op.IM, Op.CONJ, Op.STEP, Op.SIGN})
+                               Op.ABS, Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.RE, Op.IM, Op.CONJ, Op.STEP, Op.SIGN})
 ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.COMPLEX})
 
 

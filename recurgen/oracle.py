@@ -151,6 +151,9 @@ class Evaluator:
         # Internal ops (from the code generator's autodiff): evaluated too, so derived IR can be checked here.
         if op is Op.DIAGONAL:
             return torch.diagonal(x, dim1=-2, dim2=-1)
+        if op is Op.EMBED:
+            rows = [x if i == int(e.attr) else torch.zeros_like(x) for i in range(self.sizes.dims[dims[0]])]
+            return torch.stack(rows, dim=_N)
         if op is Op.BROADCAST:
             x = self.align(x, e.args[0].ty.dims, dims)
             return x.expand(*x.shape[:_N], *(self.sizes.dims[d] for d in dims))
@@ -165,7 +168,8 @@ def _complex(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 _UNARY = {
     Op.NEG: torch.neg, Op.EXP: torch.exp, Op.LOG: torch.log, Op.SIGMOID: torch.sigmoid,
     Op.LOGSIGMOID: F.logsigmoid, Op.SOFTPLUS: F.softplus, Op.SILU: F.silu, Op.SQRT: torch.sqrt,
-    Op.ABS: torch.abs, Op.TANH: torch.tanh, Op.RELU: torch.relu, Op.RE: torch.real, Op.IM: torch.imag,
+    Op.ABS: torch.abs, Op.TANH: torch.tanh, Op.SIN: torch.sin, Op.COS: torch.cos,
+    Op.RELU: torch.relu, Op.RE: torch.real, Op.IM: torch.imag,
     Op.CONJ: torch.conj, Op.STEP: lambda x: (x >= 0).to(x.dtype), Op.SIGN: torch.sgn,
 }
 _BINARY = {

@@ -253,7 +253,7 @@ def verify_mode(rec: Any, mode: str, *, examples: int = 10, dtypes: Sequence[str
     from recurgen.testing import strategies
 
     if not has_mode(rec, mode):
-        reason = getattr(rec.module, "CHUNK_REASON", None) if mode == "chunk" else None
+        reason = getattr(rec.module, "CHUNK_REASON", None) if mode in ("chunk", "torch-chunk") else None
         return ModeResult(mode, status="not generated",
                           note=f"not generated: {reason}" if reason else
                           f"not generated: the module has no `{mode}_{rec.name}` kernels yet")
@@ -447,8 +447,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for i, mode in enumerate(modes):
             if not has_mode(rec, mode):
-                results.append(ModeResult(mode, status="not generated",
-                                          note=f"not generated: the module has no `{mode}_{rec.name}` kernels yet"))
+                results.append(verify_mode(rec, mode))  # not generated: its note gives the reason
                 continue
             progress.update(f"{rec.name} {mode}")
             if replay is not None:

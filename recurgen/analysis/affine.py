@@ -22,7 +22,7 @@ from .pretty import PLAIN, pretty
 
 # Functions that are not linear: a state may not appear in their arguments.
 _NONLINEAR = frozenset({Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT, Op.ABS,
-                        Op.TANH, Op.RELU, Op.NORM, Op.NORMALIZE, Op.POW, Op.MAX, Op.MIN})
+                        Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.NORM, Op.NORMALIZE, Op.POW, Op.MAX, Op.MIN})
 # Linear in their (only) state-carrying argument: the map commutes with them.
 _LINEAR_UNARY = frozenset({Op.TRANSPOSE, Op.SUM, Op.RE, Op.IM, Op.CONJ, Op.DIAG, Op.INDEX})
 

@@ -71,20 +71,31 @@ def _header(r: _Roles, beta: str = "") -> str:
 def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
     k = t.kind
     if k is TransitionKind.DENSE:
-        why = "coupled states" if t.coupled else "a dense transition"
-        return ChunkForm(ChunkMode.NONE, (f"no chunk form ({why}); recurrent mode only",))
+        return ChunkForm(ChunkMode.NONE, (f"{no_chunk_reason(t)}; recurrent mode only",))
     if k is TransitionKind.RUNNING_MAX:
         return ChunkForm(ChunkMode.PREFIX_MAX, _prefix_max(t))
     r = roles(t, readouts)
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
-    if t.axis is Axis.ELEMENTWISE or (k is TransitionKind.COMPLEX_DIAGONAL and t.axis is None):
-        return ChunkForm(ChunkMode.SCAN, _scan(t))
+    if t.axis is Axis.ELEMENTWISE or k is TransitionKind.COMPLEX_DIAGONAL:
+        # complex decays, row-wise ones included, run the scan family: the matmul kernels are real
+        prev = any(r.prev for ro in readouts for r in ro.reads if r.state == t.state)
+        return ChunkForm(ChunkMode.SCAN, _scan(t, prev))
     if k in (TransitionKind.DIAGONAL, TransitionKind.COMPLEX_DIAGONAL):
         return ChunkForm(ChunkMode.MATMUL, _diagonal(t, r))
     if k is TransitionKind.HOUSEHOLDER:
         return ChunkForm(ChunkMode.WY, _householder(t, r))
     return ChunkForm(ChunkMode.WY, _dplr(t, r))
+
+
+def no_chunk_reason(t: Transition) -> str:
+    """Why a dense or coupled transition has no chunk form (explain and the chunk plan say the same)."""
+    if t.coupled:
+        others = ", ".join(f"`{c}`" for c in t.coupled)
+        return (f"the update of `{t.state}` reads {others}, so they evolve jointly (coupled states): one block "
+                f"transition over [{t.state}, {', '.join(t.coupled)}], e.g. a 2×2 rotation or a momentum, which no "
+                "chunk family has a form for")
+    return f"`{t.state}` has a dense transition (no diagonal, Householder or diagonal-plus-rank-1 structure)"
 
 
 def _log(t: Transition) -> str:
@@ -113,10 +124,7 @@ def _scalar(t: Transition, r: _Roles) -> tuple[str, ...]:
 
 def _diagonal(t: Transition, r: _Roles) -> tuple[str, ...]:
     gate_dim = t.linear.ty.dims[0] if t.axis is Axis.ROWS else t.linear.ty.dims[-1]
-    lines = [_header(r), f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{gate_dim}   (per-channel cumulative log-decay)"]
-    if t.kind is TransitionKind.COMPLEX_DIAGONAL:
-        lines.append("complex arithmetic throughout: Re(b) ≤ 0 bounds |exp(b)|, Im(b) rotates the phase")
-    lines.append(_MASK)
+    lines = [_header(r), f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{gate_dim}   (per-channel cumulative log-decay)", _MASK]
     if gate_dim == r.key_dim:
         lines += ["O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀",
                   "    exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk",
@@ -128,21 +136,25 @@ def _diagonal(t: Transition, r: _Roles) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _scan(t: Transition) -> tuple[str, ...]:
+def _scan(t: Transition, prev: bool) -> tuple[str, ...]:
     d = t.decay
     a = pretty(d.coef, _T) if d is not None else "a_t"
     b = pretty(t.offset, _T) if t.offset is not None else "0"
     over = f"[{', '.join(d.coef.ty.dims)}]" if d is not None and d.coef.ty.dims else "a scalar"
+    why = (f"the decay differs per state element ({over})" if t.axis is Axis.ELEMENTWISE else
+           f"the decay ({over}) is complex and the matmul kernels are real")
     # Same closed form as the operator: complex decays multiply (operator.py uses the DIAGONAL form).
     log = d is not None and d.log is not None and d.logspace and t.kind is not TransitionKind.COMPLEX_DIAGONAL
     op = ("(g2, X2) ∘ (g1, X1) = (g1 + g2, exp(g2) ⊙ X1 + X2) with g = log a" if log else
           "(a2, X2) ∘ (a1, X1) = (a2 ⊙ a1, a2 ⊙ X1 + X2)")
     cx = " (complex)" if t.kind is TransitionKind.COMPLEX_DIAGONAL else ""
-    return (f"scan form: the decay differs per state element ({over}), so there is no matmul chunking",
+    return (f"scan form: {why}, so there is no matmul chunking",
             f"elements (a_t, X_t) = ({a}, {b}){cx}",
             f"within a block of BT tokens: inclusive associative scan with {op}",
             "across blocks: S_t = A_(block start..t) ⊙ S_start + X_(block start..t), S_start carried block to block",
-            "the readout is applied per token to S_t")
+            "the readout is applied per token to S_t" + (f", and prev({t.state}) to S_(t-1): the scanned "
+                                                         "states shifted by one token, the initial state first"
+                                                         if prev else ""))
 
 
 def _prefix_max(t: Transition) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ def check(spec: ir.Spec, transitions: tuple[Transition, ...]) -> tuple[Diagnosti
         d = t.decay
         if d is not None and t.kind is not TransitionKind.DENSE:
             scalars, vecs = vec_factors(d.coef)
-            factors = (*scalars, *vecs)
+            factors = tuple(dict.fromkeys((*scalars, *vecs)))  # `cos(th) * cos(th)`: one warning
             # Only the decay's own factors: an exp inside an exponent (LRU's -exp(nu)) is not a decay.
             for node in (f for f in factors if isinstance(f, ir.Apply) and f.op is Op.EXP):
                 if real_part_nonpositive(node.args[0], spec) is False:

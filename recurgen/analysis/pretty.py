@@ -23,7 +23,8 @@ from .exprs import HOLE
 # `scale · q_tᵀ S_t` needs no brackets, while `(u ⊙ k_t) v_tᵀ` keeps them.
 _SUM, _PROD, _JUX, _NEG, _POW, _ATOM = 1, 2, 3, 4, 5, 6
 _FUNC = {Op.EXP: "exp", Op.LOG: "log", Op.SIGMOID: "sigmoid", Op.LOGSIGMOID: "logsigmoid",
-         Op.SOFTPLUS: "softplus", Op.SILU: "silu", Op.SQRT: "sqrt", Op.TANH: "tanh", Op.RELU: "relu",
+         Op.SOFTPLUS: "softplus", Op.SILU: "silu", Op.SQRT: "sqrt", Op.TANH: "tanh", Op.SIN: "sin",
+         Op.COS: "cos", Op.RELU: "relu",
          Op.RE: "Re", Op.IM: "Im", Op.CONJ: "conj", Op.NORMALIZE: "normalize", Op.DIAG: "diag",
          Op.MAX: "max", Op.MIN: "min"}
 MINUS = "−"

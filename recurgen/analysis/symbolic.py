@@ -98,7 +98,8 @@ class silu(sp.Function):
 
 
 _UNARY = {
-    Op.EXP: sp.exp, Op.LOG: sp.log, Op.SQRT: sp.sqrt, Op.ABS: sp.Abs, Op.TANH: sp.tanh, Op.RE: sp.re,
+    Op.EXP: sp.exp, Op.LOG: sp.log, Op.SQRT: sp.sqrt, Op.ABS: sp.Abs, Op.TANH: sp.tanh, Op.SIN: sp.sin, Op.COS: sp.cos,
+    Op.RE: sp.re,
     Op.IM: sp.im, Op.CONJ: sp.conjugate, Op.SIGMOID: sigmoid, Op.LOGSIGMOID: logsigmoid,
     Op.SOFTPLUS: softplus, Op.SILU: silu, Op.RELU: lambda x: sp.Max(x, 0), Op.NEG: lambda x: -x,
 }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from .. import ir
 from .. import syntax as S
 from ..errors import Diagnostic, Reporter, Span, SpecError
-from ..ir import Kind, Type
+from ..ir import Kind, Op, Type
 from .api import ApiChecks
 from .exprs import ExprChecks
 from .language import (
@@ -26,6 +26,8 @@ from .language import (
     DOMAIN_WORDS,
     IDENT,
     IMPLICIT_SCALE,
+    MAX_EXPR_DEPTH,
+    MAX_EXPR_NODES,
     MAX_NAME,
     RESERVED,
     UNKNOWN,
@@ -70,6 +72,8 @@ class _Checker(ApiChecks, ExprChecks):
         self.api: S.Api | None = None
         self.layout: S.Layout | None = None
         self.context = "update"  # which statement kind is being checked: update, output, const, option, let
+        self.updating: str | None = None  # the state whose update is being checked
+        self.lag_warned: set[tuple[str, str]] = set()  # (updated state, other state read bare): warned once
         self.loop: ir.Loop | None = None
         self.declared_later: dict[str, tuple[str, int]] = {}
         self.failed: set[str] = set()  # names whose declaration was rejected: later uses stay silent
@@ -195,6 +199,7 @@ class _Checker(ApiChecks, ExprChecks):
             elif isinstance(st, S.Layout):
                 self._layout_stmt(st)
         self._finish()
+        self._inline_new()
         api = self._check_api()
         self._check_optional()
         self.r.raise_if_errors()
@@ -456,9 +461,9 @@ class _Checker(ApiChecks, ExprChecks):
         loop = self._loop(st.loop) if st.loop is not None else None
         if st.loop is not None and loop is None:
             return
-        self.context, self.loop = "update", loop
+        self.context, self.loop, self.updating = "update", loop, name
         value = self.expr(st.value)
-        self.loop = None
+        self.loop, self.updating = None, None
         if value is None:
             return
         state_ty = entry[1]
@@ -473,10 +478,80 @@ class _Checker(ApiChecks, ExprChecks):
             self.r.error(st.value.span, f"complex/real mixing: the update of real state `{name}` is complex",
                          f"declare `state {name}: {_fmt_shape(state_ty.dims)} complex`, or take Re(...)")
             return
-        if not ir.uses(value, {Kind.STATE}):
+        if not ir.uses(value, {Kind.STATE, Kind.NEW_STATE}):
             self.r.warning(st.value.span, f"the update of `{name}` does not use any state",
                            "the recurrence then has no memory")
         self.updates.append(ir.Update(name, value, loop, st.span))
+
+    def _inline_new(self) -> None:
+        """Replace every `new(M)` by M's new value, written with previous values only (M's update, unrolled if
+        it loops), so later stages see plain simultaneous updates. A cycle of `new` reads is an error."""
+        by_state = {u.state: u for u in self.updates}
+        done: dict[str, ir.Expr] = {}  # state -> its new value in previous values only
+        resolved: dict[str, ir.Expr | None] = {}  # state -> its update with `new` substituted (None: an error)
+        visiting: list[str] = []
+        cycles: set[frozenset[str]] = set()
+
+        def new_value(m: str, span: Span) -> ir.Expr | None:
+            if m in done:
+                return done[m]
+            if m in visiting:
+                members = visiting[visiting.index(m):]
+                if frozenset(members) in cycles:
+                    return None
+                cycles.add(frozenset(members))  # reported once, where it is first entered
+                cycle = " -> ".join(f"`{n}`" for n in (*members, m))
+                self.r.error(span, f"the updates read each other's new values in a cycle ({cycle})",
+                             "one of them must read the previous value: write the bare name (or `prev(...)`)")
+                return None
+            u = by_state.get(m)
+            if u is None:  # its update failed and was reported
+                return None
+            visiting.append(m)
+            value = resolve(u)
+            visiting.pop()
+            if value is not None:
+                done[m] = value if u.loop is None else _unrolled(value, m, u.loop)
+            return done.get(m)
+
+        def resolve(u: ir.Update) -> ir.Expr | None:
+            if u.state not in resolved:
+                resolved[u.state] = substitute(u)
+            return resolved[u.state]
+
+        def substitute(u: ir.Update) -> ir.Expr | None:
+            reads = [n for n in ir.walk(u.value) if isinstance(n, ir.Var) and n.kind is Kind.NEW_STATE]
+            subst: dict[str, ir.Expr] = {}
+            for n in reads:
+                if n.name in subst:
+                    continue
+                v = new_value(n.name, n.span)
+                if v is None:
+                    return None
+                if u.loop is not None and u.state in ir.uses(v, {Kind.STATE}):
+                    self.r.error(n.span, f"`new({n.name})` reads `{u.state}` through the update of `{n.name}`, "
+                                 f"but inside this `for` update `{u.state}` means its running value",
+                                 f"read the previous value of `{n.name}` here, or update `{u.state}` without a loop")
+                    return None
+                subst[n.name] = v
+            if not subst:
+                return u.value
+            return ir.rebuild(u.value, lambda e: subst[e.name] if isinstance(e, ir.Var)
+                              and e.kind is Kind.NEW_STATE else None)
+
+        out = []
+        for u in self.updates:
+            value = resolve(u)
+            if value is None:
+                continue
+            size, depth = self._measure(value)
+            if size > MAX_EXPR_NODES or depth > MAX_EXPR_DEPTH:
+                self.r.error(u.span, f"the update of `{u.state}` is too large once `new(...)` is substituted "
+                             f"({size} operations, nested {depth} deep)", f"the limit is {MAX_EXPR_NODES} "
+                             f"operations nested {MAX_EXPR_DEPTH} deep")
+                continue
+            out.append(replace(u, value=value))
+        self.updates = out
 
     def _loop(self, lp: S.Loop) -> ir.Loop | None:
         d = self.dims.get(lp.dim.name)
@@ -558,6 +633,22 @@ class _Checker(ApiChecks, ExprChecks):
                 self.r.error(d.span, f"dimension `{d.name}` appears in no input or param, so its size "
                              "cannot be read from the arguments", f"declare it: `dim {d.name} = 16`")
 
+
+
+def _unrolled(value: ir.Expr, state: str, loop: ir.Loop) -> ir.Expr:
+    """The new value of a `for` update: its step applied `loop.size` times, the state's running value threaded."""
+    running: ir.Expr = ir.Var(state, Kind.STATE, value.ty)
+    for j in range(loop.size):
+        def step(e: ir.Expr, j: int = j, prev: ir.Expr = running) -> ir.Expr | None:
+            if isinstance(e, ir.Var) and e.kind is Kind.STATE and e.name == state:
+                return prev
+            if isinstance(e, ir.Var) and e.kind is Kind.LOOP and e.name == loop.var:
+                return ir.Const(float(j))
+            if isinstance(e, ir.Apply) and e.op is Op.INDEX and not e.attr and isinstance(e.args[1], ir.Const):
+                return replace(e, attr=str(int(e.args[1].value.real)))
+            return None
+        running = ir.rebuild(value, step)
+    return running
 
 
 def _update_shape_hint(value: tuple[str, ...], state: tuple[str, ...]) -> str:

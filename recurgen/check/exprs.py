@@ -126,6 +126,13 @@ class ExprChecks:
         if kind is Kind.STATE and self.context == "let":
             self.r.error(e.span, f"`let` cannot read state `{n}`", "read states directly in `update` and `output`")
             return None
+        if kind is Kind.STATE and self.context == "update" and self.updating not in (None, n) \
+                and (self.updating, n) not in self.lag_warned:
+            self.lag_warned.add((self.updating, n))  # once per pair: the hint applies to every use
+            self.r.warning(e.span, f"the update of `{self.updating}` reads `{n}` before this token's update "
+                           f"({n}_(t-1)): updates are simultaneous",
+                           f"write `new({n})` for its value after this token's update, or `prev({n})` to keep the "
+                           "previous value and silence this warning")
         return ir.Var(n, kind, ty, e.span)
 
     def _let(self, e: S.Name) -> ir.Expr | None:
@@ -152,7 +159,7 @@ class ExprChecks:
                          "declare names above the statements that use them")
         elif n == "inf":
             self.r.error(e.span, "`inf` is only allowed as an interval bound", "use a finite number")
-        elif n in FUNCTIONS or n == "prev":
+        elif n in FUNCTIONS or n in ("prev", "new"):
             self.r.error(e.span, f"`{n}` is a function", f"call it: `{n}(...)`")
         else:
             pool = [*(k for k in self.scope.decl if self.scope.decl[k][0] != "output"), *self.dims]
@@ -244,7 +251,7 @@ class ExprChecks:
 
     def _call(self, e: S.Call) -> ir.Expr | None:
         f = e.func
-        if f == "prev":
+        if f in ("prev", "new"):
             return self._prev(e)
         if f == "given":
             return self._given(e)
@@ -318,8 +325,8 @@ class ExprChecks:
             self.r.error(e.func_span, f"`{f}` is {_a(what)}, not a function", hint)
             return
         hint = FUNCTION_ALIASES.get(f.lower()) or self._suggest(
-            f, [*FUNCTIONS, "prev", "I"], f"the functions are: {', '.join(sorted(FUNCTIONS, key=str.lower))}, "
-            "prev, I")
+            f, [*FUNCTIONS, "prev", "new", "I"], f"the functions are: {', '.join(sorted(FUNCTIONS, key=str.lower))}, "
+            "prev, new, I")
         self.r.error(e.func_span, f"unknown function `{f}`", hint)
 
     def _sum_over(self, e: S.Call) -> ir.Expr | None:
@@ -370,22 +377,35 @@ class ExprChecks:
         return ir.Var(name, Kind.OPTION, SCALAR, e.span)
 
     def _prev(self, e: S.Call) -> ir.Expr | None:
+        """`prev(S)`: S before this token's update; `new(S)`: after it. Which one a bare name means depends on
+        the statement (the previous value in an update, the new one in an output), so one of the two only
+        states the default there; the other is the point of the function."""
+        f = e.func
+        what = "previous" if f == "prev" else "new"
         if len(e.args) != 1 or not isinstance(e.args[0], S.Name):
-            self.r.error(e.span, "`prev(...)` takes one state name", "e.g. `prev(S)`")
+            self.r.error(e.span, f"`{f}(...)` takes one state name", f"e.g. `{f}(S)`")
             return None
         n = e.args[0].name
         entry = self.scope.entries.get(n)
         if n in self.failed:
             return None
+        if n in self.off_states:
+            return self._name(e.args[0])  # reports the switch
         if entry is None or entry[0] is not Kind.STATE:
-            self.r.error(e.args[0].span, f"`{n}` is not a declared state", "`prev` reads a state's previous value")
+            self.r.error(e.args[0].span, f"`{n}` is not a declared state", f"`{f}` reads a state's {what} value")
             return None
-        if self.context != "output":
-            hint = "inside `update`, a state name already means its previous value" if self.context == "update" \
-                else "states are read in `update` and `output` only"
-            self.r.error(e.span, "`prev(...)` is only meaningful in an output", hint)
+        if self.context not in ("output", "update"):
+            self.r.error(e.span, f"`{f}(...)` reads a state, in an `update` or an `output` only",
+                         "states are read in `update` and `output` only")
             return None
-        return ir.Var(n, Kind.PREV_STATE, entry[1], e.span)
+        if self.context == "update" and n == self.updating:
+            hint = f"in its own update `{n}` already means its previous value" if f == "prev" else \
+                f"`{n}`'s new value is what this update computes; read its previous value as `{n}`"
+            self.r.error(e.span, f"`{f}({n})` in the update of `{n}` itself", hint)
+            return None
+        if self.context == "update":
+            return ir.Var(n, Kind.STATE if f == "prev" else Kind.NEW_STATE, entry[1], e.span)
+        return ir.Var(n, Kind.PREV_STATE if f == "prev" else Kind.STATE, entry[1], e.span)
 
     def _index(self, e: S.Index) -> ir.Expr | None:
         base = self.expr(e.base)

@@ -20,13 +20,14 @@ MAX_EXPR_DEPTH = 96
 
 FUNCTIONS: dict[str, Op] = {
     "exp": Op.EXP, "log": Op.LOG, "sigmoid": Op.SIGMOID, "logsigmoid": Op.LOGSIGMOID, "softplus": Op.SOFTPLUS,
-    "silu": Op.SILU, "sqrt": Op.SQRT, "abs": Op.ABS, "tanh": Op.TANH, "relu": Op.RELU, "Re": Op.RE, "Im": Op.IM,
+    "silu": Op.SILU, "sqrt": Op.SQRT, "abs": Op.ABS, "tanh": Op.TANH, "sin": Op.SIN, "cos": Op.COS, "relu": Op.RELU,
+    "Re": Op.RE, "Im": Op.IM,
     "conj": Op.CONJ, "max": Op.MAX, "min": Op.MIN, "outer": Op.OUTER, "diag": Op.DIAG, "sum": Op.SUM,
     "norm": Op.NORM, "normalize": Op.NORMALIZE, "complex": Op.COMPLEX,
 }
 ARITY = {Op.MAX: 2, Op.MIN: 2, Op.OUTER: 2, Op.COMPLEX: 2}
-REAL_ONLY = frozenset({Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.TANH, Op.RELU, Op.MAX, Op.MIN,
-                       Op.COMPLEX})
+REAL_ONLY = frozenset({Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.MAX,
+                       Op.MIN, Op.COMPLEX})
 # Functions people reach for from numpy/torch, and how the language writes them.
 FUNCTION_ALIASES = {
     "transpose": "a transpose is written `x.T`", "dot": "contractions are written `a @ b`",
@@ -49,7 +50,8 @@ DOMAIN_WORDS = {
 # Names the language, the generated code or the public call already use, with the reason a
 # diagnostic gives for each group.
 _LANGUAGE_NAMES = {
-    "I": "the identity matrix", "prev": "the function `prev(S)`", "head": "the head index of a `const`",
+    "I": "the identity matrix", "prev": "the function `prev(S)`", "new": "the function `new(M)`",
+    "head": "the head index of a `const`",
     "given": "the function `given(x)`", "select": "the function `select(switch, a, b)`",
     "H": "the number of heads in a `const`", "inf": "infinity in intervals", "pi": "the constant pi",
     "j": "the imaginary unit's suffix", "real": "an annotation", "complex": "an annotation and a function",

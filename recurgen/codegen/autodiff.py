@@ -16,9 +16,10 @@ _NO_GRAD_KINDS = frozenset({Kind.DIM, Kind.HEAD, Kind.HEADS, Kind.CONST, Kind.LO
 
 
 def is_leaf(e: Expr) -> bool:
+    """Vars, constants and the loop slices of inputs (`k[j]`, loaded by the kernels as tiles of their own)."""
     if isinstance(e, Var | Const):
         return True
-    return e.op is Op.INDEX and isinstance(e.args[0], Var)
+    return e.op is Op.INDEX and isinstance(e.args[0], Var) and e.args[0].kind is Kind.INPUT
 
 
 def _topo(roots: Iterable[Expr]) -> list[Expr]:
@@ -103,6 +104,10 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
     if op is Op.SILU:
         s = b.unary(Op.SIGMOID, x)
         return (b.mul(g, b.mul(s, b.add(b.const(1.0), b.mul(x, b.sub(b.const(1.0), s))))),)
+    if op is Op.SIN:
+        return (b.mul(g, b.unary(Op.COS, x)),)
+    if op is Op.COS:
+        return (b.neg(b.mul(g, b.unary(Op.SIN, x))),)
     if op is Op.TANH:
         return (b.mul(g, b.sub(b.const(1.0), b.mul(n, n))),)
     if op is Op.RELU:
@@ -134,6 +139,10 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
         return (b.diag(g),)
     if op is Op.TRANSPOSE:
         return (b.transpose(g),)
+    if op is Op.INDEX:  # x[i] took row i of x: its cotangent is g in row i, zeros elsewhere
+        return b.embed(g, x.ty, _position(n)), None
+    if op is Op.EMBED:
+        return (b.index(g, int(n.attr)),)
     if op in (Op.SUM, Op.BROADCAST):
         return (b.broadcast_to(g, x.ty) if op is Op.SUM else b.unbroadcast(g, x.ty),)
     if op is Op.NORM:
@@ -142,6 +151,14 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
         norm = b.div(x, n)  # ||x||, broadcast over x's dims
         return (b.div(b.sub(g, b.mul(n, b.sum_all(b.mul(g, b.conj(n))))), norm),)
     raise InternalError("autodiff", f"no derivative rule for {op.value}")
+
+
+def _position(n: Apply) -> int:
+    """The position an INDEX node takes (loops are unrolled before differentiation: it is a constant)."""
+    idx = n.args[1]
+    if not isinstance(idx, Const):
+        raise InternalError("autodiff", "an index must be a constant once `for` loops are unrolled")
+    return int(idx.value.real)
 
 
 def _matmul_rule(a: Expr, c: Expr, g: Expr) -> tuple[Expr, Expr]:

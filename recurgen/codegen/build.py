@@ -126,6 +126,18 @@ def broadcast_to(a: Expr, ty: Type) -> Expr:
     return Apply(Op.BROADCAST, (a,), Type(ty.dims, a.ty.complex))
 
 
+def index(a: Expr, pos: int) -> Expr:
+    """Row `pos` of `a` (its first dim removed)."""
+    if isinstance(a, Apply) and a.op is Op.EMBED:
+        return a.args[0] if int(a.attr) == pos else Const(0.0, Type((), a.ty.complex))
+    return Apply(Op.INDEX, (a, Const(float(pos))), Type(a.ty.dims[1:], a.ty.complex), str(pos))
+
+
+def embed(g: Expr, ty: Type, pos: int) -> Expr:
+    """A value of type `ty` that is `g` in row `pos` of its first dim and zero elsewhere (the adjoint of INDEX)."""
+    return Apply(Op.EMBED, (g,), Type(ty.dims, g.ty.complex), str(pos))
+
+
 def diagonal(a: Expr) -> Expr:
     return Apply(Op.DIAGONAL, (a,), Type(a.ty.dims[:1], a.ty.complex))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..analysis import exprs as X
+from ..analysis.chunk import no_chunk_reason
 from ..analysis.result import Analysis, Axis, Decay, GateOrder, Side, StateAnalysis, TransitionKind
 from ..ir import Apply, Expr, Kind, Op, Type, Var
 from .simplify import simplify
@@ -81,10 +82,14 @@ def _is_state(e: Expr, state: str) -> bool:
     return isinstance(e, Var) and (X.is_hole(e) or (e.name == state and e.kind in (Kind.STATE, Kind.PREV_STATE)))
 
 
-def _replace_reads(e: Expr, state: str, query: Expr | None, side: Side | None, read: Var) -> Expr:
-    """`e` with `query @ S` (or `S @ query`, or bare `S` when there is no query) replaced by `read`."""
+def _replace_reads(e: Expr, state: str, query: Expr | None, side: Side | None, read: Var,
+                   prev: Var | None = None) -> Expr:
+    """`e` with `query @ S` (or `S @ query`, or bare `S` when there is no query) replaced by `read`; with
+    `prev`, a bare `prev(S)` by `prev` (the scan family's states shifted by one token)."""
     def fn(n: Expr) -> Expr | None:
         if query is None:
+            if prev is not None and isinstance(n, Var) and n.kind is Kind.PREV_STATE and n.name == state:
+                return prev
             return read if _is_state(n, state) else None
         if isinstance(n, Apply) and n.op is Op.MATMUL:
             a, b = n.args
@@ -99,6 +104,16 @@ def _replace_reads(e: Expr, state: str, query: Expr | None, side: Side | None, r
 def _mentions_state(e: Expr, states: set[str]) -> bool:
     return any(isinstance(n, Var) and (X.is_hole(n) or (n.kind in (Kind.STATE, Kind.PREV_STATE) and n.name in states))
                for n in ir.walk(e))
+
+
+def prev_read(call: CoreCall) -> Var:
+    """The placeholder for `prev(S)` of a scan-family state read whole: its states shifted by one token, the
+    initial state first in each sequence (the generated readout shifts what the kernels return)."""
+    return replace(call.read, name=f"chunk_prev_{call.state}")
+
+
+def _reads_prev(a: Analysis, state: str) -> bool:
+    return any(r.prev for ro in a.readouts for r in ro.reads if r.state == state)
 
 
 def _readout_query(a: Analysis, state: str) -> tuple[Expr | None, Side | None, bool]:
@@ -200,9 +215,9 @@ def _scan(sa: StateAnalysis, a: Analysis, read: Var) -> CoreCall:
     if t.decay is None or t.offset is None:
         raise NoChunkForm(f"`{t.state}` has no decay or no input term")
     dims = t.linear.ty.dims
-    query, side, prev = _readout_query(a, t.state)
-    if prev:
-        raise NoChunkForm(f"the scan form reads `{t.state}` after the update, not `prev({t.state})`")
+    # `prev(S)` (RWKV-4's readout): the kernels return every S_t, and the readout shifts them by one token
+    prev = _reads_prev(a, t.state)
+    query, side = (None, None) if prev else _readout_query(a, t.state)[:2]
     vector = len(dims) == 1
     if query is not None and (vector or len(query.ty.dims) != 1):
         query, side = None, None  # read the whole state
@@ -211,7 +226,9 @@ def _scan(sa: StateAnalysis, a: Analysis, read: Var) -> CoreCall:
     cplx = t.linear.ty.complex
     readout = "contract" if query is not None else "state"
     math = ("S_t = a_t ⊙ S_(t-1) + b_t   (elementwise" + (", complex" if cplx else "") + ")",
-            "o_t = S_t c_t" if query is not None else "o_t = S_t")
+            "o_t = S_t c_t" if query is not None else "o_t = S_t",
+            *((f"prev({t.state})_t = S_(t-1): the states shifted by one token, the initial state first",)
+              if prev else ()))
     return CoreCall(t.state, "scan", (("complex", cplx), ("readout", readout)),
                     (("a", t.decay.coef), ("b", t.offset), ("c", query)),
                     (dims[0],) if vector else cdims, transposed, vector, 1, read, math)
@@ -249,7 +266,7 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
     dims = t.linear.ty.dims
     read = Var(f"chunk_out_{t.state}", Kind.INPUT, Type(dims, t.linear.ty.complex))
     if t.coupled or t.kind is TransitionKind.DENSE:
-        raise NoChunkForm(f"`{t.state}` has a dense or coupled transition")
+        raise NoChunkForm(no_chunk_reason(t))
     if t.kind is TransitionKind.DPLR:
         if not DPLR_READY:
             raise NoChunkForm(f"`{t.state}` is diagonal plus rank-1: its generalised WY kernels are not generated yet")
@@ -270,10 +287,10 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
 
 def _typed_read(call: CoreCall, a: Analysis) -> Var:
     """The placeholder with the type of what the family returns for this state."""
-    query, _, _ = _readout_query(a, call.state)
     t = a.state(call.state).transition
     if call.family == "scan" and dict(call.flags)["readout"] == "state":
         return replace(call.read, ty=t.linear.ty)
+    query, _, _ = _readout_query(a, call.state)
     dims = [d for d in t.linear.ty.dims if query is None or d not in query.ty.dims]
     return replace(call.read, ty=Type(tuple(dims), t.linear.ty.complex))
 
@@ -287,15 +304,17 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
             for r in ro.reads:
                 call = next(c for c in calls if c.state == r.state)
                 q = None if call.family == "scan" and dict(call.flags)["readout"] == "state" else r.query
-                part = _replace_reads(r.expr, r.state, q, r.contraction, call.read)
+                read = prev_read(call) if r.prev and call.family == "scan" else call.read
+                part = _replace_reads(r.expr, r.state, q, r.contraction, read)
                 value = part if value is None else X.add(value, part)
             assert value is not None
         else:
             value = o.value
             for call in calls:
-                q, side, _ = _readout_query(a, call.state)
                 if call.family == "scan" and dict(call.flags)["readout"] == "state":
-                    q = None
+                    value = _replace_reads(value, call.state, None, None, call.read, prev_read(call))
+                    continue
+                q, side, _ = _readout_query(a, call.state)
                 value = _replace_reads(value, call.state, q, side, call.read)
         if _mentions_state(value, states):
             raise NoChunkForm(f"output `{o.name}` reads a state other than through its query")
@@ -339,6 +358,9 @@ def describe(plan: ChunkPlan) -> tuple[str, ...]:
         lines += [f"  {m}" for m in c.math]
         args = [f"{n} = {pretty(e, st)}" for n, e in c.args if e is not None]
         lines.append("  with " + ",  ".join(args))
+    prevs = {prev_read(c) for c in plan.calls}
     for name, e in plan.outputs:
-        lines.append(f"{name}_t = {pretty(e, st)}   (chunk_out_S: the kernels' o_t of state S)")
+        legend = "chunk_out_S: the kernels' o_t of state S" + \
+            ("; chunk_prev_S: its S_(t-1)" if any(n in prevs for n in ir.walk(e)) else "")
+        lines.append(f"{name}_t = {pretty(e, st)}   ({legend})")
     return tuple(lines)

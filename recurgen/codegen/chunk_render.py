@@ -16,7 +16,7 @@ from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Expr, Kind, Var
 from .chunk_core import render_core
-from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall
+from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, prev_read
 from .step import unroll
 from .torch_printer import TorchPrinter
 
@@ -57,6 +57,7 @@ class ChunkSection:
     chunk_size: int
     running: str  # `_chunk_running`: the running maxes' sequences ({} when the spec has none)
     has_running: bool = False  # emit the running-max helper
+    has_prev: bool = False  # emit `_chunk_prev`: a readout reads `prev(S)` of a scan-family state
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -90,7 +91,7 @@ def _used(bindings: list[str], body: list[str]) -> list[str]:
     out = []
     for line in bindings:
         name = line.split(" = ", 1)[0]
-        if not name.startswith(("x_", "p_", "opt_", "m_", "mp_")) or re.search(rf"\b{re.escape(name)}\b", text):
+        if not name.startswith(("x_", "p_", "opt_", "m_", "mp_", "rp_")) or re.search(rf"\b{re.escape(name)}\b", text):
             out.append(line)
         text += "\n" + line
     return out
@@ -210,15 +211,18 @@ def _readout(plan: ChunkPlan) -> str:
     spec = plan.spec
     pr, lines = _printer(spec)
     _bind_running(pr, lines, plan, output=True)
+    index = {st.name: i for i, st in enumerate(spec.states)}  # h0 holds every state, in the spec's order
     for call in plan.calls:
-        pr.leaves = {**pr.leaves, call.read: f"r_{call.state}"}
+        pr.leaves = {**pr.leaves, call.read: f"r_{call.state}", prev_read(call): f"rp_{call.state}"}
         lines.append(f"r_{call.state} = reads[{call.state!r}]")
+        lines.append(f"rp_{call.state} = _chunk_prev(r_{call.state}, None if h0 is None else "
+                     f"h0[{index[call.state]}], cu_seqlens)")
     outs = []
     for (_, e), o in zip(plan.outputs, spec.outputs, strict=True):
         outs.append(f"_chunk_full({pr.value(e)}, {_shape(o.ty.dims)}, torch.float32, _device)")
     tail = [*pr.lines, f"return [{', '.join(outs)}]"]
     body = [
-        "def _chunk_readout(values, opts, sz, B, T, H, reads, running):",
+        "def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):",
         '    """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""',
         *(f"    {ln}" for ln in _used(lines, tail) + tail),
     ]
@@ -233,5 +237,7 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
                            str(dict(c.flags).get("readout", "")), c.dims, c.flags) for c in plan.calls)
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
+    prevs = {prev_read(c) for c in plan.calls}
+    has_prev = any(n in prevs for _, e in plan.outputs for n in ir.walk(e))
     return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
-                        _running(plan), bool(plan.running))
+                        _running(plan), bool(plan.running), has_prev)

@@ -62,7 +62,8 @@ def _py_scalar(e: Expr) -> str:
     binary = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.POW: "**"}
     if e.op in binary:
         return f"({a[0]} {binary[e.op]} {a[1]})"
-    funcs = {Op.EXP: "math.exp", Op.LOG: "math.log", Op.SQRT: "math.sqrt", Op.ABS: "abs"}
+    funcs = {Op.EXP: "math.exp", Op.LOG: "math.log", Op.SQRT: "math.sqrt", Op.ABS: "abs", Op.SIN: "math.sin",
+             Op.COS: "math.cos"}
     if e.op is Op.NEG:
         return f"(-{a[0]})"
     if e.op in funcs:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 from . import autodiff
+from . import build as b
 from .simplify import simplify
 
 
@@ -89,6 +90,14 @@ def build_adjoint(step: Step) -> Adjoint:
         is_input = isinstance(leaf, Var) and leaf.kind is Kind.INPUT and not leaf.name.startswith("∂")
         if is_input or (isinstance(leaf, Apply) and leaf.op is Op.INDEX):
             inputs.append((leaf, g))
+    # an input read whole and sliced (`sum(k)` and `k[0]`) has one gradient: the slices' rows added in
+    whole = {leaf.name: g for leaf, g in inputs if isinstance(leaf, Var)}
+    for leaf, g in inputs:
+        if isinstance(leaf, Apply) and isinstance(leaf.args[0], Var) and leaf.args[0].name in whole:
+            base = leaf.args[0]
+            whole[base.name] = b.add(whole[base.name], b.embed(g, base.ty, int(leaf.attr)))
+    inputs = [(leaf, whole[leaf.name]) if isinstance(leaf, Var) else (leaf, g) for leaf, g in inputs
+              if isinstance(leaf, Var) or leaf.args[0].name not in whole]
     params = tuple((p.name, g) for p in spec.params
                    if (g := grads.get(Var(p.name, Kind.PARAM, p.ty))) is not None)
     options = tuple((o.name, g) for o in spec.options

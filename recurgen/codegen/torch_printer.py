@@ -14,7 +14,7 @@ from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 
 _MATH = {Op.NEG: "-{0}", Op.EXP: "math.exp({0})", Op.LOG: "math.log({0})", Op.SQRT: "math.sqrt({0})",
-         Op.ABS: "abs({0})"}
+         Op.ABS: "abs({0})", Op.SIN: "math.sin({0})", Op.COS: "math.cos({0})"}
 _ARITH = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.POW: "**"}
 
 
@@ -38,7 +38,8 @@ _UNARY: dict[Op, str] = {
     Op.NEG: "-{0}", Op.EXP: "torch.exp({0})", Op.LOG: "torch.log({0})", Op.SIGMOID: "torch.sigmoid({0})",
     Op.LOGSIGMOID: "torch.nn.functional.logsigmoid({0})", Op.SOFTPLUS: "torch.nn.functional.softplus({0})",
     Op.SILU: "torch.nn.functional.silu({0})",
-    Op.SQRT: "torch.sqrt({0})", Op.ABS: "torch.abs({0})", Op.TANH: "torch.tanh({0})", Op.RELU: "torch.relu({0})",
+    Op.SQRT: "torch.sqrt({0})", Op.ABS: "torch.abs({0})", Op.TANH: "torch.tanh({0})",
+    Op.SIN: "torch.sin({0})", Op.COS: "torch.cos({0})", Op.RELU: "torch.relu({0})",
     Op.RE: "torch.real({0})", Op.IM: "torch.imag({0})", Op.CONJ: "torch.conj({0})",
 }
 
@@ -111,6 +112,10 @@ class TorchPrinter:
         if op is Op.INDEX:
             base = self.value(args[0])
             return self._new(f"{base}.select({-len(args[0].ty.dims)}, {e.attr})")  # any leading dims
+        if op is Op.EMBED:  # the adjoint of INDEX: `g` in row `attr` of a new first dim, zeros elsewhere
+            g, n = self.value(args[0]), len(args[0].ty.dims)
+            return self._new(f"torch.stack([{g} if _i == {e.attr} else torch.zeros_like({g}) "
+                             f"for _i in range(sz[{dims[0]!r}])], dim={-1 - n})")
         vals = [self.value(a) for a in args]
         if op in _UNARY:
             return self._new(_UNARY[op].format(vals[0]))

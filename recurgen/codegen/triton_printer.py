@@ -22,7 +22,7 @@ _UNARY_REAL: dict[Op, str] = {
     Op.EXP: "tl.exp({0})", Op.LOG: "tl.log({0})", Op.SIGMOID: "tl.sigmoid({0})",
     Op.SQRT: "tl.sqrt({0})", Op.ABS: "tl.abs({0})", Op.RELU: "tl.maximum({0}, 0.0)",
     Op.SOFTPLUS: "_softplus({0})", Op.LOGSIGMOID: "-_softplus(-{0})", Op.SILU: "{0} * tl.sigmoid({0})",
-    Op.TANH: "2.0 * tl.sigmoid(2.0 * {0}) - 1.0", Op.NEG: "-{0}",
+    Op.TANH: "2.0 * tl.sigmoid(2.0 * {0}) - 1.0", Op.SIN: "tl.sin({0})", Op.COS: "tl.cos({0})", Op.NEG: "-{0}",
     Op.STEP: "tl.where({0} >= 0, 1.0, 0.0)", Op.SIGN: "tl.where({0} > 0, 1.0, tl.where({0} < 0, -1.0, 0.0))",
 }
 
@@ -108,6 +108,12 @@ class TritonPrinter:
             parts.append(f"m_{dims[i]}[{idx}]" if len(dims) > 1 else f"m_{dims[i]}")
         return " & ".join(parts) if parts else "True"
 
+    @staticmethod
+    def _row(dims: tuple[str, ...], pos: str) -> str:
+        """True on row `pos` of the first dim of a tile over `dims`."""
+        idx = ", ".join(":" if j == 0 else "None" for j in range(len(dims)))
+        return f"o_{dims[0]}[{idx}] == {pos}" if len(dims) > 1 else f"o_{dims[0]} == {pos}"
+
     def _masked_sum(self, code: str, dims: tuple[str, ...], axes: tuple[int, ...]) -> str:
         """Sum `code` (dims) over `axes`, with padding lanes of those axes zeroed first."""
         out = f"tl.where({self.mask(dims, axes)}, {code}, 0.0)"
@@ -158,8 +164,13 @@ class TritonPrinter:
             return self._masked_sum(x, src, axes) if src else x
         if op is Op.BROADCAST:
             return f"tl.zeros([{', '.join(f'B{d}' for d in dims)}], dtype=tl.float32) + {self.align(x, src, dims)}"
-        if op is Op.INDEX:
-            raise InternalError("codegen", "indexing is only supported on inputs (k[j])")
+        if op in (Op.INDEX, Op.EMBED) and x == "0.0":  # the imaginary part of a real value stays a literal
+            return x
+        if op is Op.INDEX:  # row `attr` of a computed tile (input slices `k[j]` are loaded as leaves instead)
+            return self._masked_sum(f"tl.where({self._row(src, e.attr)}, {x}, 0.0)", src, (0,))
+        if op is Op.EMBED:
+            body = self.align(x, src, dims) if src else x
+            return f"tl.where({self._row(dims, e.attr)}, {body}, 0.0)"
         if op is Op.NORM:
             return f"tl.sqrt({self._masked_sum(f'{x} * {x}', src, tuple(range(len(src))))})"
         if op is Op.NORMALIZE:
@@ -237,7 +248,7 @@ class TritonPrinter:
                 return self._matmul(x, y, da, db) if op is Op.MATMUL else f"{x}[:, None] * {y}[None, :]"
             return self._new_c(e, _combine(prod(ar, br), "-", prod(ai, bi)),
                                _combine(prod(ar, bi), "+", prod(ai, br)))
-        if op in (Op.TRANSPOSE, Op.SUM, Op.BROADCAST, Op.DIAG, Op.DIAGONAL):
+        if op in (Op.TRANSPOSE, Op.SUM, Op.BROADCAST, Op.DIAG, Op.DIAGONAL, Op.INDEX, Op.EMBED):
             r, i = self.cplx(args[0])
             return self._new_c(e, self._structural(e, r), self._structural(e, i))
         if op is Op.POW and isinstance(args[1], Const) and args[1].value == 2.0:

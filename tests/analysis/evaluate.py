@@ -21,7 +21,8 @@ Val = tuple[torch.Tensor, tuple[str, ...]]
 _UNARY = {
     Op.NEG: torch.neg, Op.EXP: torch.exp, Op.LOG: torch.log, Op.SIGMOID: torch.sigmoid,
     Op.LOGSIGMOID: F.logsigmoid, Op.SOFTPLUS: F.softplus, Op.SILU: F.silu, Op.SQRT: torch.sqrt,
-    Op.ABS: torch.abs, Op.TANH: torch.tanh, Op.RELU: torch.relu, Op.RE: torch.real, Op.IM: torch.imag,
+    Op.ABS: torch.abs, Op.TANH: torch.tanh, Op.SIN: torch.sin, Op.COS: torch.cos, Op.RELU: torch.relu,
+    Op.RE: torch.real, Op.IM: torch.imag,
     Op.CONJ: torch.conj,
 }
 _BINARY = {

@@ -228,7 +228,9 @@ output o: [V] = q @ S
     assert (s.kind, s.coupled, z.kind, z.coupled) == (K.DENSE, ("z",), K.SCALAR, ())
     assert "coupled" in s.evidence
     assert a.recurrent_only
-    assert a.state("S").chunk.lines == ("no chunk form (coupled states); recurrent mode only",)
+    assert a.state("S").chunk.lines == ("the update of `S` reads `z`, so they evolve jointly (coupled states): one "
+                                        "block transition over [S, z], e.g. a 2×2 rotation or a momentum, which no "
+                                        "chunk family has a form for; recurrent mode only",)
     # z's adjoint receives S's cotangent through S's update.
     assert "dS_t" in a.state("z").backward.recurrence
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recurgen import ir
-from recurgen.analysis import analyze
+from recurgen.analysis import ChunkMode, analyze
 from recurgen.analysis.pretty import OUTPUT, PLAIN, UPDATE, Style, pretty, shift
 from recurgen.analysis.report import dump, explain
+from recurgen.codegen.chunk_plan import plan_chunk
 from recurgen.explain import explain_report
 from recurgen.frontend import from_text, load_spec
 from recurgen.resources import bundled_spec_names
@@ -71,3 +74,23 @@ def test_pretty_outputs_and_styles() -> None:
 def test_shift() -> None:
     assert (shift("t", -1), shift("t-1", 1), shift("t-1", -1), shift("t", 2), shift(None, 1)) == \
         ("t-1", "t", "t-2", "t+2", None)
+
+
+PAPERS = sorted((Path(__file__).parents[1] / "papers").glob("*.rec"))
+_FAMILY = {ChunkMode.MATMUL: {"matmul"}, ChunkMode.WY: {"wy", "dplr"}, ChunkMode.SCAN: {"scan"}}
+
+
+@pytest.mark.parametrize("path", [*bundled_spec_names(), *PAPERS], ids=lambda p: getattr(p, "stem", p))
+def test_explained_chunk_form_is_the_one_that_runs(path: str | Path) -> None:
+    """The analysis' chunk form (explain's `chunk form`) names the kernel family chunk mode calls (GateLoop's
+    complex row-wise decay runs the scan family, and explain says scan), and a state without one says why."""
+    a = analyze(load_spec(path)[0])
+    plan = plan_chunk(a)
+    calls = {c.state: c.family for c in plan.calls}
+    for s in a.states:
+        mode = s.chunk.mode
+        if mode is ChunkMode.NONE:
+            assert not plan.chunkable
+            assert "recurrent mode only" in s.chunk.lines[0]
+        elif mode is not ChunkMode.PREFIX_MAX and plan.chunkable:
+            assert calls[s.state] in _FAMILY[mode], (s.state, mode, calls)

@@ -21,14 +21,17 @@ from recurgen.frontend import from_text
 from .evaluate import environment, evaluate, inner, sample
 
 HEADER = """recurrence fuzz
+dim E = 2
 input q: [K], k: [K] normalized, c: [K], x: [K], v: [V], w: [V], g: [K] logdecay, a: [] logdecay, beta: [] unit
+input p: [E, K], r: [K, E]
 param M: [K, K], N: [V, V]
 state S: [K, V]
 """
-SIZES = {"K": 3, "V": 2}
+SIZES = {"K": 3, "V": 2, "E": 2}
 
 scalars = st.sampled_from(["beta", "exp(a)", "0.5", "2", "(1 - beta)", "-beta"])
-vec_k = st.sampled_from(["k", "c", "x", "exp(g)", "k * c", "(1 - exp(g))", "beta * k"])
+vec_k = st.sampled_from(["k", "c", "x", "exp(g)", "k * c", "(1 - exp(g))", "beta * k", "p[0]", "(2 * p)[1]", "r.T[0]",
+                         "(exp(g) * r.T)[1]", "cos(x)", "sin(c)"])
 vec_v = st.sampled_from(["v", "w", "exp(-softplus(w))"])
 mat_k = st.recursive(
     st.one_of(st.just("I"), st.builds(lambda a, b: f"outer({a}, {b})", vec_k, vec_k),

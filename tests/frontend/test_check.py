@@ -455,3 +455,58 @@ def test_the_branch_not_taken_is_checked_too() -> None:
     """`recurgen check` reports an error in the variant the defaults do not select."""
     bad = SWITCHED.replace("(q @ S) / (q @ z)", "(q @ S) / (q @ zz)")
     assert any("unknown name `zz`" in m for m in errors_of(bad))
+
+
+LAG = "input k: [K], v: [V]\nstate S: [K, V], n: [K]\nupdate n = n + k\n"
+
+
+def test_reading_another_state_in_an_update_warns_with_a_caret() -> None:
+    from recurgen.frontend import Source, load_source
+
+    text = f"recurrence t\n{LAG}update S = S + outer(n, v) + outer(n, n) @ S\noutput o: [V] = n @ S\n"
+    _, warnings = load_source(Source(text, "lag.rec"))
+    assert len(warnings) == 1  # once per (updated state, other state), at its first read
+    assert warnings[0].render(text) == (
+        "lag.rec:5:22: warning: the update of `S` reads `n` before this token's update (n_(t-1)): updates are "
+        "simultaneous\n"
+        "  |\n"
+        "5 | update S = S + outer(n, v) + outer(n, n) @ S\n"
+        "  |                      ^\n"
+        "  = hint: write `new(n)` for its value after this token's update, or `prev(n)` to keep the previous "
+        "value and silence this warning")
+
+
+@pytest.mark.parametrize("read", ["prev(n)", "new(n)"])
+def test_prev_and_new_in_an_update_say_which_value_and_do_not_warn(read: str) -> None:
+    from recurgen.frontend import Source, load_source
+
+    text = f"recurrence t\n{LAG}update S = S + outer({read}, v)\noutput o: [V] = n @ S\n"
+    spec, warnings = load_source(Source(text, "w.rec"))
+    assert not warnings
+    s = spec.update_of("S").value
+    if read == "prev(n)":
+        assert s == spec_of(LAG + "update S = S + outer(n, v)\noutput o: [V] = n @ S\n").update_of("S").value
+    else:  # `new(n)` is n's update substituted: n + k, written with previous values
+        assert s == spec_of(LAG + "update S = S + outer(n + k, v)\noutput o: [V] = n @ S\n").update_of("S").value
+
+
+def test_new_of_a_looped_state_is_its_unrolled_value() -> None:
+    body = ("dim J = 2\ninput k: [J, K], v: [V], q: [K]\nstate S: [K, V], z: [K]\n"
+            "update z = 0.5 * z + k[j] for j in J\n{}output o: [V] = q @ S\n")
+    spec = spec_of(body.format("update S = S + outer(new(z), v)\n"))
+    want = spec_of(body.format("update S = S + outer(0.5 * (0.5 * z + k[0]) + k[1], v)\n"))
+    assert spec.update_of("S").value == want.update_of("S").value
+
+
+def test_new_in_an_output_is_the_bare_name() -> None:
+    a = spec_of(QKV + "update S = S + outer(k, v)\noutput o: [V] = q @ new(S)\n")
+    b = spec_of(QKV + "update S = S + outer(k, v)\n" + READ)
+    assert a.outputs == b.outputs
+
+
+def test_sin_and_cos_are_real_elementwise_functions() -> None:
+    spec = spec_of(QKV + "input th: [K]\nupdate S = cos(th) * S + outer(sin(k), v)\n" + READ)
+    ops = {n.op for n in ir.walk(spec.updates[0].value) if isinstance(n, ir.Apply)}
+    assert {ir.Op.SIN, ir.Op.COS} <= ops
+    assert "sin" in RESERVED
+    assert "new" in RESERVED

@@ -67,7 +67,8 @@ def front_end(text: str) -> ir.Spec | None:
 DIMS = ("K", "V", "N", "D")
 DOMAINS = ("", "logdecay", "unit", "positive", "negative", "nonnegative", "in (0, 1)", "in [-1, 2]",
            "in (-inf, 0]", "logdecay in (-5, 0]")
-UNARY = ("exp", "sigmoid", "tanh", "softplus", "silu", "relu", "abs", "logsigmoid")
+UNARY = ("exp", "sigmoid", "tanh", "softplus", "silu", "relu", "abs", "logsigmoid", "sin", "cos")
+FIXED = "E"  # a dim of fixed size 2 (`dim E = 2`): literal indices `x[0]` need one
 Shape = tuple[str, ...]
 
 
@@ -103,7 +104,9 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         return _expr(draw, s, env, dims, sub)
 
     if not shape:
-        form = draw(st.integers(0, 6))
+        form = draw(st.integers(0, 7))
+        if form == 7:  # indexing a computed vector
+            return f"{e((FIXED,))}[{draw(st.integers(0, 1))}]"
         if form == 0:
             return f"sum({e((draw(st.sampled_from(dims)),))})"
         if form == 1:
@@ -119,7 +122,10 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         return f"({e(())} {op} {e(())})"
     if len(shape) == 1:
         (d,) = shape
-        form = draw(st.integers(0, 6 if others else 4))
+        form = draw(st.integers(-1, 6 if others else 4))
+        if form == -1:  # a row or a column of a computed matrix (RoPE's `k.T[0]`)
+            i = draw(st.integers(0, 1))
+            return f"{e((FIXED, d))}[{i}]" if draw(st.booleans()) else f"{e((d, FIXED))}.T[{i}]"
         if form == 0:
             return f"{draw(st.sampled_from(UNARY))}({e(shape)})"
         if form == 1:
@@ -160,7 +166,7 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
 def typed_specs(draw: DrawFn) -> str:
     """A random spec that the checker must accept."""
     dims = tuple(draw(st.lists(st.sampled_from(DIMS), min_size=2, max_size=3, unique=True)))
-    lines = ['recurrence fuzz "a generated spec"']
+    lines = ['recurrence fuzz "a generated spec"', f"dim {FIXED} = 2"]
     env = _Env()
     looped = draw(st.booleans())
     if looped:
@@ -175,6 +181,7 @@ def typed_specs(draw: DrawFn) -> str:
 
     for i, d in enumerate(dims):  # a vector of every dim, so every shape can be built
         declare("input", f"x{i}", (d,))
+    declare("input", "xe", (FIXED,))
     for i in range(draw(st.integers(0, 3))):
         shape = draw(st.sampled_from([(), *((d,) for d in dims), (dims[0], dims[1])]))
         declare("input" if draw(st.booleans()) else "param", f"u{i}", shape)
@@ -200,9 +207,13 @@ def typed_specs(draw: DrawFn) -> str:
         states.append((f"S{i}", shape, draw(st.integers(0, 4)) == 0))
     for name, shape, cplx in states:
         lines.append(f"state {name}: [{', '.join(shape)}]" + (" complex" if cplx else ""))
-    update_env = _Env()
-    update_env.names = {**env.names, **{n: s for n, s, cplx in states if not cplx}}  # the grammar is real
+    real = {n: s for n, s, cplx in states if not cplx}  # the grammar is real
     for n, (name, shape, cplx) in enumerate(states):
+        update_env = _Env()
+        # another state: bare (its previous value, with a warning), `prev(...)`, or `new(...)` of an earlier one
+        # (never a later one: no cycles)
+        update_env.names = {**env.names, **real, **{f"prev({m})": s for m, s in real.items() if m != name},
+                            **{f"new({m})": s for m, s in real.items() if m < name}}
         source = _expr(draw, shape, env, dims, 2)  # inputs only
         if cplx:
             gate = f"exp(complex(-exp({_expr(draw, shape[:1], env, dims, 1)}), {_expr(draw, shape[:1], env, dims, 1)}))"
@@ -237,6 +248,7 @@ def _check_invariants(spec: ir.Spec, text: str) -> None:
     assert sorted(u.state for u in spec.updates) == sorted(states)
     for u in spec.updates:
         assert u.value.ty.dims == states[u.state].ty.dims
+        assert not ir.uses(u.value, {ir.Kind.NEW_STATE}), u  # `new(M)` is substituted by the checker
         assert not u.value.ty.complex or states[u.state].ty.complex
     for o in spec.outputs:
         assert not o.ty.complex
@@ -282,7 +294,8 @@ SNIPPETS = (
     "1e-999", "2j", "update", "output", "state", "input", "dim J = 0", "dim J = " + "9" * 30, "for j in J", "prev(",
     "prev(S)", "I", "I(", "head", "H", "scale", "lambda", "torch", "in (1, 0)", "in (-inf, inf)", "complex", "@",
     "**", "[", "]", ",", ":", "=", "==", "^", "$", ";", "{", "}", "<", "!", "\n" * 3, "recurrence", "api f(",
-    "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".",
+    "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".", "new(", "new(S)", "sin(", "cos(x)", ".T[1]",
+    "(2 * k)[0]",
 )
 
 

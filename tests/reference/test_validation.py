@@ -240,7 +240,7 @@ def test_every_elementwise_op_has_an_evaluator() -> None:
 
 
 def test_internal_autodiff_ops_evaluate() -> None:
-    """STEP, SIGN, DIAGONAL and BROADCAST never come from a spec, but derived IR uses them."""
+    """STEP, SIGN, DIAGONAL, BROADCAST and EMBED never come from a spec, but derived IR uses them."""
     spec = from_text('recurrence t "t"\ninput x: [K], y: [V]\nstate P: [K, K]\nupdate P = P + outer(x, x)\n'
                      "output o: [K] = P @ x\n")
     P = ir.Var("P", ir.Kind.STATE, ir.Type(("K", "K")))
@@ -251,6 +251,7 @@ def test_internal_autodiff_ops_evaluate() -> None:
         ir.Output("step", ir.Apply(ir.Op.STEP, (x,), x.ty)),
         ir.Output("sign", ir.Apply(ir.Op.SIGN, (x,), x.ty)),
         ir.Output("bcast", ir.Apply(ir.Op.BROADCAST, (y,), ir.Type(("K", "V")))),
+        ir.Output("embed", ir.Apply(ir.Op.EMBED, (y,), ir.Type(("K", "V")), "1")),
     )
     spec = dataclasses.replace(spec, outputs=outputs)
     args = random_inputs(spec, 1, 2, 2, {"K": 3, "V": 4}, torch.float64, seed=0)
@@ -262,3 +263,5 @@ def test_internal_autodiff_ops_evaluate() -> None:
     assert outs["step"][0, 0, 0, 0].item() == 1.0
     assert_close("sign", outs["sign"], torch.sign(xs), atol=0, rtol=0)
     assert_close("bcast", outs["bcast"], ys[..., None, :].expand(1, 2, 2, 3, 4), atol=0, rtol=0)
+    assert_close("embed row", outs["embed"][:, :, :, 1], ys, atol=0, rtol=0)
+    assert outs["embed"][:, :, :, [0, 2]].abs().max().item() == 0.0

@@ -151,7 +151,7 @@ output o: [V] = q @ S
 """)
     missing = verify.verify_mode(dense, "chunk")
     assert missing.status == "not generated"
-    assert "dense or coupled" in missing.note
+    assert "dense transition" in missing.note
 
 
 def test_time_budget_stops_new_examples(capsys: pytest.CaptureFixture[str]) -> None:

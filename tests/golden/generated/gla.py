@@ -1519,7 +1519,7 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
     }
 
 
-def _chunk_readout(values, opts, sz, B, T, H, reads, running):
+def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
     _device = values[INPUTS[0][0]].device
     opt_scale = opts['scale']
@@ -1693,7 +1693,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
             finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
-    outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()})
+    outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
