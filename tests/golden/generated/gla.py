@@ -267,6 +267,17 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# read once at import as well: torch.compile cannot trace triton's getenv, so a compiled call picks its backend
+# from this flag and the tensors' device (_default_backend)
+_INTERPRETING = _interpreting()
+
+
+def _default_backend(x):
+    """Triton on CUDA tensors or under the interpreter, else the pure-torch path (traceable)."""
+    interpreting = _INTERPRETING if torch.compiler.is_compiling() else _interpreting()
+    return "triton" if x.is_cuda or interpreting else "torch"
+
+
 def _launch(kernel, grid, warps, *args, **kwargs):
     if _interpreting():
         return kernel.fn[grid](*args, num_warps=warps, **kwargs)
@@ -1802,7 +1813,7 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
     opts = _options(given, sz, H)
     _check_switches(opts)
     if backend is None:
-        backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
+        backend = _default_backend(values[INPUTS[0][0]])
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
     if _chunk_mode(mode, T, backend):
@@ -1859,7 +1870,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
     opts = _options(given, sz, H)
     _check_switches(opts)
     if backend is None:
-        backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
+        backend = _default_backend(values[INPUTS[0][0]])
     with torch.no_grad():
         if backend == "torch":
             res = _torch_forward(values, opts, states, True)
