@@ -291,7 +291,7 @@ def test_torch_chunk_half_inputs(name: str) -> None:
 def test_torch_auto_mode_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     gla = recurgen.load("gla")
     used = _count_torch_chunks(gla, monkeypatch)
-    monkeypatch.setattr(gla.module, "CHUNK_AUTO_MIN_T", 20)
+    monkeypatch.setattr(gla.module, "TORCH_CHUNK_AUTO_MIN_T", 20)  # the torch backend's own crossover
     xs = random_inputs(gla.spec, 1, 20, 1, {"K": 4, "V": 4}, torch.float32, 0)
     gla(*xs.values(), mode="auto", backend="torch")
     assert used == ["S"]

@@ -13,12 +13,18 @@
 # walks time backwards from a stored state every CHECKPOINT_EVERY tokens (recomputing the rest).
 # Chunk mode (mode="chunk"): see the section `chunk mode` below for the derived chunk form and the
 # kernel families (templates/chunk/) it runs.
+#
+# Requires torch and triton (and numpy under TRITON_INTERPRET=1, Triton's CPU interpreter), not recurgen: chunk mode on
+# the torch backend uses recurgen.runtime.chunk_torch when it is installed, and `recurgen compile` writes a copy of it
+# into the module (_CHUNK_TORCH_SOURCE).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import math
 import os
+import types
 
 import torch
 import triton
@@ -270,6 +276,8 @@ def _interpreting() -> bool:
 # read once at import as well: torch.compile cannot trace triton's getenv, so a compiled call picks its backend
 # from this flag and the tensors' device (_default_backend)
 _INTERPRETING = _interpreting()
+if _INTERPRETING and importlib.util.find_spec("numpy") is None:  # triton's interpreter computes with numpy
+    raise ImportError(f"{SPEC_NAME}: Triton's CPU interpreter (TRITON_INTERPRET=1) needs numpy: pip install numpy")
 
 
 def _default_backend(x):
@@ -1709,6 +1717,39 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
 
+# The chunk families in plain torch (backend="torch"): recurgen.runtime.chunk_torch, or the copy of it that a module
+# written by `recurgen compile` carries here, so that it never walks tokens for want of recurgen.
+_CHUNK_TORCH_SOURCE = None
+
+
+def _load_chunk_torch():
+    if _CHUNK_TORCH_SOURCE is not None:
+        module = types.ModuleType(f"{__name__}._chunk_torch")
+        exec(compile(_CHUNK_TORCH_SOURCE, f"{__file__}:_CHUNK_TORCH_SOURCE", "exec"), module.__dict__)
+        return module
+    try:
+        from recurgen.runtime import chunk_torch
+    except ImportError:
+        return None
+    return chunk_torch
+
+
+_chunk_torch_module = _load_chunk_torch()
+if _chunk_torch_module is not None:
+    _chunk_torch_family = _chunk_torch_module.family
+
+
+def _torch_auto_min_t():
+    """The length from which "auto" chunks on the torch backend: measured per family (chunk_torch.AUTO_MIN_T)."""
+    families = [family for family, _ in globals().get("_CHUNK_TORCH", {}).values()]
+    if CHUNK_REASON is not None or _chunk_torch_module is None or not families:
+        return None
+    return max(_chunk_torch_module.AUTO_MIN_T[family] for family in families)
+
+
+TORCH_CHUNK_AUTO_MIN_T = _torch_auto_min_t()  # "auto" on the torch backend chunks from this length on (None: never)
+
+
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
@@ -1816,6 +1857,8 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
         backend = _default_backend(values[INPUTS[0][0]])
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
+    if mode == "auto" and backend == "torch":  # the crossover measured on CPU, not the GPU kernels' CHUNK_AUTO_MIN_T
+        mode = "chunk" if TORCH_CHUNK_AUTO_MIN_T is not None and T >= TORCH_CHUNK_AUTO_MIN_T else "recurrent"
     if _chunk_mode(mode, T, backend):
         res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size), backend)
     elif backend == "torch":
