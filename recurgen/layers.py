@@ -252,7 +252,8 @@ class RecurrentLayer(nn.Module):
             `expand * d_model / n_heads`; every other free dim defaults to `d_model / n_heads`.
         backend: passed to the recurrence ("triton", "torch", or None for its default).
         mode: passed to the recurrence: "auto" (default: chunks from the module's CHUNK_AUTO_MIN_T tokens
-            on), "recurrent", or "chunk" (the chunked-parallel form; on the torch backend the chunk families
+            on; on the torch backend from TORCH_CHUNK_AUTO_MIN_T, measured in docs/cpu.md), "recurrent", or
+            "chunk" (the chunked-parallel form; on the torch backend the chunk families
             in plain torch, much faster on CPU than walking tokens). A spec without a chunk form refuses
             "chunk".
         chunk_size: tokens per chunk in chunk mode (None: the module's CHUNK_SIZE).

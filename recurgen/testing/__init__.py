@@ -11,6 +11,10 @@
     def test_kernels(inputs):
         assert_matches_reference(rec, inputs)
 
+Any function with the spec's public call (a hand-written or third-party kernel) is checked the same way:
+`assert_matches_reference(my_gla, inputs, spec="gla")`, or `recurgen verify gla --against my_kernels:my_gla`
+(docs/testing.md).
+
 The same checks run as `recurgen verify my.rec` and as `pytest --recurgen-spec my.rec` (the pytest plugin).
 On a machine without a GPU, set TRITON_INTERPRET=1 before triton is imported (e.g. at the top of conftest.py).
 """

@@ -126,13 +126,14 @@ def test_cli_against_usage_errors() -> None:
 
 
 def test_fla_chunk_gla_matches_the_spec() -> None:
-    fla_gla = pytest.importorskip("fla.ops.gla", reason="flash-linear-attention is not installed")
-    inputs = strategies.Case(B=1, T=16, H=1, sizes={"K": 16, "V": 16}, seed=2).inputs(foreign.subject(
-        fla_gla.fused_recurrent_gla, "gla").spec)
-
-    def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
-        # fla names GLA's gate `g` too
-        return fla_gla.chunk_gla(q, k, v, g, scale=scale, initial_state=initial_state,
-                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens)
-
-    assert_matches_reference(chunk_gla, inputs, spec="gla")
+    if not torch.cuda.is_available():  # fla's chunk kernels do not run in Triton's interpreter (docs/testing.md)
+        pytest.skip("fla's chunk_gla needs a GPU")
+    try:
+        from fla.ops.gla import chunk_gla  # type: ignore[import-not-found]
+    except Exception as err:  # missing, or failing to import: nothing to check
+        pytest.skip(f"flash-linear-attention is not importable ({type(err).__name__})")
+    for seed, T in ((2, 16), (3, 77)):
+        inputs = strategies.Case(B=2, T=T, H=2, sizes={"K": 32, "V": 16}, seed=seed).inputs(
+            foreign.subject(chunk_gla, "gla").spec, device="cuda")
+        outcome = assert_matches_reference(chunk_gla, inputs, spec="gla")
+        assert not outcome.unchecked
