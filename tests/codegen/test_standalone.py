@@ -17,6 +17,7 @@ import recurgen
 from recurgen.cli import main
 from recurgen.runtime import chunk_torch
 from recurgen.runtime.standalone import standalone
+from tests.kernels.test_chunk_mode import DENSE
 
 # A finder in front of every other: `recurgen` (and anything under it) cannot be imported in the child.
 BLOCK = textwrap.dedent("""
@@ -114,11 +115,4 @@ def test_auto_on_the_torch_backend_chunks_from_the_measured_length(name: str, fa
 
 
 def test_a_spec_without_chunk_form_never_chunks() -> None:
-    dense = recurgen.compile("""recurrence dense_rnn_sa "no chunk form"
-input  k: [K], v: [V], q: [K]
-param  A: [K, K]
-state  S: [K, V]
-update S = A @ S + outer(k, v)
-output o: [V] = q @ S
-""")
-    assert dense.module.TORCH_CHUNK_AUTO_MIN_T is None
+    assert recurgen.compile(DENSE).module.TORCH_CHUNK_AUTO_MIN_T is None

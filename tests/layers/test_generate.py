@@ -4,27 +4,18 @@ spec of each transition class."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
+from recurgen.runtime.cache import import_file
 from tests.layers.test_decode import BY_CLASS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _example():  # examples/ is not a package: import the file
-    spec = importlib.util.spec_from_file_location("generate_example", ROOT / "examples" / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _example()
+generate = import_file("generate_example", ROOT / "examples" / "generate.py")  # examples/ is not a package
 TINY = ["--steps", "2", "--batch", "2", "--seq-len", "16", "--d-model", "8", "--heads", "2", "--layers", "2",
         "--sentences", "30", "--new-tokens", "6", "--backend", "torch", "--check"]
 

@@ -5,7 +5,6 @@ indexing slip."""
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import subprocess
 import sys
@@ -16,23 +15,13 @@ import torch
 from hypothesis import given, settings
 
 from recurgen import verify
+from recurgen.runtime.cache import import_file
 from recurgen.testing import assert_matches_reference, foreign, strategies
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_HAND = ROOT / "examples" / "gla_by_hand.py"
 GLA = ROOT / "specs" / "gla.rec"
-
-
-def _by_hand():  # examples/ is not a package: import the file
-    spec = importlib.util.spec_from_file_location("gla_by_hand", BY_HAND)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gla_by_hand = _by_hand()
+gla_by_hand = import_file("gla_by_hand_example", BY_HAND)  # examples/ is not a package
 
 
 @settings(max_examples=8, deadline=None)
