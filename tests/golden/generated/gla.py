@@ -20,11 +20,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.util
 import itertools
 import math
 import os
-import types
 
 import torch
 import triton
@@ -1722,10 +1722,18 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
 _CHUNK_TORCH_SOURCE = None
 
 
+class _CarriedSource(importlib.abc.InspectLoader):
+    """Imports the carried chunk_torch source as a private module (importlib's own loading, no file needed)."""
+
+    def get_source(self, fullname):
+        return _CHUNK_TORCH_SOURCE
+
+
 def _load_chunk_torch():
     if _CHUNK_TORCH_SOURCE is not None:
-        module = types.ModuleType(f"{__name__}._chunk_torch")
-        exec(compile(_CHUNK_TORCH_SOURCE, f"{__file__}:_CHUNK_TORCH_SOURCE", "exec"), module.__dict__)
+        loader = _CarriedSource()
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"{__name__}._chunk_torch", loader))
+        loader.exec_module(module)
         return module
     try:
         from recurgen.runtime import chunk_torch
@@ -1741,7 +1749,7 @@ if _chunk_torch_module is not None:
 
 def _torch_auto_min_t():
     """The length from which "auto" chunks on the torch backend: measured per family (chunk_torch.AUTO_MIN_T)."""
-    families = [family for family, _ in globals().get("_CHUNK_TORCH", {}).values()]
+    families = [family for _, family, _, _ in CHUNK_KERNELS]
     if CHUNK_REASON is not None or _chunk_torch_module is None or not families:
         return None
     return max(_chunk_torch_module.AUTO_MIN_T[family] for family in families)
