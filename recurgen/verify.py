@@ -16,6 +16,7 @@ and `step` (Triton decode applied token by token equals the forward).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shlex
@@ -175,8 +176,9 @@ def run_case(rec: Any, mode: str, case: Any, device: str) -> Any:
                 fn = getattr(rec.module, f"chunk_{rec.name}")
                 backend = "torch" if mode == "torch-chunk" else None
                 return check_forward_backward(rec, inputs, fn=fn, backend=backend, seed=case.seed)
-            if mode == "torch":
-                out = check_forward_backward(rec, inputs, backend="torch", seed=case.seed)
+            if mode == "torch":  # the token walk: "auto" would chunk from TORCH_CHUNK_AUTO_MIN_T (torch-chunk's job)
+                walk = functools.partial(rec, mode="recurrent")
+                out = check_forward_backward(rec, inputs, fn=walk, backend="torch", seed=case.seed)
                 out.comparisons += check_step(rec, inputs, backend="torch").comparisons
                 return out
             if mode == "step":
