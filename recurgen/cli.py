@@ -179,22 +179,25 @@ def _configure_compile(p: argparse.ArgumentParser) -> None:
 def _run_compile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .runtime.standalone import standalone
+
     specs = _Specs("compile")
     for src, spec, warnings, analysis in specs.each(args.specs):
         _print_diagnostics(warnings, src.text, sys.stderr)
         # the rest of the pipeline from the analysis `each` made (plan, render, tidy): nothing is analysed twice
         gen = _stage("render", src.path, lambda s=spec, x=src, a=analysis: pipeline.generate(x, s, a))
+        source = standalone(gen.source)  # carries what it needs (runtime/standalone.py)
         if args.output is None:
-            sys.stdout.write(gen.source)  # type: ignore[attr-defined]
+            sys.stdout.write(source)
             continue
         out = Path(args.output)
         try:
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{spec.name}.py"
-            path.write_text(gen.source, encoding="utf-8")  # type: ignore[attr-defined]
+            path.write_text(source, encoding="utf-8")
         except OSError as e:
             raise _Usage(f"cannot write to `{out}`: {e.strerror or e}") from e
-        lines = gen.source.count("\n")  # type: ignore[attr-defined]
+        lines = source.count("\n")
         print(f"wrote {path} ({lines} lines: fused recurrent forward, backward and step kernels for `{spec.name}`)")
     return specs.code
 

@@ -2,6 +2,8 @@
 
     layer = RecurrentLayer("gated_delta_rule", d_model=256, n_heads=4)
     y = layer(x)                                   # x, y: [B, T, d_model]
+    y, cache = layer(x, return_cache=True)         # prefill: also the states and the short-conv window
+    y_t, cache = layer.step(x_t, cache)            # decode one token, x_t: [B, d_model]
 
 The spec says everything the layer needs: which per-token inputs exist and their shapes (`[H, *dims]`
 per token), which value domain each input must lie in (so which activation maps a projection there),
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +32,7 @@ from torch import nn
 
 from . import api, ir
 from .api import Recurrence, load
+from .signature import by_public
 
 # fla's GLA divides logsigmoid of the gate logit by 16 (`gate_logit_normalizer`). logsigmoid(x) alone
 # gives a decay of exp(logsigmoid(0)) = 0.5 per token at initialisation, so the state forgets within
@@ -216,6 +220,25 @@ def _is_qkv_like(t: ir.Tensor) -> bool:
     return bool(t.ty.dims) and not d.logspace and not math.isfinite(d.lo) and not math.isfinite(d.hi)
 
 
+@dataclass
+class LayerCache:
+    """What a `RecurrentLayer` needs to go on decoding: the recurrence's states and the short-conv window.
+
+    `states`: one fp32 (complex64) tensor `[B, H, *dims]` per state of the spec, in declaration order.
+    `conv`: the last `conv_size - 1` projected (pre-convolution) values of the convolved inputs,
+    `[B, channels, conv_size - 1]`, oldest first; None when the layer has no convolution.
+    `step` updates both in place (decoding is inference: no autograd through the cache).
+    """
+
+    states: tuple[torch.Tensor, ...]
+    conv: torch.Tensor | None
+
+    def detach(self) -> LayerCache:
+        """A copy cut from the autograd graph (a prefill under grad feeds an in-place decode)."""
+        return LayerCache(tuple(s.detach().clone() for s in self.states),
+                          None if self.conv is None else self.conv.detach().clone())
+
+
 class RecurrentLayer(nn.Module):
     """A token-mixing layer `[B, T, d_model] -> [B, T, d_model]` around any recurrence spec.
 
@@ -229,7 +252,8 @@ class RecurrentLayer(nn.Module):
             `expand * d_model / n_heads`; every other free dim defaults to `d_model / n_heads`.
         backend: passed to the recurrence ("triton", "torch", or None for its default).
         mode: passed to the recurrence: "auto" (default: chunks from the module's CHUNK_AUTO_MIN_T tokens
-            on), "recurrent", or "chunk" (the chunked-parallel form; on the torch backend the chunk families
+            on; on the torch backend from TORCH_CHUNK_AUTO_MIN_T, measured in docs/cpu.md), "recurrent", or
+            "chunk" (the chunked-parallel form; on the torch backend the chunk families
             in plain torch, much faster on CPU than walking tokens). A spec without a chunk form refuses
             "chunk".
         chunk_size: tokens per chunk in chunk mode (None: the module's CHUNK_SIZE).
@@ -346,32 +370,96 @@ class RecurrentLayer(nn.Module):
         s = self.rec.spec
         return {p.name: constrain_param(self.params[p.name], p.domain) for p in s.params}
 
-    def spec_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The recurrence's per-token inputs `[B, T, H, *dims]` for hidden states `x: [B, T, d_model]`."""
+    def spec_inputs(self, x: torch.Tensor, window: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The recurrence's per-token inputs `[B, T, H, *dims]` for hidden states `x: [B, T, d_model]`.
+
+        `window`: the projections of the `conv_size - 1` tokens before `x` (a cache's `conv`); None: zeros.
+        """
+        return self._project(x, window)[0]
+
+    def _project(self, x: torch.Tensor, window: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], Opt]:
+        """The inputs, and the conv window after `x` (the last conv_size - 1 pre-conv projections)."""
         B, T, _ = x.shape
         z = self.in_proj(x)
+        after = None
         if self.conv is not None:
-            c = self.conv(z[..., : self._n_conv].transpose(1, 2))[..., :T]  # causal: drop the right padding
-            c = c.transpose(1, 2)
+            width = self.conv.kernel_size[0] - 1
+            raw = z[..., : self._n_conv].transpose(1, 2)  # [B, channels, T]
+            if window is None:
+                window = raw.new_zeros(B, self._n_conv, width)
+            full = torch.cat([window.to(raw.dtype), raw], dim=-1)  # the zeros are the conv's own left padding
+            after = full[..., full.shape[-1] - width:]
+            c = F.conv1d(full, self.conv.weight, groups=self._n_conv).transpose(1, 2)
             z = torch.cat([F.silu(c) if self.conv_activation else c, z[..., self._n_conv:]], dim=-1)
         inputs = {}
         for t, part in zip(self._inputs, z.split(self._widths, dim=-1), strict=True):
             part = part.reshape(B, T, self.n_heads, *(self.sizes[d] for d in t.ty.dims))
             inputs[t.name] = constrain_input(part, t.domain)
-        return inputs
+        return inputs, after
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`x: [B, T, d_model]` → `[B, T, d_model]`."""
-        B, T, _ = x.shape
-        values: Mapping[str, torch.Tensor] = {**self.spec_inputs(x), **self.spec_params()}
-        o, _ = self.rec(*(values[n] for n in self.rec.spec.arg_order), backend=self.backend, mode=self.mode,
-                        chunk_size=self.chunk_size)
+    def _readout(self, o: torch.Tensor | tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+        """The recurrence's output `[B, T, H, *dims]` → the layer's `[B, T, d_model]` (norm, gate, projection)."""
         if isinstance(o, tuple):
             o = o[0]  # several outputs: the first is the layer's (documented above)
+        B, T = x.shape[:2]
         o = o.reshape(B, T, self.n_heads, self.out_dim)
         o = F.rms_norm(o, (self.out_dim,), self.norm_weight, self.norm_eps)
         o = o.reshape(B, T, -1) * F.silu(self.gate_proj(x))
         return self.o_proj(o)
 
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, return_cache: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, LayerCache]:
+        """`x: [B, T, d_model]` → `[B, T, d_model]`; with `return_cache`, also the `LayerCache` after `x`.
 
-__all__ = ["GATE_LOGIT_NORMALIZER", "RecurrentLayer", "constrain_input", "constrain_param", "init_param"]
+        `cache` continues from an earlier prefill or decode (its states and conv window; not modified). With
+        `return_cache` and mode "auto", a spec with a chunk form prefills in chunk mode.
+        """
+        inputs, window = self._project(x, None if cache is None else cache.conv)
+        values: Mapping[str, torch.Tensor] = {**inputs, **self.spec_params()}
+        mode = self.mode
+        if return_cache and mode == "auto" and self.rec.chunk_reason is None:
+            mode = "chunk"
+        want_state = return_cache or cache is not None
+        o, final = self.rec(*(values[n] for n in self.rec.spec.arg_order), backend=self.backend, mode=mode,
+                            chunk_size=self.chunk_size, initial_state=None if cache is None else cache.states,
+                            output_final_state=want_state)
+        y = self._readout(o, x)
+        if not return_cache:
+            return y
+        states = (final,) if isinstance(final, torch.Tensor) else tuple(final)
+        return y, LayerCache(states, window)
+
+    def empty_cache(self, batch_size: int, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> LayerCache:
+        """The cache before the first token: zero states, a zero conv window (the conv's own left padding)."""
+        device = device if device is not None else self.in_proj.weight.device
+        dtype = dtype if dtype is not None else self.in_proj.weight.dtype
+        states = tuple(torch.zeros(batch_size, self.n_heads, *(self.sizes[d] for d in s.ty.dims), device=device,
+                                   dtype=torch.complex64 if s.ty.complex else torch.float32)
+                       for s in self.rec.spec.states)
+        conv = None
+        if self.conv is not None:
+            conv = torch.zeros(batch_size, self._n_conv, self.conv.kernel_size[0] - 1, device=device, dtype=dtype)
+        return LayerCache(states, conv)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, cache: LayerCache) -> tuple[torch.Tensor, LayerCache]:
+        """Decode one token: `x: [B, d_model]` → `([B, d_model], cache)`; the cache is updated in place.
+
+        Equal to `forward` on the whole sequence at this position (tests/layers/test_decode.py).
+        """
+        spec = self.rec.spec
+        inputs, window = self._project(x.unsqueeze(1), cache.conv)
+        if cache.conv is not None and window is not None:
+            cache.conv.copy_(window)
+        values = {n: v[:, 0] for n, v in inputs.items()} | self.spec_params()
+        o = self.rec.step(**by_public(spec, {n: values[n] for n in spec.arg_order}), state=list(cache.states),
+                          backend=self.backend)
+        if isinstance(o, tuple):
+            o = o[0]
+        return self._readout(o.unsqueeze(1), x.unsqueeze(1))[:, 0], cache
+
+
+Opt = torch.Tensor | None
+
+__all__ = ["GATE_LOGIT_NORMALIZER", "LayerCache", "RecurrentLayer", "constrain_input", "constrain_param", "init_param"]

@@ -16,6 +16,7 @@ and `step` (Triton decode applied token by token equals the forward).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shlex
@@ -100,8 +101,10 @@ class ModeResult:
     checks: dict[str, CheckResult] = field(default_factory=dict)
     counterexample: Any = None  # the shrunk Case
     messages: list[str] = field(default_factory=list)
+    unchecked: set[str] = field(default_factory=set)  # what a function given with --against could not be checked for
 
     def record(self, outcome: Any) -> None:
+        self.unchecked.update(outcome.unchecked)
         for c in outcome.comparisons:
             check = _check_of(c.label)
             row = self.checks.setdefault(check, CheckResult(check))
@@ -122,7 +125,7 @@ def _check_of(label: str) -> str:
 
 
 KERNEL_LABELS = {"recurrent": "recurrent [triton]", "chunk": "chunk [triton]", "torch": "torch path",
-                 "torch-chunk": "chunk [torch]", "step": "step [triton]"}
+                 "torch-chunk": "chunk [torch]", "step": "step [triton]", "function": "--against function"}
 
 
 # --- running one case ----------------------------------------------------------------------------------------
@@ -135,6 +138,8 @@ def _device() -> str:
 
 def has_mode(rec: Any, mode: str) -> bool:
     """Whether the module generated this kernel family (chunk: only for specs with a chunk form)."""
+    if mode == "function":
+        return True
     if mode in ("chunk", "torch-chunk"):
         return callable(getattr(rec.module, f"chunk_{rec.name}", None)) and \
             getattr(rec.module, "CHUNK_REASON", None) is None
@@ -145,6 +150,8 @@ def has_varlen(rec: Any, mode: str) -> bool:
     """Whether this family's entry point takes `cu_seqlens` (variable-length batches)."""
     import inspect
 
+    if mode == "function":
+        return rec.accepts.cu_seqlens
     name = f"chunk_{rec.name}" if mode in ("chunk", "torch-chunk") else f"fused_recurrent_{rec.name}"
     fn = getattr(rec.module, name, None)
     try:
@@ -160,6 +167,8 @@ def run_case(rec: Any, mode: str, case: Any, device: str) -> Any:
     try:
         inputs = case.inputs(rec.spec, device=device)
         with tile_budget(rec.module, case.tile_budget):
+            if mode == "function":  # a function given with --against (recurgen.testing.foreign)
+                return check_forward_backward(rec, inputs, seed=case.seed)
             if mode == "recurrent":
                 return check_forward_backward(rec, inputs, backend="triton", checkpoint_every=case.checkpoint_every,
                                               seed=case.seed)
@@ -167,8 +176,9 @@ def run_case(rec: Any, mode: str, case: Any, device: str) -> Any:
                 fn = getattr(rec.module, f"chunk_{rec.name}")
                 backend = "torch" if mode == "torch-chunk" else None
                 return check_forward_backward(rec, inputs, fn=fn, backend=backend, seed=case.seed)
-            if mode == "torch":
-                out = check_forward_backward(rec, inputs, backend="torch", seed=case.seed)
+            if mode == "torch":  # the token walk: "auto" would chunk from TORCH_CHUNK_AUTO_MIN_T (torch-chunk's job)
+                walk = functools.partial(rec, mode="recurrent")
+                out = check_forward_backward(rec, inputs, fn=walk, backend="torch", seed=case.seed)
                 out.comparisons += check_step(rec, inputs, backend="torch").comparisons
                 return out
             if mode == "step":
@@ -257,7 +267,9 @@ def verify_mode(rec: Any, mode: str, *, examples: int = 10, dtypes: Sequence[str
         return ModeResult(mode, status="not generated",
                           note=f"not generated: {reason}" if reason else
                           f"not generated: the module has no `{mode}_{rec.name}` kernels yet")
-    strategy = strategies.cases(rec.spec, dtypes=dtypes, lengths=lengths, varlen=has_varlen(rec, mode))
+    # a function has no checkpoints or state tiles of ours to vary: draw only what it sees
+    fixed = {"checkpoints": (16,), "tile_budgets": (None,)} if mode == "function" else {}
+    strategy = strategies.cases(rec.spec, dtypes=dtypes, lengths=lengths, varlen=has_varlen(rec, mode), **fixed)
     return search(rec, mode, strategy, examples=examples, deadline=time.monotonic() + time_budget, seed=seed,
                   progress=progress or Progress(examples, enabled=False), device=device or _device())
 
@@ -268,6 +280,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="a .rec file or the name of a bundled spec")
     p.add_argument("--module", metavar="PATH", default=None,
                    help="check this generated module file (e.g. from `recurgen compile`) instead of compiling SPEC")
+    p.add_argument("--against", metavar="MODULE:FUNCTION", default=None,
+                   help="check this function instead of recurgen's kernels: a function with the spec's public call "
+                        "returning (outputs, final_state), from an importable module (`pkg.mod:fn`) or a .py file "
+                        "(`path/to/file.py:fn`); --modes does not apply")
     p.add_argument("--examples", type=int, default=10, metavar="N", help="examples per kernel family (default 10)")
     p.add_argument("--time-budget", type=float, default=600.0, metavar="SECONDS",
                    help="stop drawing new examples after this long, shared across the families; each family "
@@ -299,6 +315,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
             f"--modes={args.modes}", f"--seed={args.seed}", f"--max-length={args.max_length}"]
     if args.module:
         argv.append(f"--module={args.module}")
+    if args.against:
+        argv.append(f"--against={args.against}")
     if args.replay:
         argv.append(f"--replay={args.replay}")
     if args.no_progress:
@@ -311,6 +329,9 @@ def replay_command(args: argparse.Namespace, mode: str, case: Any) -> str:
     words = ["recurgen", "verify", args.spec]
     if args.module:
         words += ["--module", args.module]
+    if getattr(args, "against", None):
+        words += ["--against", args.against, "--replay", case.to_arg()]
+        return shlex.join(words)
     words += ["--modes", mode, "--replay", case.to_arg()]
     return shlex.join(words)
 
@@ -344,6 +365,8 @@ def report(name: str, results: Sequence[ModeResult], args: argparse.Namespace, o
             extra.append(f"{r.out_of_time} example(s) not run: time budget")
         if r.overflow:
             extra.append(f"{r.overflow} example(s) proved nothing: the exact result overflows the dtype")
+        if r.unchecked:
+            extra.append("not checked: " + "; ".join(sorted(r.unchecked)))
         if extra:
             print(f"{KERNEL_LABELS.get(r.mode, r.mode)}: {'; '.join(extra)}", file=out)
     for r in results:
@@ -353,8 +376,9 @@ def report(name: str, results: Sequence[ModeResult], args: argparse.Namespace, o
         print(f"\nFAIL {name} {KERNEL_LABELS.get(r.mode, r.mode)}: minimal counterexample", file=out)
         dims = " ".join(f"{k}={v}" for k, v in sorted(case.sizes.items()))
         print(f"  shapes: B={case.B} T={case.T} H={case.H}" + (f" {dims}" if dims else ""), file=out)
-        print(f"  dtype: {case.dtype}, initial state: {'yes' if case.initial_state else 'no'}, "
-              f"checkpoint every {case.checkpoint_every}, tile budget {case.tile_budget or 'default'}, "
+        ours = "" if r.mode == "function" else \
+            f"checkpoint every {case.checkpoint_every}, tile budget {case.tile_budget or 'default'}, "
+        print(f"  dtype: {case.dtype}, initial state: {'yes' if case.initial_state else 'no'}, {ours}"
               f"seed {case.seed}", file=out)
         for msg in r.messages:
             print("  - " + msg.replace("\n", "\n    "), file=out)
@@ -420,6 +444,8 @@ def run(args: argparse.Namespace) -> int:
     _check_spec(args.spec)  # usage errors and spec diagnostics before anything heavy is imported
     if args.module and not os.path.isfile(args.module):
         raise UsageError(f"no such module file: `{args.module}`")
+    if args.module and args.against:
+        raise UsageError("--module and --against both name what to check: give one")
     import torch
 
     if not config.interpreting() and not torch.cuda.is_available():
@@ -430,7 +456,15 @@ def run(args: argparse.Namespace) -> int:
     speed_up()  # bit-identical, several times faster on scans (no-op on a GPU)
     from recurgen.testing.checks import load_module_file
 
-    if args.module:
+    if args.against:
+        from recurgen.testing import foreign
+
+        try:
+            rec = foreign.subject(foreign.load_function(args.against), args.spec, label=args.against)
+        except ValueError as e:
+            raise UsageError(f"--against: {e}") from e
+        modes = ["function"]
+    elif args.module:
         try:
             rec = load_module_file(args.spec, args.module)
         except (ImportError, SyntaxError, ValueError) as e:
@@ -471,6 +505,8 @@ def run(args: argparse.Namespace) -> int:
     head = f"recurgen verify {rec.name}"
     if args.module:
         head += f" (module {args.module})"
+    if args.against:
+        head += f" (function {args.against})"
     what = f"replaying {replay.to_arg()}" if replay else f"{args.examples} example(s) per kernel family"
     print(f"{head}: {what}, dtypes {','.join(dtypes)}, seed {args.seed}, "
           f"{'interpreter' if config.interpreting() else device}, {time.monotonic() - start:.1f}s")

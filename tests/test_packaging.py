@@ -87,3 +87,37 @@ def test_wheel_installs_and_finds_its_resources(wheel: Path, tmp_path: Path) -> 
     assert sorted(got["specs"]) == sorted(p.stem for p in (ROOT / "specs").glob("*.rec"))
     assert got["grammar"] > 0
     assert {p.name for p in (ROOT / "templates").glob("*.jinja")} <= set(got["templates"])
+
+
+# --- the editable install: a folder named `recurgen` in the working directory must not shadow it ---------------
+
+def test_editable_install_is_not_shadowed_by_a_recurgen_folder(tmp_path: Path) -> None:
+    """Running from the clone's parent (`./recurgen` is the clone, no __init__.py) used to import an empty
+    namespace package (`module 'recurgen' has no attribute 'load'`): the build backend puts the editable finder
+    first (build_backend/recurgen_build.py)."""
+    src = tmp_path / "recurgen"  # the clone, named as a user's clone is, and the cwd's shadowing folder below
+    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    dist = tmp_path / "dist"
+    build = (f"import sys; sys.path.insert(0, 'build_backend'); import recurgen_build; "
+             f"print(recurgen_build.build_editable({str(dist)!r}))")
+    proc = subprocess.run([sys.executable, "-c", build], cwd=src, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    site_dir = tmp_path / "site"
+    zipfile.ZipFile(dist / proc.stdout.strip().splitlines()[-1]).extractall(site_dir)
+    script = (
+        "import site, sys, json\n"
+        # the editable install under test, as site-packages would run it, then this environment's packages
+        # (torch, ...) without running their .pth files (whose editable recurgen is this test's own tree)
+        f"site.addsitedir({str(site_dir)!r})\n"
+        f"sys.path += {[p for p in sys.path if p.endswith('site-packages')]!r}\n"
+        "import recurgen\n"
+        "print(json.dumps({'file': recurgen.__file__, 'load': hasattr(recurgen, 'load')}))\n"
+    )
+    # -S: no site-packages of its own, so only the finders added above exist; cwd holds the folder `recurgen`
+    proc = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["file"] is not None, "imported the folder in the working directory as a namespace package"
+    assert Path(got["file"]).resolve() == (src / "recurgen" / "__init__.py").resolve()
+    assert got["load"]

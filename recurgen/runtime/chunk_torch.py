@@ -382,6 +382,11 @@ def scan_fwd(a: Tensor, b: Tensor, c: Opt, h0: Opt, cu_seqlens: Opt, output_fina
 # ---------------------------------------------------------------------------------------------------------------
 # a family by name, with its flags bound
 # ---------------------------------------------------------------------------------------------------------------
+# From this many tokens on, a training step (forward + backward) in chunk mode is faster than walking the tokens on
+# CPU; "auto" on the torch backend uses the largest over a spec's families. Measured with examples/cpu_crossover.py
+# (docs/cpu.md): chunk mode wins from 8-16 tokens for matmul, wy and scan, from 64-128 for dplr.
+AUTO_MIN_T = {"matmul": 16, "wy": 16, "scan": 16, "dplr": 64}
+
 _FWD = {"matmul": matmul_fwd, "wy": wy_fwd, "dplr": dplr_fwd, "scan": scan_fwd}
 _FLAGS = {"matmul": {"decay", "prev"}, "wy": {"gate"}, "dplr": set(), "scan": {"complex", "readout"}}
 
@@ -395,4 +400,4 @@ def family(name: str, **flags: object) -> Callable[..., tuple[Tensor, Opt]]:
     return functools.partial(_FWD[name], **flags)
 
 
-__all__ = ["FAMILIES", "dplr_fwd", "family", "matmul_fwd", "scan_fwd", "wy_fwd"]
+__all__ = ["AUTO_MIN_T", "FAMILIES", "dplr_fwd", "family", "matmul_fwd", "scan_fwd", "wy_fwd"]

@@ -164,6 +164,7 @@ class Outcome:
 
     comparisons: list[Comparison] = dataclasses.field(default_factory=list)
     skipped: str = ""  # why the case says nothing (e.g. the oracle overflows the dtype)
+    unchecked: list[str] = dataclasses.field(default_factory=list)  # what a foreign function could not be checked for
 
     @property
     def passed(self) -> bool:
@@ -264,6 +265,15 @@ def check_forward_backward(rec: Any, inputs: Mapping[str, Any], *, fn: Any = Non
     tol = _tol(dtype, rtol)
     state_tol = _tol(torch.float32, rtol) if dtype == torch.float32 else tol
     call = fn if fn is not None else rec
+    outcome = Outcome()
+    accepts = getattr(rec, "accepts", None)  # a foreign function (foreign.Subject): check what it has
+    if accepts is not None and not accepts.cu_seqlens and inputs.get("cu_seqlens") is not None:
+        outcome.skipped = "the function takes no `cu_seqlens`: packed sequences not checked"
+        outcome.unchecked.append("variable-length batches (no `cu_seqlens` parameter)")
+        return outcome
+    if accepts is not None and not accepts.initial_state and h0:
+        h0 = ()
+        outcome.unchecked.append("initial state (no `initial_state` parameter: run from zero states)")
     kx = {n: x.detach().clone().requires_grad_(grads) for n, x in xs.items()}
     kh = [h.detach().clone().requires_grad_(grads) for h in h0]
     kwargs: dict[str, Any] = {"initial_state": kh or None, "output_final_state": True}
@@ -282,14 +292,18 @@ def check_forward_backward(rec: Any, inputs: Mapping[str, Any], *, fn: Any = Non
 
     rout, rfin = reference(spec, **by_public(spec, rx), initial_state=rh or None, output_final_state=True, **varlen)
     outs, routs, fins, rfins = _tuple(out), _tuple(rout), _tuple(fin), _tuple(rfin)
-    outcome = Outcome()
+    if accepts is not None and fin is None and spec.states:
+        fins = rfins = ()
+        why = "no `output_final_state` parameter" if not accepts.output_final_state else "it returned None"
+        outcome.unchecked.append(f"final state ({why})")
     if _overflows([*routs], dtype) or _overflows([*rfins], torch.float32):
         outcome.skipped = f"the exact result overflows {dtype}"
         return outcome
-    for what, got, want in (("outputs", outs, spec.outputs), ("final states", fins, spec.states)):
+    for what, got, want in (("outputs", outs, spec.outputs), ("final states", fins, spec.states[: len(rfins)])):
         if len(got) != len(want):
             outcome.comparisons.append(Comparison(what, math.inf, False,
-                                                  f"{what}: the module returned {len(got)} tensor(s), the spec "
+                                                  f"{what}: {getattr(rec, 'label', 'the module')} returned "
+                                                  f"{len(got)} tensor(s), the spec "
                                                   f"declares {len(want)} ({', '.join(t.name for t in want)})"))
     if not outcome.passed:
         return outcome
@@ -299,9 +313,12 @@ def check_forward_backward(rec: Any, inputs: Mapping[str, Any], *, fn: Any = Non
                                                   f"output {meta.name}: dtype {o.dtype}, expected {dtype}"))
             continue
         compare(outcome, f"output {meta.name}", o, ro, tol)
-    for f, rf, meta in zip(fins, rfins, spec.states, strict=True):
+    for f, rf, meta in zip(fins, rfins, spec.states[: len(rfins)], strict=True):
         compare(outcome, f"final state {meta.name}", f, rf, state_tol)
     if not grads:
+        return outcome
+    if accepts is not None and not any(x.requires_grad for x in (*outs, *fins)):
+        outcome.unchecked.append("backward (the outputs do not require grad)")
         return outcome
     gen = torch.Generator().manual_seed(seed)
     cots = [torch.randn(ro.shape, generator=gen, dtype=ro.dtype) for ro in routs]

@@ -13,9 +13,15 @@
 # walks time backwards from a stored state every CHECKPOINT_EVERY tokens (recomputing the rest).
 # Chunk mode (mode="chunk"): see the section `chunk mode` below for the derived chunk form and the
 # kernel families (templates/chunk/) it runs.
+#
+# Requires torch and triton (and numpy under TRITON_INTERPRET=1, Triton's CPU interpreter), not recurgen: chunk mode on
+# the torch backend uses recurgen.runtime.chunk_torch when it is installed, and `recurgen compile` writes a copy of it
+# into the module (_CHUNK_TORCH_SOURCE).
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
+import importlib.util
 import itertools
 import math
 import os
@@ -265,6 +271,19 @@ def _interpreting() -> bool:
     if knobs is not None:
         return bool(knobs.runtime.interpret)
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# read once at import as well: torch.compile cannot trace triton's getenv, so a compiled call picks its backend
+# from this flag and the tensors' device (_default_backend)
+_INTERPRETING = _interpreting()
+if _INTERPRETING and importlib.util.find_spec("numpy") is None:  # triton's interpreter computes with numpy
+    raise ImportError(f"{SPEC_NAME}: Triton's CPU interpreter (TRITON_INTERPRET=1) needs numpy: pip install numpy")
+
+
+def _default_backend(x):
+    """Triton on CUDA tensors or under the interpreter, else the pure-torch path (traceable)."""
+    interpreting = _INTERPRETING if torch.compiler.is_compiling() else _interpreting()
+    return "triton" if x.is_cuda or interpreting else "torch"
 
 
 def _launch(kernel, grid, warps, *args, **kwargs):
@@ -1698,6 +1717,47 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
 
+# The chunk families in plain torch (backend="torch"): recurgen.runtime.chunk_torch, or the copy of it that a module
+# written by `recurgen compile` carries here, so that it never walks tokens for want of recurgen.
+_CHUNK_TORCH_SOURCE = None
+
+
+class _CarriedSource(importlib.abc.InspectLoader):
+    """Imports the carried chunk_torch source as a private module (importlib's own loading, no file needed)."""
+
+    def get_source(self, fullname):
+        return _CHUNK_TORCH_SOURCE
+
+
+def _load_chunk_torch():
+    if _CHUNK_TORCH_SOURCE is not None:
+        loader = _CarriedSource()
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"{__name__}._chunk_torch", loader))
+        loader.exec_module(module)
+        return module
+    try:
+        from recurgen.runtime import chunk_torch
+    except ImportError:
+        return None
+    return chunk_torch
+
+
+_chunk_torch_module = _load_chunk_torch()
+if _chunk_torch_module is not None:
+    _chunk_torch_family = _chunk_torch_module.family
+
+
+def _torch_auto_min_t():
+    """The length from which "auto" chunks on the torch backend: measured per family (chunk_torch.AUTO_MIN_T)."""
+    families = [family for _, family, _, _ in CHUNK_KERNELS]
+    if CHUNK_REASON is not None or _chunk_torch_module is None or not families:
+        return None
+    return max(_chunk_torch_module.AUTO_MIN_T[family] for family in families)
+
+
+TORCH_CHUNK_AUTO_MIN_T = _torch_auto_min_t()  # "auto" on the torch backend chunks from this length on (None: never)
+
+
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
@@ -1802,9 +1862,11 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
     opts = _options(given, sz, H)
     _check_switches(opts)
     if backend is None:
-        backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
+        backend = _default_backend(values[INPUTS[0][0]])
     if backend not in ("triton", "torch"):
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
+    if mode == "auto" and backend == "torch":  # the crossover measured on CPU, not the GPU kernels' CHUNK_AUTO_MIN_T
+        mode = "chunk" if TORCH_CHUNK_AUTO_MIN_T is not None and T >= TORCH_CHUNK_AUTO_MIN_T else "recurrent"
     if _chunk_mode(mode, T, backend):
         res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size), backend)
     elif backend == "torch":
@@ -1859,7 +1921,7 @@ def step(q, k, v, g, state, scale=None, backend=None):
     opts = _options(given, sz, H)
     _check_switches(opts)
     if backend is None:
-        backend = "triton" if values[INPUTS[0][0]].is_cuda or _interpreting() else "torch"
+        backend = _default_backend(values[INPUTS[0][0]])
     with torch.no_grad():
         if backend == "torch":
             res = _torch_forward(values, opts, states, True)
