@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Expr, Kind, Var
-from .chunk_core import render_core
+from .chunk_core import render_common, render_core
 from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall
 from .step import unroll
 from .torch_printer import TorchPrinter
@@ -120,7 +120,7 @@ def _targets(call: CoreCall, t_dims: tuple[str, ...]) -> dict[str, tuple[tuple[s
     value = call.dims[-1] if not call.vector else None
     out = {"q": ((key,), (key,)), "k": ((key,), (key,)), "u": ((key,), (key,)), "w": ((key,), (key,)),
            "v": (((value,), (value,)) if value else ((), ())), "beta": ((), ())}
-    out["g"] = ((), ()) if dict(call.flags).get("decay", dict(call.flags).get("gate")) == "scalar" else ((key,), (key,))
+    out["g"] = ((), ()) if dict(call.flags).get("decay") == "scalar" else ((key,), (key,))
     return out
 
 
@@ -225,12 +225,29 @@ def _readout(plan: ChunkPlan) -> str:
     return "\n".join(body)
 
 
+def core_prefix(plan: ChunkPlan, call: CoreCall) -> str:
+    """Kernel and launcher names of one call: the spec and the family (`chunk_gla_matmul` ->
+    `_chunk_gla_matmul_h_kernel`), so a profiler trace says what ran. Calls of one family with the same flags
+    share one core (mLSTM's C and n); the state's name only tells apart two flavours of one family."""
+    same = [c for c in plan.calls if c.family == call.family]
+    if all(c.flags == call.flags for c in same):
+        return f"chunk_{plan.spec.name}_{call.family}"
+    return f"chunk_{plan.spec.name}_{call.family}_" + next(c.state for c in same if c.flags == call.flags)
+
+
 def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...]) -> ChunkSection:
     if not plan.chunkable:
         return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE, "")
-    cores = tuple(render_core(c.family, c.prefix, **dict(c.flags)).strip("\n") for c in plan.calls)
-    calls = tuple(CallView(c.state, c.family, c.prefix, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
-                           str(dict(c.flags).get("readout", "")), c.dims, c.flags) for c in plan.calls)
+    prefixes = [core_prefix(plan, c) for c in plan.calls]
+    first: dict[str, CoreCall] = {}  # one core per prefix
+    for p, c in zip(prefixes, plan.calls, strict=True):
+        first.setdefault(p, c)
+    common = render_common({c.family for c in plan.calls}).strip("\n")
+    cores = (*((common,) if common else ()),
+             *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items()))
+    calls = tuple(CallView(c.state, c.family, p, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
+                           str(dict(c.flags).get("readout", "")), c.dims, c.flags)
+                  for c, p in zip(plan.calls, prefixes, strict=True))
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
     return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,

@@ -179,10 +179,10 @@ mod = load_core("dplr", "dplr_gpu")
 rows = []
 for arch, dot32 in ((80, False), (90, False), (90, True)):
     for fn, sig, consts, attrs in mod.dplr_gpu_compile_specs(128, 128, 64, "bf16", dot32):
-        for warps in mod.dplr_gpu_WARP_CONFIGS:
+        for warps in mod._CHUNK_WARPS:
             c = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
                                target=GPUTarget("cuda", arch, 32),
-                               options={"num_warps": warps, "num_stages": mod.dplr_gpu_NUM_STAGES})
+                               options={"num_warps": warps, "num_stages": 1})
             reg, local, stack, shared = _usage(c.asm["cubin"])
             rows.append([fn.__name__, arch, dot32, warps, reg, local, stack, max(shared, int(c.metadata.shared))])
             if local == 0 and stack == 0:
