@@ -23,6 +23,7 @@ from .torch_printer import TorchPrinter
 ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),
              "dplr": ("q", "k", "v", "u", "w", "g")}
 _DOT_OPERANDS = frozenset({"q", "k", "v"})  # tl.dot operands: bf16/fp16 on a GPU when the inputs are
+_NATIVE = frozenset({"matmul", "wy"})  # families whose kernels take g and beta in any float dtype
 AUTO_MIN_T = {"matmul": 256, "wy": 256, "dplr": 256}  # scan families: the fused recurrent kernel is already a scan
 
 
@@ -188,11 +189,13 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
                     values.append(f"torch.zeros({shape}, dtype={dtype}, device=_device)")
                     continue
                 code = _arg(pr, call, name, unroll(e, loop, j), align)
+                native = code.startswith("values[") and call.family in _NATIVE and name not in _DOT_OPERANDS
                 if call.vector and call.family == "scan" and name in ("a", "b") and not pr._is_number(code):
                     code = f"{code}[..., None]"
                 if cplx:
                     code = f"torch.as_tensor({code}, dtype=torch.complex64, device=_device)"
-                values.append(f"_chunk_full({code}, {shape}, {dtype}, _device)")
+                # an input as it is (native): the kernels load it in its own dtype
+                values.append(f"_chunk_full({code}, {shape}, {'None' if native else dtype}, _device)")
             parts.append(f"{name!r}: [{', '.join(values)}]")
         entries.append(f"{call.state!r}: {{{', '.join(parts)}}}")
     tail = ["x0 = values[INPUTS[0][0]]",

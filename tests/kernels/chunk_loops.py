@@ -14,6 +14,7 @@ import torch
 # allowed error relative to the largest magnitude of each compared tensor: the kernels compute in fp32
 # (inputs are rounded before the float64 loop sees them, so only the kernels' own error counts)
 TOL = 2e-4
+HALF_TOL = 2.0 ** -7  # a bf16 result (the interpreter truncates fp32 -> bf16 on store)
 
 Step = Callable[[torch.Tensor, int, int], torch.Tensor]  # (S_{t-1} [H, K, V], batch row, token) -> S_t
 
@@ -42,14 +43,18 @@ def run_loop(q: torch.Tensor, v: torch.Tensor, h0: torch.Tensor | None, cu_seqle
     return o, torch.stack(finals)
 
 
-def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None, tol: float = TOL) -> None:
-    """fp32, finite, and within `tol` of the largest magnitude of `expected` (both None is fine too)."""
+def close(name: str, actual: torch.Tensor | None, expected: torch.Tensor | None, tol: float = TOL,
+          dtype: torch.dtype = torch.float32) -> None:
+    """Of `dtype` (fp32; a gradient is stored in its input's dtype), finite, and within `tol` (at least a half
+    dtype's rounding) of the largest magnitude of `expected` (both None is fine too)."""
     assert (actual is None) == (expected is None), name
     if actual is None or expected is None:
         return
     assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
-    assert actual.dtype == torch.float32, (name, actual.dtype)
+    assert actual.dtype == dtype, (name, actual.dtype)
     assert torch.isfinite(actual).all(), f"{name}: non-finite values"
+    if dtype != torch.float32:
+        tol = max(tol, HALF_TOL)
     scale = float(expected.abs().max()) if expected.numel() else 1.0
     err = float((actual.double() - expected).abs().max()) if expected.numel() else 0.0
     assert err <= tol * max(scale, 1e-3), f"{name}: max error {err:.3g} vs scale {scale:.3g}"

@@ -931,7 +931,7 @@ def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, abs
 
     attrs carry the divisibility-by-16 hints the JIT would derive from real arguments (aligned pointers, K and V
     multiples of 16): without them the compiler cannot vectorise loads and the counts mislead."""
-    ints = {"T", "NT", "NS", "TT", "H", "K", "V"}
+    ints = {"T", "NT", "NS", "NV", "TT", "H", "K", "V"}
     index = {"chunk_indices", "cu_seqlens", "chunk_offsets"}
     flags = {"IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "USE_FINAL_STATE_GRADIENT"}
     out = []
@@ -1382,6 +1382,7 @@ def _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
 
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
+    # the per-channel A kernel leaves the blocks above the diagonal unwritten: they must read as zeros
     A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
     grid = (NS, BT // BC, H)
     _launch(_chunk_gla_matmul_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
@@ -1398,7 +1399,7 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = None if g is None else g.contiguous()
-    o = torch.zeros(B, T, H, V, dtype=torch.float32, device=q.device)
+    o = torch.empty(B, T, H, V, dtype=torch.float32, device=q.device)
     if NS == 0:  # nothing to walk: the final state is the initial one
         if not output_final_state:
             return o, None
@@ -1417,7 +1418,8 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
                      h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
                      dht: torch.Tensor | None, chunk_size: int = 64
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Chunked backward: (dq, dk, dv, dg, dh0) in fp32; dg is None without decay, dh0 None without h0.
+    """Chunked backward: (dq, dk, dv, dg) in the inputs' dtypes and dh0 fp32; dg is None without decay, dh0
+    None without h0.
 
     Recomputes the chunk states and A (cheaper than storing them), then the reverse dh-stage and the
     parallel dA, dv and dq/dk/dg stages."""
@@ -1427,10 +1429,11 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = None if g is None else g.contiguous()
     dev = q.device
-    dq = torch.zeros(B, T, H, K, dtype=torch.float32, device=dev)
-    dk = torch.zeros_like(dq)
-    dv = torch.zeros(B, T, H, V, dtype=torch.float32, device=dev)
-    dg = None if g is None else torch.zeros(g.shape, dtype=torch.float32, device=dev)
+    # every token's gradients are written by the kernels, in its input's dtype (no zero fill, no cast after)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=dev)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=dev)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=dev)
+    dg = None if g is None else torch.empty(g.shape, dtype=g.dtype, device=dev)
     if NS == 0:  # no tokens: ht = h0, so dh0 = dht
         dh0 = None
         if h0 is not None:
@@ -1449,7 +1452,7 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
             BT=BT, BK=BK,
             BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None, USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen,
             DOT_FP32=dot_fp32)
-    dA = torch.zeros(B, T, H, BT, dtype=torch.float32, device=dev)
+    dA = torch.empty(B, T, H, BT, dtype=torch.float32, device=dev)
     _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
             IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, gc, dh, A, dv, cu_seqlens, table, T, H,
@@ -1489,7 +1492,7 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
         'S': {'q': [_chunk_full(values['q'], (B, T, H, sz['K']), _low, _device)],
               'k': [_chunk_full(values['k'], (B, T, H, sz['K']), _low, _device)],
               'v': [_chunk_full(values['v'], (B, T, H, sz['V']), _low, _device)],
-              'g': [_chunk_full(values['g'], (B, T, H, sz['K']), torch.float32, _device)]},
+              'g': [_chunk_full(values['g'], (B, T, H, sz['K']), None, _device)]},
     }
 
 
@@ -1503,9 +1506,10 @@ def _chunk_readout(values, opts, sz, B, T, H, reads, running):
 
 
 def _chunk_full(x, shape, dtype, device):
-    """A formula's value (a tensor that may broadcast, or a number) as a contiguous [B, T, H, ...] tensor."""
+    """A formula's value (a tensor that may broadcast, or a number) as a contiguous [B, T, H, ...] tensor (dtype
+    None: an input as it is, which the kernels load in its own dtype; no copy unless it broadcasts)."""
     x = torch.as_tensor(x, device=device)
-    if not x.is_complex():
+    if dtype is not None and not x.is_complex():
         x = x.to(dtype)
     return x.expand(shape).contiguous()
 
@@ -1644,7 +1648,8 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     autograd runs their backward kernels (or differentiates the torch families)."""
     B, T, H, sz = _sizes(values)
     x0 = values[INPUTS[0][0]]
-    values = _ungroup(values, H)
+    if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
+        values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     reads, finals = {}, {m: r[2] for m, r in running.items()}
