@@ -1,9 +1,11 @@
 """chunk_core: render the spec-independent chunk kernel families (templates/chunk/<family>.py.jinja).
 
 A family's template takes a `prefix` (for kernel and launcher names, so several cores can share one
-generated module), `standalone` (emit its own imports: used by tests and by `load_core`) and its own
-flags (e.g. `decay="channel"`). The spec-specific parts (computing the canonical q, k, v, gates from
-a spec's inputs, and the readout from the core's output) are generated around it by the chunk plan.
+generated module), `standalone` (emit its own imports and the shared helpers of templates/chunk/_common:
+used by tests and by `load_core`) and its own flags (e.g. `decay="channel"`). A generated module holds
+the shared helpers once (`render_common`), before its cores. The spec-specific parts (computing the
+canonical q, k, v, gates from a spec's inputs, and the readout from the core's output) are generated
+around it by the chunk plan.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ def render_core(family: str, prefix: str, *, standalone: bool = False, **flags: 
         raise ValueError(f"unknown chunk family {family!r}; expected one of {FAMILIES}")
     template = environment().get_template(f"chunk/{family}.py.jinja")
     return template.render(prefix=prefix, standalone=standalone, **flags)
+
+
+def render_common(families: set[str]) -> str:
+    """Python source of the helpers the cores of these families use (`_chunk_dot`, `_chunk_span`, ...), once per
+    module ("" when only the scan family is used: it needs none of them)."""
+    if not families - {"scan"}:
+        return ""
+    return str(environment().get_template("chunk/_common.py.jinja").module.helpers(wy=bool(families & {"wy", "dplr"})))
 
 
 def load_core(family: str, prefix: str = "core", **flags: object) -> ModuleType:

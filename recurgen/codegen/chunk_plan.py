@@ -47,10 +47,6 @@ class CoreCall:
     read: Var  # placeholder for the family's output in the readout expressions
     math: tuple[str, ...]  # the family's recurrence with the spec's names, for explain
 
-    @property
-    def prefix(self) -> str:
-        return f"_chunk_{self.state}"
-
 
 @dataclass(frozen=True, slots=True)
 class RunningCall:
@@ -193,19 +189,19 @@ def _wy(sa: StateAnalysis, a: Analysis, read: Var) -> CoreCall:
     if len(terms) != 1 or terms[0].coef != h.beta or terms[0].left != h.key:
         raise NoChunkForm(f"the input term of `{t.state}` is not β k vᵀ with the reflection's β and k")
     if h.alpha is None:
-        gate, g = "none", None
+        decay, g = "none", None
     else:
         g = _log_decay(h.alpha)
         if not g.ty.dims:
-            gate = "scalar"
+            decay = "scalar"
         elif h.order is GateOrder.RIGHT and g.ty.dims == (dims[0],):
-            gate = "channel"
+            decay = "channel"
         else:
             raise NoChunkForm("a per-channel gate applied after the reflection has no WY form here")
     math = (f"S_t = (I − β_t k_t k_tᵀ) {'diag(exp(g_t)) ' if g is not None else ''}S_(t-1) + β_t k_t v_tᵀ"
             + (f"   ({t.steps} steps per token, interleaved)" if t.steps > 1 else ""),
             "o_t = q_tᵀ S_t")
-    return CoreCall(t.state, "wy", (("gate", gate),),
+    return CoreCall(t.state, "wy", (("decay", decay),),
                     (("q", query), ("k", h.key), ("v", terms[0].right), ("beta", h.beta), ("g", g)),
                     dims, False, False, t.steps, read, math)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Expr, Kind, Var
-from .chunk_core import render_core
+from .chunk_core import render_common, render_core
 from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, prev_read
 from .step import unroll
 from .torch_printer import TorchPrinter
@@ -23,6 +23,7 @@ from .torch_printer import TorchPrinter
 ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),
              "dplr": ("q", "k", "v", "u", "w", "g")}
 _DOT_OPERANDS = frozenset({"q", "k", "v"})  # tl.dot operands: bf16/fp16 on a GPU when the inputs are
+_NATIVE = frozenset({"matmul", "wy"})  # families whose kernels take g and beta in any float dtype
 AUTO_MIN_T = {"matmul": 256, "wy": 256, "dplr": 256}  # scan families: the fused recurrent kernel is already a scan
 
 
@@ -121,7 +122,7 @@ def _targets(call: CoreCall, t_dims: tuple[str, ...]) -> dict[str, tuple[tuple[s
     value = call.dims[-1] if not call.vector else None
     out = {"q": ((key,), (key,)), "k": ((key,), (key,)), "u": ((key,), (key,)), "w": ((key,), (key,)),
            "v": (((value,), (value,)) if value else ((), ())), "beta": ((), ())}
-    out["g"] = ((), ()) if dict(call.flags).get("decay", dict(call.flags).get("gate")) == "scalar" else ((key,), (key,))
+    out["g"] = ((), ()) if dict(call.flags).get("decay") == "scalar" else ((key,), (key,))
     return out
 
 
@@ -189,11 +190,13 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
                     values.append(f"torch.zeros({shape}, dtype={dtype}, device=_device)")
                     continue
                 code = _arg(pr, call, name, unroll(e, loop, j), align)
+                native = code.startswith("values[") and call.family in _NATIVE and name not in _DOT_OPERANDS
                 if call.vector and call.family == "scan" and name in ("a", "b") and not pr._is_number(code):
                     code = f"{code}[..., None]"
                 if cplx:
                     code = f"torch.as_tensor({code}, dtype=torch.complex64, device=_device)"
-                values.append(f"_chunk_full({code}, {shape}, {dtype}, _device)")
+                # an input as it is (native): the kernels load it in its own dtype
+                values.append(f"_chunk_full({code}, {shape}, {'None' if native else dtype}, _device)")
             parts.append(f"{name!r}: [{', '.join(values)}]")
         entries.append(f"{call.state!r}: {{{', '.join(parts)}}}")
     tail = ["x0 = values[INPUTS[0][0]]",
@@ -229,12 +232,29 @@ def _readout(plan: ChunkPlan) -> str:
     return "\n".join(body)
 
 
+def core_prefix(plan: ChunkPlan, call: CoreCall) -> str:
+    """Kernel and launcher names of one call: the spec and the family (`chunk_gla_matmul` ->
+    `_chunk_gla_matmul_h_kernel`), so a profiler trace says what ran. Calls of one family with the same flags
+    share one core (mLSTM's C and n); the state's name only tells apart two flavours of one family."""
+    same = [c for c in plan.calls if c.family == call.family]
+    if all(c.flags == call.flags for c in same):
+        return f"chunk_{plan.spec.name}_{call.family}"
+    return f"chunk_{plan.spec.name}_{call.family}_" + next(c.state for c in same if c.flags == call.flags)
+
+
 def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...]) -> ChunkSection:
     if not plan.chunkable:
         return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE, "")
-    cores = tuple(render_core(c.family, c.prefix, **dict(c.flags)).strip("\n") for c in plan.calls)
-    calls = tuple(CallView(c.state, c.family, c.prefix, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
-                           str(dict(c.flags).get("readout", "")), c.dims, c.flags) for c in plan.calls)
+    prefixes = [core_prefix(plan, c) for c in plan.calls]
+    first: dict[str, CoreCall] = {}  # one core per prefix
+    for p, c in zip(prefixes, plan.calls, strict=True):
+        first.setdefault(p, c)
+    common = render_common({c.family for c in plan.calls}).strip("\n")
+    cores = (*((common,) if common else ()),
+             *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items()))
+    calls = tuple(CallView(c.state, c.family, p, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
+                           str(dict(c.flags).get("readout", "")), c.dims, c.flags)
+                  for c, p in zip(plan.calls, prefixes, strict=True))
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
     prevs = {prev_read(c) for c in plan.calls}

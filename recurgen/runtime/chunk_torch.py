@@ -242,21 +242,21 @@ def matmul_fwd(q: Tensor, k: Tensor, v: Tensor, g: Opt, h0: Opt, cu_seqlens: Opt
 # wy
 # ---------------------------------------------------------------------------------------------------------------
 def wy_fwd(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Opt, h0: Opt, cu_seqlens: Opt,
-           output_final_state: bool, chunk_size: int = 64, *, gate: str) -> tuple[Tensor, Opt]:
+           output_final_state: bool, chunk_size: int = 64, *, decay: str) -> tuple[Tensor, Opt]:
     """The "wy" family: o [B, T, H, V] fp32 and the final states [N, H, K, V] fp32 (or None).
 
-    q, k: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; g: None (gate "none"), [B, T, H] ("scalar") or
+    q, k: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; g: None (decay "none"), [B, T, H] ("scalar") or
     [B, T, H, K] ("channel", applied before the reflection), log-decays <= 0."""
-    if gate not in ("none", "scalar", "channel"):
-        raise ValueError(f"wy: gate must be 'none', 'scalar' or 'channel', got {gate!r}")
+    if decay not in ("none", "scalar", "channel"):
+        raise ValueError(f"wy: decay must be 'none', 'scalar' or 'channel', got {decay!r}")
     B, T, H, K = q.shape
     V = v.shape[-1]
-    _check_g(g, gate, q.shape)
+    _check_g(g, decay, q.shape)
     C = _check_chunk(chunk_size)
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     if T == 0:
         return _empty(B, T, H, K, V, h0, N, output_final_state, q.device)
-    channel = gate == "channel"
+    channel = decay == "channel"
 
     def dense(q, k, v, beta, g, h0):
         qc, kc, vc = (_chunks(x.float(), C) for x in (q, k, v))
@@ -388,7 +388,7 @@ def scan_fwd(a: Tensor, b: Tensor, c: Opt, h0: Opt, cu_seqlens: Opt, output_fina
 AUTO_MIN_T = {"matmul": 16, "wy": 16, "scan": 16, "dplr": 64}
 
 _FWD = {"matmul": matmul_fwd, "wy": wy_fwd, "dplr": dplr_fwd, "scan": scan_fwd}
-_FLAGS = {"matmul": {"decay", "prev"}, "wy": {"gate"}, "dplr": set(), "scan": {"complex", "readout"}}
+_FLAGS = {"matmul": {"decay", "prev"}, "wy": {"decay"}, "dplr": set(), "scan": {"complex", "readout"}}
 
 
 def family(name: str, **flags: object) -> Callable[..., tuple[Tensor, Opt]]:

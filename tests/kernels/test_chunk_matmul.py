@@ -101,8 +101,8 @@ def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_
 
     grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk)
     want = reference_grads(q, k, v, g, h0, cu_t, do, dht, decay, prev)
-    for name, got, ref in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, strict=True):
-        close(name, got, ref, rtol, dtype=torch.float32)
+    for name, got, ref, x in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, (q, k, v, g, h0), strict=True):
+        close(name, got, ref, rtol, dtype=torch.float32 if x is None or name == "dh0" else x.dtype)
 
 
 class _Core:
@@ -223,35 +223,18 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     from recurgen.codegen.chunk_core import load_core
     from recurgen.gpu import _usage
 
-    IO, INTS = {"q", "k", "v", "do"}, {"T", "H", "K", "V", "NT"}
-    INDEX = {"cu_seqlens", "chunk_indices", "chunk_offsets"}
     variants, combos = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     rows = []
     for decay, prev in variants:
         m = load_core("matmul", "aot", decay=decay, prev=prev)
-        BT, BC, BK, BV = m._aot_blocks(128, 128, 64)
-        for name in sorted(n for n in dir(m) if n.endswith("_kernel")):
-            fn = getattr(m, name).fn
-            for arch, dot_fp32 in combos:
-                sig, consts = {}, {}
-                # the sub-chunk kernels run on smaller K / V tiles (see _INTRA in the template)
-                intra = name.endswith(("_a_kernel", "_dqk_kernel"))
-                bk, bv = (min(BK, m._aot_INTRA), min(BV, m._aot_INTRA)) if intra else (BK, BV)
-                for i, a in enumerate(fn.arg_names):
-                    if fn.params[i].is_constexpr:
-                        sig[a] = "constexpr"
-                        consts[a] = {"BT": BT, "BC": BC, "BK": bk, "BV": bv, "DOT_FP32": dot_fp32}.get(a, True)
-                    else:
-                        sig[a] = ("i32" if a in INTS else "*i32" if a in INDEX else "*bf16" if a in IO else "*fp32")
-                # what the JIT specialises at K = V = 128: 16-byte aligned pointers, dims divisible by 16
-                attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
-                         if sig[a].startswith("*") or a in ("K", "V", "T")}
-                for warps in m._aot_WARPS:
+        for arch, dot_fp32 in combos:
+            for fn, sig, consts, attrs in m.aot_compile_specs(128, 128, 64, "bf16", dot_fp32):
+                for warps in m._CHUNK_WARPS:
                     src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
                     c = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                                        options={"num_warps": warps, "num_stages": 2})
                     reg, local, stack, shared = _usage(c.asm["cubin"])
-                    rows.append([decay, prev, name, arch, dot_fp32, warps, reg, local, stack, shared])
+                    rows.append([decay, prev, fn.__name__, arch, dot_fp32, warps, reg, local, stack, shared])
                     if local == 0 and stack == 0:
                         break
     print("ROWS" + json.dumps(rows))

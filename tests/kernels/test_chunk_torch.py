@@ -122,7 +122,7 @@ def check_wy(gate: str, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, V: 
     h0 = torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed + 1)) if with_h0 else None
     xs = (q, k, v, beta, g, h0)
     leaves = [None if x is None else x.clone().requires_grad_() for x in xs]
-    o, ht = chunk_torch.wy_fwd(*leaves, cu_t, final, chunk, gate=gate)
+    o, ht = chunk_torch.wy_fwd(*leaves, cu_t, final, chunk, decay=gate)
     refs = [None if x is None else x.detach().double().requires_grad_() for x in xs]
     ro, rht = wy_t.loop(*refs, cu_t, gate)
     _check_family(("dq", "dk", "dv", "dbeta", "dg", "dh0"), o, ht, ro, rht, leaves, refs, final, seed, tol)
@@ -247,12 +247,12 @@ def test_family_flags_checked() -> None:
     fwd = chunk_torch.family("matmul", decay="scalar", prev=True)
     assert fwd.keywords == {"decay": "scalar", "prev": True}
     with pytest.raises(ValueError, match="no flag"):
-        chunk_torch.family("wy", decay="scalar")
+        chunk_torch.family("wy", prev=True)
     with pytest.raises(ValueError, match="unknown chunk family"):
         chunk_torch.family("dense")
     q = torch.randn(1, 4, 1, 3)
     with pytest.raises(ValueError, match="g has shape"):
-        chunk_torch.wy_fwd(q, q, q, q[..., 0], None, None, None, False, 16, gate="scalar")
+        chunk_torch.wy_fwd(q, q, q, q[..., 0], None, None, None, False, 16, decay="scalar")
     with pytest.raises(TypeError, match="real"):
         chunk_torch.scan_fwd(torch.ones(1, 2, 1, 1, 1, dtype=torch.complex64), torch.ones(1, 2, 1, 1, 1,
                              dtype=torch.complex64), None, None, None, False, complex=False, readout="state")

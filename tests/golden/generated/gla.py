@@ -851,8 +851,129 @@ def _chunk_mode(mode, T, backend):
     return mode == "chunk" or (mode == "auto" and CHUNK_AUTO_MIN_T is not None and T >= CHUNK_AUTO_MIN_T)
 
 
+_CHUNK_WARPS = (4, 8)  # what the autotuner tries on a GPU
+_CHUNK_NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
+
+
+def _chunk_configs(stages=(1,)):
+    # one pipeline stage by default: the chunk loops are sequential through the state, and more stages multiply
+    # the shared memory of the [C, K] tiles beyond what an sm_80 has
+    return [triton.Config({}, num_warps=w, num_stages=s) for w in _CHUNK_WARPS for s in stages]
+
+
+@triton.jit
+def _chunk_dot(a, b, DT: tl.constexpr, DOT_FP32: tl.constexpr):
+    # fp32 operands under the interpreter (its bf16 arithmetic is wrong) and for fp32 inputs (tf32 on a GPU);
+    # the input dtype on a GPU (tensor cores). Accumulation is fp32 either way.
+    if DOT_FP32:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32")
+    return tl.dot(a.to(DT), b.to(DT))
+
+
+@triton.jit
+def _chunk_rows(ptr, o_r, stride, o_d, m_r, m_d):
+    # [rows, BD] block as fp32, zero outside the masks; ptr already points at the chunk's first token and head
+    # (an int64 scalar offset), so the per-element offsets stay int32 (fewer registers)
+    p = ptr + (o_r * stride)[:, None] + o_d[None, :]
+    return tl.load(p, mask=m_r[:, None] & m_d[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _chunk_cols(ptr, o_r, stride, o_d, m_r, m_d):
+    # the transposed block [BD, rows]: a transposed dot operand is loaded transposed (a register transpose
+    # costs a shared-memory round trip as large as the tile)
+    p = ptr + (o_r * stride)[None, :] + o_d[:, None]
+    return tl.load(p, mask=m_r[None, :] & m_d[:, None], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    # chunk slot i_s -> (its sequence, its first token t0, its valid length L <= BT, its sequence's end), int64
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
+        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_n = (i_s // NT).to(tl.int64)
+        i_c = (i_s % NT).to(tl.int64)
+        bos = i_n * T
+        eos = bos + T
+    t0 = bos + i_c * BT
+    return i_n, t0, tl.minimum(eos - t0, BT), eos
+
+
+@triton.jit
+def _chunk_seq(cu_seqlens, chunk_offsets, i_n, T, NT, IS_VARLEN: tl.constexpr):
+    # sequence i_n -> (first token, end, first chunk slot), all int64
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        s0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+        s0 = i_n.to(tl.int64) * NT
+    return bos, eos, s0
+
+
+def _chunk_plan(B: int, T: int, cu_seqlens: torch.Tensor | None, chunk_size: int):
+    """(number of chunk slots NS, chunks per sequence NT (1 with varlen), chunk table [NS, 2] (sequence, chunk)
+    or None, first slot of each sequence [N + 1] or None, number of sequences N). Slots are sequence-major.
+    Without cu_seqlens nothing is built and nothing is read back from the device."""
+    if chunk_size < 16 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
+    if cu_seqlens is None:
+        NT = triton.cdiv(T, chunk_size)
+        return B * NT, NT, None, None, B
+    if B != 1:
+        raise ValueError(f"cu_seqlens needs B == 1 (packed sequences), got B = {B}")
+    cu = cu_seqlens.to(torch.int64)
+    n_chunks = (cu[1:] - cu[:-1] + chunk_size - 1) // chunk_size
+    offsets = torch.zeros(len(n_chunks) + 1, dtype=torch.int64, device=cu.device)
+    offsets[1:] = torch.cumsum(n_chunks, 0)
+    total = int(offsets[-1])
+    seq = torch.repeat_interleave(torch.arange(len(n_chunks), device=cu.device), n_chunks)
+    local = torch.arange(total, device=cu.device) - offsets[seq]
+    table = torch.stack([seq, local], 1).to(torch.int32).contiguous()
+    return total, 1, table, offsets.to(torch.int32), len(n_chunks)
+
+
+def _chunk_dot_fp32(x: torch.Tensor) -> bool:
+    # tl.dot operands: fp32 under the interpreter (its bf16 arithmetic is wrong) and for fp32 inputs
+    return x.dtype == torch.float32 or _interpreting()
+
+
+def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, absent=frozenset()):
+    """(kernel, signature, constexprs, attrs) of each named kernel for ahead-of-time compilation (triton.compile
+    with ASTSource), as the launchers run it on a GPU: every flag on (varlen included), `absent` pointers None.
+
+    attrs carry the divisibility-by-16 hints the JIT would derive from real arguments (aligned pointers, K and V
+    multiples of 16): without them the compiler cannot vectorise loads and the counts mislead."""
+    ints = {"T", "NT", "NS", "NV", "TT", "H", "K", "V"}
+    index = {"chunk_indices", "cu_seqlens", "chunk_offsets"}
+    flags = {"IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "USE_FINAL_STATE_GRADIENT"}
+    out = []
+    for name, kernel in kernels.items():
+        fn = getattr(kernel, "fn", kernel)
+        c = {a: True for a in fn.arg_names if a in flags}
+        c.update({a: x for a, x in consts[name].items() if a in fn.arg_names})
+        c.update({a: None for a in fn.arg_names if a in absent})
+        sig = {}
+        for i, a in enumerate(fn.arg_names):
+            if a in c or fn.params[i].is_constexpr:
+                sig[a] = "constexpr"
+                c.setdefault(a, True)
+            else:
+                sig[a] = "i32" if a in ints else "*i32" if a in index else f"*{io_dtype}" if a in io else "*fp32"
+        attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+                 if sig[a].startswith("*") or (a in ("K", "V") and {"K": K, "V": V}[a] % 16 == 0)}
+        out.append((fn, sig, c, attrs))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Chunk core `_chunk_S` (family "matmul", decay=channel, prev=False).
+# Chunk core `chunk_gla_matmul` (family "matmul", decay=channel, prev=False).
 #
 #   S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T          S: [K, V] fp32
 #   o_t = q_t^T S_t
@@ -867,102 +988,43 @@ def _chunk_mode(mode, T, backend):
 # fp32 inputs), else the input dtype (tensor cores) with fp32 accumulation.
 # ---------------------------------------------------------------------------------------------------------------
 
-__chunk_S_WARPS = (4, 8)
-__chunk_S_STAGES = (2, 3)
-__chunk_S_CONFIGS = [triton.Config({}, num_warps=w, num_stages=s) for w in __chunk_S_WARPS for s in __chunk_S_STAGES]
-__chunk_S_SUB = 16  # sub-chunk rows of the exact per-channel intra-chunk blocks (tl.dot needs >= 16)
+_chunk_gla_matmul_CONFIGS = _chunk_configs((2, 3))
+_chunk_gla_matmul_SUB = 16  # sub-chunk rows of the exact per-channel intra-chunk blocks (tl.dot needs >= 16)
 # K / V tiles of the sub-chunk kernels (A, dq/dk): 64 leaves them near 255 registers and spilling at K = V = 128
-__chunk_S_INTRA = 32
-
-
-def __chunk_S_interpreting() -> bool:
-    knobs = getattr(triton, "knobs", None)
-    if knobs is not None:
-        return bool(knobs.runtime.interpret)
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def __chunk_S_launch(kernel, grid, warps: int, *args, **kwargs) -> None:
-    # the interpreter cannot time configurations (no driver): run one directly
-    if __chunk_S_interpreting():
-        kernel.fn[grid](*args, num_warps=warps, **kwargs)
-    else:
-        kernel[grid](*args, **kwargs)
-
-
-@triton.jit
-def __chunk_S_dot(a, b, DOT_FP32: tl.constexpr, DT: tl.constexpr):
-    # fp32 operands (needed by the interpreter, whose bf16 arithmetic is wrong; Triton's default tf32 on NVIDIA
-    # GPUs) or the input dtype (bf16/fp16 tensor cores); the accumulator is fp32 either way
-    return tl.dot(a, b) if DOT_FP32 else tl.dot(a.to(DT), b.to(DT))
-
-
-@triton.jit
-def __chunk_S_rows(ptr, o_r, stride, o_d, m_r, m_d):
-    # [rows, BD] block as fp32, zero outside the masks; ptr already points at the chunk's first token and head
-    # (an int64 scalar offset), so the per-element offsets stay int32 (fewer registers)
-    p = ptr + (o_r * stride)[:, None] + o_d[None, :]
-    return tl.load(p, mask=m_r[:, None] & m_d[None, :], other=0.0).to(tl.float32)
-
-
-@triton.jit
-def __chunk_S_cols(ptr, o_r, stride, o_d, m_r, m_d):
-    # the transposed block [BD, rows]
-    p = ptr + (o_r * stride)[None, :] + o_d[:, None]
-    return tl.load(p, mask=m_r[None, :] & m_d[:, None], other=0.0).to(tl.float32)
+_chunk_gla_matmul_INTRA = 32
 
 
 # chunk-local cumulative log-decay b = cumsum(g) within each chunk (restarting at every chunk and sequence)
 @triton.autotune(configs=[triton.Config({}, num_warps=w) for w in (1, 2, 4)], key=["BT", "BK"])
 @triton.jit
-def __chunk_S_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr,
+def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr,
                            IS_VARLEN: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     o_t = tl.arange(0, BT)
     m_t = o_t < L
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
-    b_g = __chunk_S_rows(g + tb * K, o_t, H * K, o_k, m_t, m_k)
+    b_g = _chunk_rows(g + tb * K, o_t, H * K, o_k, m_t, m_k)
     p = gc + tb * K + (o_t * (H * K))[:, None] + o_k[None, :]
     tl.store(p, tl.cumsum(b_g, axis=0), mask=m_t[:, None] & m_k[None, :])
 
 
 # h-stage: walk the chunks of one sequence, storing each chunk's start state (fp32) for the parallel stages:
 #   h[c] = S_0 of chunk c;  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
-                      BK: tl.constexpr, BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
-                      IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+def _chunk_gla_matmul_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr,
+                      STORE_FINAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
     i_n = (i_nh // H).to(tl.int64)
     i_h = i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        s0 = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n * T
-        eos = bos + T
-        s0 = i_n * NT
+    bos, eos, s0 = _chunk_seq(cu_seqlens, chunk_offsets, i_n, T, NT, IS_VARLEN)
     n_chunks = tl.cdiv(eos - bos, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -971,7 +1033,7 @@ def __chunk_S_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, 
     m_kv = m_k[:, None] & m_v[None, :]
     p_kv = o_k[:, None] * V + o_v[None, :]
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
+    if USE_INITIAL_STATE:
         b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
     for i_c in range(0, n_chunks):
         tl.store(h + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_h, mask=m_kv)
@@ -980,14 +1042,14 @@ def __chunk_S_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, 
         tb = t0 * H + i_h
         o_t = tl.arange(0, BT)
         m_t = o_t < L
-        b_kt = __chunk_S_cols(k + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
-        b_v = __chunk_S_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
-        b_bt = __chunk_S_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_kt = _chunk_cols(k + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
+        b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
+        b_bt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_kt = b_kt * tl.exp(b_bl[:, None] - b_bt)
         b_h *= tl.exp(b_bl)[:, None]
-        b_h += __chunk_S_dot(b_kt, b_v, DOT_FP32, k.dtype.element_ty)
-    if STORE_HT:
+        b_h += _chunk_dot(b_kt, b_v, k.dtype.element_ty, DOT_FP32)
+    if STORE_FINAL_STATE:
         tl.store(ht + i_nh.to(tl.int64) * K * V + p_kv, b_h, mask=m_kv)
 
 
@@ -998,25 +1060,15 @@ def __chunk_S_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, 
 #   A_IJ = (q_I * exp(bq_I - b_r)) (k_J * exp(b_r - b_J))^T     with bq_i <= b_r <= b_j, both factors <= 1;
 # the diagonal block is formed exactly, one column j at a time, with the mask applied before exp.
 # One program per (chunk, row sub-chunk I, head).
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "BT", "BK", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "BT", "BK", "DOT_FP32"])
 @triton.jit
-def __chunk_S_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BC: tl.constexpr,
+def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr,
+                               BC: tl.constexpr,
                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_sub, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     i0 = i_sub * BC
@@ -1036,15 +1088,15 @@ def __chunk_S_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, B
                 m_k = o_k < K
                 b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
                 b_br = tl.load(gc + (row_r * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
-                b_bq = __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+                b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+                b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
                 # padded rows take b_L: their exponents stay <= 0 (their q is 0)
                 b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
-                b_k = __chunk_S_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
-                b_bk = __chunk_S_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
+                b_k = _chunk_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
+                b_bk = _chunk_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
                 b_qd = b_q * tl.exp(b_bq - b_br[None, :])
                 b_kd = b_k * tl.exp(b_br[None, :] - b_bk)
-                b_a += __chunk_S_dot(b_qd, tl.trans(b_kd), DOT_FP32, DT)
+                b_a += _chunk_dot(b_qd, tl.trans(b_kd), DT, DOT_FP32)
             tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i_j * BC + o_j)[None, :], b_a, mask=m_i[:, None])
         # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
         b_a = tl.zeros([BC, BC], dtype=tl.float32)
@@ -1052,8 +1104,8 @@ def __chunk_S_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, B
             o_k = i_k * BK + tl.arange(0, BK)
             m_k = o_k < K
             b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
-            b_bq = __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+            b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+            b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
             b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
             for c in range(0, tl.minimum(L - i0, BC)):
                 row_c = t0 + i0 + c
@@ -1067,25 +1119,14 @@ def __chunk_S_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, B
 
 
 # o-stage: o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head)
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     o_t = tl.arange(0, BT)
@@ -1097,36 +1138,29 @@ def __chunk_S_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K,
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
-        b_q = __chunk_S_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bq = __chunk_S_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_q = _chunk_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bq = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_q *= tl.exp(b_bq)
         b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
-        b_o += __chunk_S_dot(b_q, b_s, DOT_FP32, DT)
+        b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
     b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], mask=m_t[:, None], other=0.0)
-    b_v = __chunk_S_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
-    b_o += __chunk_S_dot(b_a, b_v, DOT_FP32, DT)
+    b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_o += _chunk_dot(b_a, b_v, DT, DOT_FP32)
     tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_o, mask=m_t[:, None] & m_v[None, :])
 
 
 # dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk);
 #   dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
-                       BK: tl.constexpr, BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+def _chunk_gla_matmul_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
+                       BK: tl.constexpr, BV: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
+                       USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
     i_n = (i_nh // H).to(tl.int64)
     i_h = i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        s0 = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n * T
-        eos = bos + T
-        s0 = i_n * NT
+    bos, eos, s0 = _chunk_seq(cu_seqlens, chunk_offsets, i_n, T, NT, IS_VARLEN)
     n_chunks = tl.cdiv(eos - bos, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -1135,7 +1169,7 @@ def __chunk_S_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T
     m_kv = m_k[:, None] & m_v[None, :]
     p_kv = o_k[:, None] * V + o_v[None, :]
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_DHT:
+    if USE_FINAL_STATE_GRADIENT:
         b_dh += tl.load(dht + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
     for i_r in range(0, n_chunks):
         i_c = n_chunks - 1 - i_r
@@ -1145,36 +1179,25 @@ def __chunk_S_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T
         tb = t0 * H + i_h
         o_t = tl.arange(0, BT)
         m_t = o_t < L
-        b_qt = __chunk_S_cols(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
-        b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
-        b_bqt = __chunk_S_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_qt = _chunk_cols(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
+        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
+        b_bqt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_qt = b_qt * tl.exp(b_bqt)
         b_dh *= tl.exp(tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0))[:, None]
-        b_dh += __chunk_S_dot(b_qt, b_do, DOT_FP32, q.dtype.element_ty)
-    if STORE_DH0:
+        b_dh += _chunk_dot(b_qt, b_do, q.dtype.element_ty, DOT_FP32)
+    if USE_INITIAL_STATE:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_kv, b_dh, mask=m_kv)
 
 
 # dA-stage: dA = mask(do v^T) (the cotangent of A), [B, T, H, BT] fp32
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "V", "BT", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "V", "BT", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr, BV: tl.constexpr,
+def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr, BV: tl.constexpr,
                        IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_h = tl.program_id(0), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     o_t = tl.arange(0, BT)
     m_t = o_t < L
@@ -1182,34 +1205,23 @@ def __chunk_S_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: t
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
-        b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
-        b_vt = __chunk_S_cols(v + tb * V, o_t, H * V, o_v, m_t, m_v)
-        b_da += __chunk_S_dot(b_do, b_vt, DOT_FP32, v.dtype.element_ty)
+        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+        b_vt = _chunk_cols(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+        b_da += _chunk_dot(b_do, b_vt, v.dtype.element_ty, DOT_FP32)
     m_a = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
     b_da = tl.where(m_a, b_da, 0.0)
     tl.store(dA + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], b_da, mask=m_t[:, None])
 
 
 # dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head)
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = k.dtype.element_ty
     o_t = tl.arange(0, BT)
@@ -1221,15 +1233,15 @@ def __chunk_S_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
-        b_k = __chunk_S_rows(k + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bk = __chunk_S_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_k = _chunk_rows(k + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bk = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_k *= tl.exp(b_bl[None, :] - b_bk)
         b_dh = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
-        b_dv += __chunk_S_dot(b_k, b_dh, DOT_FP32, DT)
+        b_dv += _chunk_dot(b_k, b_dh, DT, DOT_FP32)
     b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None], mask=m_t[None, :], other=0.0)
-    b_do = __chunk_S_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
-    b_dv += __chunk_S_dot(b_at, b_do, DOT_FP32, DT)
+    b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_dv += _chunk_dot(b_at, b_do, DT, DOT_FP32)
     tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv, mask=m_t[:, None] & m_v[None, :])
 
 
@@ -1239,26 +1251,16 @@ def __chunk_S_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K
 # and the decay gradient from  d/dbq_i = q_i dq_i,  d/db_j = -k_j dk_j,  d/db_L = sum_v S_end dS_end:
 #   dg_s = sum_{t >= s} (q dq - k dk)_t + sum_v (S_end * dS_end)   (reverse cumsum in the chunk)
 # Per-channel decay blocks are re-centred (off-diagonal) or exact (diagonal) as in the A kernel.
-@triton.autotune(configs=__chunk_S_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
+def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H, K, V,
+                                 NT,
                         BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                         IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its index i_c in that sequence, its first token t0
-    # and valid length L (the last chunk of a sequence may be short; varlen reads the chunk table)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_s * 2).to(tl.int64)
-        i_c = tl.load(chunk_indices + i_s * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_n = (i_s // NT).to(tl.int64)
-        i_c = (i_s % NT).to(tl.int64)
-        bos = i_n * T
-        eos = bos + T
-    t0 = bos + i_c * BT
-    L = tl.minimum(eos - t0, BT)
+    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
+    # sequence may be short) and the sequence's end eos
+    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     o_k = i_k * BK + tl.arange(0, BK)
@@ -1288,9 +1290,9 @@ def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqle
         i0 = i_sub * BC
         o_i = i0 + o_j
         m_i = o_i < L
-        b_q = __chunk_S_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
-        b_k = __chunk_S_rows(k + tb * K, o_i, H * K, o_k, m_i, m_k)
-        b_bi = tl.where(m_i[:, None], __chunk_S_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k), b_bl[None, :])
+        b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
+        b_k = _chunk_rows(k + tb * K, o_i, H * K, o_k, m_i, m_k)
+        b_bi = tl.where(m_i[:, None], _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k), b_bl[None, :])
         b_bqi = b_bi
         # inter-chunk part: through the chunk's start state and the cotangent of its end state
         b_dq = tl.zeros([BC, BK], dtype=tl.float32)
@@ -1298,14 +1300,14 @@ def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqle
         for i_v in range(0, tl.cdiv(V, BV)):
             o_v = i_v * BV + tl.arange(0, BV)
             m_v = o_v < V
-            b_do = __chunk_S_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v)
-            b_v = __chunk_S_rows(v + tb * V, o_i, H * V, o_v, m_i, m_v)
+            b_do = _chunk_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v)
+            b_v = _chunk_rows(v + tb * V, o_i, H * V, o_v, m_i, m_v)
             # [BV, BK] transposed tiles of S_0 and dS_end
             m_vk = m_v[:, None] & m_k[None, :]
             b_st = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
             b_dst = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
-            b_dq += __chunk_S_dot(b_do, b_st, DOT_FP32, DT)
-            b_dk += __chunk_S_dot(b_v, b_dst, DOT_FP32, DT)
+            b_dq += _chunk_dot(b_do, b_st, DT, DOT_FP32)
+            b_dk += _chunk_dot(b_v, b_dst, DT, DOT_FP32)
         b_dq *= tl.exp(b_bqi)
         b_dk *= tl.exp(b_bl[None, :] - b_bi)
         # intra-chunk part, dq: sub-chunks J < I (the diagonal below)
@@ -1313,21 +1315,21 @@ def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqle
             o_jj = i_j * BC + o_j
             m_j = o_jj < L
             b_da = tl.load(dA + tb * BT + (o_i * (H * BT))[:, None] + o_jj[None, :], mask=m_i[:, None], other=0.0)
-            b_kj = __chunk_S_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
+            b_kj = _chunk_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
             b_br = tl.load(gc + ((t0 + i0 - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_bj = __chunk_S_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
+            b_bj = _chunk_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
             b_kj *= tl.exp(b_br[None, :] - b_bj)
-            b_dq += __chunk_S_dot(b_da, b_kj, DOT_FP32, DT) * tl.exp(b_bqi - b_br[None, :])
+            b_dq += _chunk_dot(b_da, b_kj, DT, DOT_FP32) * tl.exp(b_bqi - b_br[None, :])
         # intra-chunk part, dk: sub-chunks I' > I
         for i_p in range(i_sub + 1, n_sub):
             o_pp = i_p * BC + o_j
             m_p = o_pp < L
             b_da = tl.load(dA + tb * BT + (o_pp * (H * BT))[:, None] + o_i[None, :], mask=m_p[:, None], other=0.0)
-            b_qp = __chunk_S_rows(q + tb * K, o_pp, H * K, o_k, m_p, m_k)
+            b_qp = _chunk_rows(q + tb * K, o_pp, H * K, o_k, m_p, m_k)
             b_br = tl.load(gc + ((t0 + i_p * BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_bp = tl.where(m_p[:, None], __chunk_S_rows(gc + tb * K, o_pp, H * K, o_k, m_p, m_k), b_bl[None, :])
+            b_bp = tl.where(m_p[:, None], _chunk_rows(gc + tb * K, o_pp, H * K, o_k, m_p, m_k), b_bl[None, :])
             b_qp *= tl.exp(b_bp - b_br[None, :])
-            b_dk += __chunk_S_dot(tl.trans(b_da), b_qp, DOT_FP32, DT) * tl.exp(b_br[None, :] - b_bi)
+            b_dk += _chunk_dot(tl.trans(b_da), b_qp, DT, DOT_FP32) * tl.exp(b_br[None, :] - b_bi)
         # diagonal block, exactly: column c of dA_II feeds dq rows i >= c, row c feeds dk rows j <= c
         for c in range(0, tl.minimum(L - i0, BC)):
             row_c = t0 + i0 + c
@@ -1353,34 +1355,17 @@ def __chunk_S_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqle
         tl.store(dg + p_o, b_dg, mask=m_ik)
 
 
-def __chunk_S_blocks(K: int, V: int, chunk_size: int) -> tuple[int, int, int, int]:
+def _chunk_gla_matmul_blocks(K: int, V: int, chunk_size: int) -> tuple[int, int, int, int]:
     """BT (chunk), BC (sub-chunk), BK, BV: powers of two >= 16 (tl.dot), K and V tiles of at most 64."""
     BT = int(chunk_size)
     if BT < 16 or BT & (BT - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
     BK = min(64, max(16, triton.next_power_of_2(K)))
     BV = min(64, max(16, triton.next_power_of_2(V)))
-    return BT, min(__chunk_S_SUB, BT), BK, BV
+    return BT, min(_chunk_gla_matmul_SUB, BT), BK, BV
 
 
-def __chunk_S_chunks(cu_seqlens: torch.Tensor | None, B: int, T: int, BT: int):
-    """(number of chunk slots, NT per sequence or 1, chunk table [NC, 2] (sequence, chunk) or None, first slot
-    of each sequence [N + 1] or None). Slots are sequence-major, so slot = first slot of the sequence + chunk."""
-    if cu_seqlens is None:
-        NT = triton.cdiv(T, BT)
-        return B * NT, NT, None, None
-    cu = cu_seqlens.to(torch.int64)
-    n_chunks = (cu[1:] - cu[:-1] + BT - 1) // BT
-    offsets = torch.zeros(len(n_chunks) + 1, dtype=torch.int64, device=cu.device)
-    offsets[1:] = torch.cumsum(n_chunks, 0)
-    total = int(offsets[-1])
-    seq = torch.repeat_interleave(torch.arange(len(n_chunks), device=cu.device), n_chunks)
-    local = torch.arange(total, device=cu.device) - offsets[seq]
-    table = torch.stack([seq, local], 1).to(torch.int32).contiguous()
-    return total, 1, table, offsets.to(torch.int32)
-
-
-def __chunk_S_setup(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+def _chunk_gla_matmul_setup(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
                    cu_seqlens: torch.Tensor | None, chunk_size: int):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -1388,85 +1373,86 @@ def __chunk_S_setup(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
         raise ValueError(f"g has shape {tuple(g.shape)}, expected [B, T, H, K]")
     if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"q, k, v shapes disagree: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if cu_seqlens is not None and B != 1:
-        raise ValueError(f"cu_seqlens needs B == 1, got B = {B}")
-    N = B if cu_seqlens is None else len(cu_seqlens) - 1
-    BT, BC, BK, BV = __chunk_S_blocks(K, V, chunk_size)
-    NS, NT, table, offsets = __chunk_S_chunks(cu_seqlens, B, T, BT)
-    # tl.dot operands: fp32 under the interpreter (its bf16 arithmetic is wrong) and for fp32 inputs
-    dot_fp32 = __chunk_S_interpreting() or q.dtype == torch.float32
+    BT, BC, BK, BV = _chunk_gla_matmul_blocks(K, V, chunk_size)
+    NS, NT, table, offsets, N = _chunk_plan(B, T, cu_seqlens, BT)
+    dot_fp32 = _chunk_dot_fp32(q)
     return B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32
 
 
-def __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK):
+def _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK):
     gc = torch.empty(g.shape, dtype=torch.float32, device=g.device)
     nk = triton.cdiv(K, BK)
-    __chunk_S_launch(__chunk_S_cumsum_kernel, (NS, nk, H), 1, g, gc, cu_seqlens, table, T, H, K, NT, BT=BT, BK=BK,
-                 IS_VARLEN=cu_seqlens is not None)
+    _launch(_chunk_gla_matmul_cumsum_kernel, (NS, nk, H), 1, g, gc, cu_seqlens, table, T, H, K, NT, BT=BT, BK=BK,
+            IS_VARLEN=cu_seqlens is not None)
     return gc
 
 
-def __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
+def _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
     _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
     h = torch.empty(NS, H, K, V, dtype=torch.float32, device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
-    __chunk_S_launch(__chunk_S_h_kernel, grid, 4, k, v, gc, h0, h, ht, cu_seqlens, offsets, T, H, K, V, NT, BT=BT,
-                 BK=BK, BV=BV, USE_H0=h0 is not None, STORE_HT=store_ht, IS_VARLEN=cu_seqlens is not None,
-                 DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_h_kernel, grid, 4, k, v, gc, h0, h, ht, cu_seqlens, offsets, T, H, K, V, NT, BT=BT, BK=BK,
+            BV=BV,
+            USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=store_ht, IS_VARLEN=cu_seqlens is not None,
+            DOT_FP32=dot_fp32)
     return h, ht
 
 
-def __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims):
+def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
+    # the per-channel A kernel leaves the blocks above the diagonal unwritten: they must read as zeros
     A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
     grid = (NS, BT // BC, H)
-    __chunk_S_launch(__chunk_S_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
-                 BK=min(BK, __chunk_S_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
+            BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return A
 
 
-def _chunk_S_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
-             h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, output_final_state: bool,
-             chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+                     h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, output_final_state: bool,
+                     chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked forward: o [B, T, H, V] fp32 and (if output_final_state) the final states ht [N, H, K, V] fp32."""
-    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = __chunk_S_setup(q, k, v, g,
-                                                                                        cu_seqlens, chunk_size)
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
+                                                                                   cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = None if g is None else g.contiguous()
-    o = torch.zeros(B, T, H, V, dtype=torch.float32, device=q.device)
+    o = torch.empty(B, T, H, V, dtype=torch.float32, device=q.device)
     if NS == 0:  # nothing to walk: the final state is the initial one
         if not output_final_state:
             return o, None
         ht = torch.zeros(N, H, K, V, dtype=torch.float32, device=q.device) if h0 is None else h0.float().clone()
         return o, ht
-    gc = __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
-    h, ht = __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
-    A = __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims)
-    __chunk_S_launch(__chunk_S_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, cu_seqlens, table, T,
-                 H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
+    h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
+    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
+    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, cu_seqlens, table, T, H,
+            K, V, NT,
+            BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return o, ht
 
 
-def _chunk_S_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
-             h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
-             dht: torch.Tensor | None, chunk_size: int = 64
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Chunked backward: (dq, dk, dv, dg, dh0) in fp32; dg is None without decay, dh0 None without h0.
+def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+                     h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
+                     dht: torch.Tensor | None, chunk_size: int = 64
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Chunked backward: (dq, dk, dv, dg) in the inputs' dtypes and dh0 fp32; dg is None without decay, dh0
+    None without h0.
 
     Recomputes the chunk states and A (cheaper than storing them), then the reverse dh-stage and the
     parallel dA, dv and dq/dk/dg stages."""
-    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = __chunk_S_setup(q, k, v, g,
-                                                                                        cu_seqlens, chunk_size)
+    B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
+                                                                                   cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = None if g is None else g.contiguous()
     dev = q.device
-    dq = torch.zeros(B, T, H, K, dtype=torch.float32, device=dev)
-    dk = torch.zeros_like(dq)
-    dv = torch.zeros(B, T, H, V, dtype=torch.float32, device=dev)
-    dg = None if g is None else torch.zeros(g.shape, dtype=torch.float32, device=dev)
+    # every token's gradients are written by the kernels, in its input's dtype (no zero fill, no cast after)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=dev)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=dev)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=dev)
+    dg = None if g is None else torch.empty(g.shape, dtype=g.dtype, device=dev)
     if NS == 0:  # no tokens: ht = h0, so dh0 = dht
         dh0 = None
         if h0 is not None:
@@ -1474,55 +1460,46 @@ def _chunk_S_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Ten
         return dq, dk, dv, dg, dh0
     do = do.contiguous()
     is_varlen = cu_seqlens is not None
-    gc = __chunk_S_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
+    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
     # the dg term of a sequence's last chunk needs its final state
-    h, ht = __chunk_S_states(k, v, gc, h0, cu_seqlens, offsets, True, dims)
-    A = __chunk_S_attn(q, k, g, gc, cu_seqlens, table, dims)
+    h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, True, dims)
+    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
     dh = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
     grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
-    __chunk_S_launch(__chunk_S_dh_kernel, grid, 4, q, do, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V, NT,
-                 BT=BT, BK=BK, BV=BV, USE_DHT=dht is not None, STORE_DH0=h0 is not None, IS_VARLEN=is_varlen,
-                 DOT_FP32=dot_fp32)
-    dA = torch.zeros(B, T, H, BT, dtype=torch.float32, device=dev)
-    __chunk_S_launch(__chunk_S_da_kernel, (NS, 1, H), 4, v, do, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
-                 IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    __chunk_S_launch(__chunk_S_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, gc, dh, A, dv, cu_seqlens, table, T,
-                 H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    BK, BV = min(BK, __chunk_S_INTRA), min(BV, __chunk_S_INTRA)
+    _launch(_chunk_gla_matmul_dh_kernel, grid, 4, q, do, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V, NT,
+            BT=BT, BK=BK,
+            BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None, USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen,
+            DOT_FP32=dot_fp32)
+    dA = torch.empty(B, T, H, BT, dtype=torch.float32, device=dev)
+    _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
+            IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, gc, dh, A, dv, cu_seqlens, table, T, H,
+            K, V, NT,
+            BT=BT, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    BK, BV = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
     nk = triton.cdiv(K, BK)
     dg_parts = dg
-    __chunk_S_launch(__chunk_S_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg_parts,
-                 cu_seqlens, table, T, H, K, V, NT, BT=BT, BC=BC, BK=BK, BV=BV, IS_VARLEN=is_varlen,
-                 DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg_parts,
+            cu_seqlens, table,
+            T, H, K, V, NT, BT=BT, BC=BC, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     return dq, dk, dv, dg, dh0
 
 
-def _chunk_S_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str = "bf16", dot_fp32: bool = False
-                          ) -> list[tuple[object, dict[str, str], dict[str, object]]]:
-    """(kernel, signature, constexprs) of every kernel at these sizes, as the launchers run them on a GPU
-    (all flags on), for ahead-of-time compilation (`recurgen inspect`)."""
-    BT, BC, BK, BV = __chunk_S_blocks(K, V, chunk_size)
-    io, ints, index = {"q", "k", "v", "do"}, {"T", "H", "K", "V", "NT"}, {"cu_seqlens", "chunk_indices",
-                                                                          "chunk_offsets"}
-    out = []
-    kernels = (__chunk_S_cumsum_kernel, __chunk_S_h_kernel, __chunk_S_a_kernel, __chunk_S_o_kernel,
-               __chunk_S_dh_kernel, __chunk_S_da_kernel, __chunk_S_dv_kernel, __chunk_S_dqk_kernel)
-    for kernel in kernels:
-        fn = getattr(kernel, "fn", kernel)
-        # the sub-chunk kernels run on smaller K / V tiles (see _INTRA)
-        intra = fn.__name__.endswith(("_a_kernel", "_dqk_kernel"))
-        bk, bv = (min(BK, __chunk_S_INTRA), min(BV, __chunk_S_INTRA)) if intra else (BK, BV)
-        sig: dict[str, str] = {}
-        consts: dict[str, object] = {}
-        for i, a in enumerate(fn.arg_names):
-            if fn.params[i].is_constexpr:
-                sig[a] = "constexpr"
-                consts[a] = {"BT": BT, "BC": BC, "BK": bk, "BV": bv, "DOT_FP32": dot_fp32}.get(a, True)
-            else:
-                sig[a] = "i32" if a in ints else "*i32" if a in index else f"*{io_dtype}" if a in io else "*fp32"
-        out.append((fn, sig, consts))
-    return out
+def chunk_gla_matmul_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtype: str = "bf16", dot_fp32: bool = False
+                     ) -> list[tuple[object, dict[str, str], dict[str, object], dict]]:
+    """Every kernel at these sizes as the launchers run it on a GPU (see _chunk_compile_specs)."""
+    BT, BC, BK, BV = _chunk_gla_matmul_blocks(K, V, chunk_size)
+    tiles = {"BT": BT, "BC": BC, "BK": BK, "BV": BV, "DOT_FP32": dot_fp32}
+    # the sub-chunk kernels
+    intra = {**tiles, "BK": min(BK, _chunk_gla_matmul_INTRA), "BV": min(BV, _chunk_gla_matmul_INTRA)}
+    kernels = {"cumsum": _chunk_gla_matmul_cumsum_kernel, "h": _chunk_gla_matmul_h_kernel,
+               "a": _chunk_gla_matmul_a_kernel,
+               "o": _chunk_gla_matmul_o_kernel, "dh": _chunk_gla_matmul_dh_kernel, "da": _chunk_gla_matmul_da_kernel,
+                       "dv": _chunk_gla_matmul_dv_kernel,
+               "dqk": _chunk_gla_matmul_dqk_kernel}
+    consts = {name: intra if name in ("a", "dqk") else tiles for name in kernels}
+    return _chunk_compile_specs(kernels, consts, {"q", "k", "v", "do"}, K, V, io_dtype)
 
 
 def _chunk_prepare(values, opts, sz, B, T, H, running):
@@ -1534,7 +1511,7 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
         'S': {'q': [_chunk_full(values['q'], (B, T, H, sz['K']), _low, _device)],
               'k': [_chunk_full(values['k'], (B, T, H, sz['K']), _low, _device)],
               'v': [_chunk_full(values['v'], (B, T, H, sz['V']), _low, _device)],
-              'g': [_chunk_full(values['g'], (B, T, H, sz['K']), torch.float32, _device)]},
+              'g': [_chunk_full(values['g'], (B, T, H, sz['K']), None, _device)]},
     }
 
 
@@ -1548,9 +1525,10 @@ def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):
 
 
 def _chunk_full(x, shape, dtype, device):
-    """A formula's value (a tensor that may broadcast, or a number) as a contiguous [B, T, H, ...] tensor."""
+    """A formula's value (a tensor that may broadcast, or a number) as a contiguous [B, T, H, ...] tensor (dtype
+    None: an input as it is, which the kernels load in its own dtype; no copy unless it broadcasts)."""
     x = torch.as_tensor(x, device=device)
-    if not x.is_complex():
+    if dtype is not None and not x.is_complex():
         x = x.to(dtype)
     return x.expand(shape).contiguous()
 
@@ -1659,7 +1637,7 @@ _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds ev
 
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
-    ('S', _chunk_ops('S', 'matmul', '', _chunk_S_fwd, _chunk_S_bwd, 4),
+    ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4),
      ('q', 'k', 'v', 'g'), False, False, 1),
 )
 
@@ -1680,7 +1658,7 @@ def _chunk_torch(state, tensors, s0, cu_seqlens, output_final_state, chunk_size)
 
 # for tools (`recurgen inspect`): per state, its family, the family's state dims and its compile hook
 CHUNK_KERNELS = (
-    ('S', 'matmul', ('K', 'V'), _chunk_S_compile_specs),
+    ('S', 'matmul', ('K', 'V'), chunk_gla_matmul_compile_specs),
 )
 
 
@@ -1689,7 +1667,8 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     autograd runs their backward kernels (or differentiates the torch families)."""
     B, T, H, sz = _sizes(values)
     x0 = values[INPUTS[0][0]]
-    values = _ungroup(values, H)
+    if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
+        values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     reads, finals = {}, {m: r[2] for m, r in running.items()}
