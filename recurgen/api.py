@@ -13,6 +13,7 @@ import torch
 
 from . import ir, oracle, signature
 from .codegen.render import render_module
+from .errors import InternalError, SpecError
 from .frontend import Source, load_source, resolve
 from .runtime import cache
 
@@ -66,9 +67,21 @@ _by_hash: dict[tuple[str, str, tuple[tuple[str, float], ...]], Recurrence] = {}
 def _build(src: Source, switches: dict[str, float] | None = None) -> Recurrence:
     key = (src.sha256, src.path, tuple(sorted((switches or {}).items())))
     if key not in _by_hash:
-        spec, _warnings = load_source(src, switches)
-        gen = render_module(spec, src.sha256, src.path)
-        _by_hash[key] = Recurrence(spec, cache.load(gen), src)
+        stage = "check"
+        try:  # a spec either compiles or raises SpecError; anything else is a recurgen bug, named as such
+            spec, _warnings = load_source(src, switches)
+            stage = "render"
+            gen = render_module(spec, src.sha256, src.path)
+            stage = "load"
+            _by_hash[key] = Recurrence(spec, cache.load(gen), src)
+        except SpecError:
+            raise
+        except InternalError as e:
+            if e.spec:
+                raise
+            raise InternalError(e.stage, e.detail, src.path) from e
+        except Exception as e:
+            raise InternalError(stage, f"{type(e).__name__}: {e}", src.path) from e
     return _by_hash[key]
 
 
@@ -78,6 +91,7 @@ def load(spec: str | Path) -> Recurrence:
     Raises:
         SpecError: the spec has errors (rendered with file, line, column and a caret).
         FileNotFoundError: no such file or bundled spec.
+        InternalError: a recurgen bug, with the stage and the spec's path.
     """
     return _build(resolve(spec))
 

@@ -42,6 +42,8 @@ def roles(t: Transition, readouts: tuple[Readout, ...]) -> _Roles:
     contraction = read.contraction if read is not None else Side.LEFT
     q = pretty(read.query, _T) if read is not None and read.query is not None else "q_t"
     terms = t.offset_terms
+    if not dims:  # a scalar state (a normaliser `z = z + 1`): no key or value dim
+        return _Roles(q, pretty(t.offset, _T) if t.offset is not None else "b_t", "1", "", "", False, False)
     if len(dims) == 1:
         k = pretty(t.offset, _T) if t.offset is not None else "b_t"
         return _Roles(q, k, "1", dims[0], "", False, read is not None and t.offset is not None)

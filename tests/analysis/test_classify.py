@@ -190,10 +190,38 @@ def test_alternative_spellings_classify_the_same(what: str, canonical: str, spel
     ("S + outer(k, k @ S) + outer(q, q @ S)", K.DENSE, None, Side.LEFT),
     ("exp(g) * S + S @ (I - outer(v, v))", K.DENSE, None, Side.LEFT),
     ("outer(k, k @ S) + outer(k, v)", K.DENSE, None, Side.LEFT),
+    # Comba: the gate does not factor out of the rank-1 term, so no reflection (its β would be β/α)
+    ("(exp(a) * I - beta * outer(k, k)) @ S + beta * outer(k, v)", K.DPLR, None, Side.LEFT),
 ])
 def test_other_forms(update: str, kind: TransitionKind, axis: Axis | None, side: Side) -> None:
     t = analyze(alt(update)).transitions[0]
     assert (t.kind, t.axis, t.side) == (kind, axis, side), t.evidence
+
+
+def test_comba_is_diagonal_plus_rank_1_without_a_division() -> None:
+    t = analyze(alt("(exp(a) * I - beta * outer(k, k)) @ S + beta * outer(k, v)")).transitions[0]
+    assert t.lowrank is not None
+    assert t.decay is not None
+    assert pretty(t.decay.coef, PLAIN) == "exp(a)"
+    assert (pretty(t.lowrank.u, PLAIN), pretty(t.lowrank.w, PLAIN)) == ("−beta · k", "k")
+
+
+def test_scalar_state_and_state_that_reads_no_state() -> None:
+    """Issue 16: both crashed the analysis with an IndexError."""
+    spec = from_text("""recurrence la
+input q: [K], k: [K], v: [V], x: [V]
+state S: [K, V], z: [], h: [V]
+update S = S + outer(k, v)
+update z = z + 1
+update h = 2 * x
+output o: [V] = (q @ S) / z + h
+""")
+    a = analyze(spec)
+    s, z, h = a.transitions
+    assert (s.kind, z.kind, h.kind) == (K.IDENTITY, K.IDENTITY, K.SCALAR)
+    assert h.decay is not None
+    assert h.decay.coef == ir.Const(0.0)
+    assert h.linear.ty.dims == ("V",)  # A_t = 0 keeps the state's type
 
 
 def test_gate_order_of_a_left_gate() -> None:
