@@ -35,6 +35,10 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "s5": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "s4d": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "gateloop": ((K.COMPLEX_DIAGONAL, Axis.ROWS, False, 1),),
+    "comba": ((K.DPLR, None, False, 1),),
+    "rwkv5": ((K.DIAGONAL, Axis.ROWS, True, 1),),
+    "hawk": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
+    "mingru": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
 }
 
 
