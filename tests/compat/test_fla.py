@@ -164,6 +164,11 @@ CASES = [
     Case("rwkv7", "rwkv7.chunk_rwkv7", _rwkv7_ref, _rwkv7, {"scale": K ** -0.5}),
     Case("hgrn", "hgrn.fused_recurrent_hgrn", _fused("hgrn.fused_recurrent_hgrn"),
          lambda gen: {"x": _randn(gen, B, T, H * K), "g": _logdecay(gen, B, T, H * K)}),
+    # Comba: fla's example draws the auxiliary key as p = k ⊙ d with one d ∈ (0, 1) per head
+    Case("comba", "comba.chunk_comba", _naive("comba.naive.naive_recurrent_comba"),
+         lambda gen: {**(qkv := _qkv(gen, normal_k=True)),
+                      "p": qkv["k"] * torch.sigmoid(_randn(gen, H))[:, None],
+                      "g": _logdecay(gen, B, T, H), "beta": torch.sigmoid(_randn(gen, B, T, H))}),
     Case("delta_product", "gated_delta_product.chunk_gated_delta_product", _delta_product_ref,
          lambda gen: {"q": _randn(gen, B, T, H, K), "k": _unit_key(gen, B, T, H, 2, K),
                       "v": _randn(gen, B, T, H, 2, V), "beta": torch.sigmoid(_randn(gen, B, T, H, 2))}),
