@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import exprs as X
 from .pretty import BRACKET_SUMS, Style, pretty
-from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, Transition, TransitionKind
+from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, StateAnalysis, Transition, TransitionKind
 
 _S = Style(time="s", state_time="s-1")  # inside cumulative sums
 _MASK = "M_ij = 1 for j ≤ i, else 0                              (causal mask)"
@@ -205,3 +205,22 @@ def _dplr(t: Transition, r: _Roles) -> tuple[str, ...]:
             "O = (Q ⊙ exp(b)) S₀ + tril((Q ⊙ exp(b)) Ûᵀ) P + tril((Q ⊙ exp(b)) K̂ᵀ) V",
             "S_BT = diag(exp(b_BT)) (S₀ + Ûᵀ P + K̂ᵀ V)")
 
+
+
+def walked_states(states: tuple[StateAnalysis, ...]) -> tuple[str, ...]:
+    """The states chunk mode has to walk token by token; every other state can run its chunk form.
+
+    A state without a chunk form is walked, and so is every state such a walk reads (the walk needs its
+    value at each token, which a chunk form only yields through its readout). A state that reads another is
+    coupled, has no chunk form (classify.py), and is walked itself. So one dense state no other state reads
+    leaves the rest chunked: a GLA state beside a dense `M @ h` runs its matmul kernels, `h` walks.
+    """
+    walked = {s.state for s in states if s.chunk.mode is ChunkMode.NONE}
+    by_name = {s.state: s.transition for s in states}
+    todo = list(walked)
+    while todo:
+        for read in by_name[todo.pop()].coupled:
+            if read not in walked:
+                walked.add(read)
+                todo.append(read)
+    return tuple(s.state for s in states if s.state in walked)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from recurgen import ir
-from recurgen.analysis import Axis, GateOrder, Side, TransitionKind, analyze
+from recurgen.analysis import Axis, ChunkMode, GateOrder, Side, TransitionKind, analyze
+from recurgen.analysis.chunk import walked_states
 from recurgen.analysis.pretty import PLAIN, pretty
 from recurgen.errors import Severity, SpecError
 from recurgen.frontend import from_text, load_spec
@@ -307,3 +308,33 @@ output o: [V] = k @ S
     with pytest.raises(SpecError) as info:
         analyze(spec)
     assert [d.span.line for d in info.value.diagnostics] == [4, 5]
+
+
+def test_a_dense_state_no_other_state_reads_leaves_the_others_chunked() -> None:
+    """Issue 16: one state without a chunk form walks; the states it does not read keep their chunk form."""
+    spec = from_text("""recurrence mixed
+input q: [K], k: [K], v: [V], g: [K] logdecay, x: [D], y: [D]
+param M: [D, D]
+state S: [K, V], h: [D], p: [D], z: [D]
+update S = exp(g) * S + outer(k, v)
+update h = M @ h + p
+update p = 0.5 * p + x
+update z = 0.9 * z + y
+output o: [V] = q @ S
+output u: [D] = h + z
+""")
+    a = analyze(spec)
+    # h is dense and reads p: both walk; S and z are read by no walked state
+    assert walked_states(a.states) == ("h", "p")
+    assert [s.state for s in a.states if s.chunk.mode is not ChunkMode.NONE] == ["S", "p", "z"]
+
+
+def test_coupled_states_walk_together() -> None:
+    spec = from_text("""recurrence coupled
+input q: [K], k: [K], v: [V], g: [] logdecay
+state S: [K, V], z: [K]
+update S = exp(g) * S + outer(z, v)
+update z = exp(g) * z + k
+output o: [V] = q @ S
+""")
+    assert walked_states(analyze(spec).states) == ("S", "z")
