@@ -77,6 +77,9 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
         return ChunkForm(ChunkMode.NONE, (f"no chunk form ({why}); recurrent mode only",))
     if k is TransitionKind.RUNNING_MAX:
         return ChunkForm(ChunkMode.PREFIX_MAX, _prefix_max(t))
+    if X.is_zero(t.linear):  # reads no state: nothing to carry across tokens (and no log-decay: log 0)
+        b = pretty(t.offset, _T) if t.offset is not None else "0"
+        return ChunkForm(ChunkMode.SCAN, (f"no recurrence (A_t = 0): {t.state}_t = {b}, per token, in parallel",))
     r = roles(t, readouts)
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))

@@ -227,6 +227,7 @@ output o: [V] = (q @ S) / z + h
     assert h.decay is not None
     assert h.decay.coef == ir.Const(0.0)
     assert h.linear.ty.dims == ("V",)  # A_t = 0 keeps the state's type
+    assert a.state("h").chunk.lines == ("no recurrence (A_t = 0): h_t = 2 · x_t, per token, in parallel",)
 
 
 def test_gate_order_of_a_left_gate() -> None:
