@@ -91,9 +91,9 @@ def _rwkv6_ref(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tenso
 
 def _rwkv5_ref(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
               initial_state: torch.Tensor, output_final_state: bool) -> Any:
-    """fla 0.6 has no RWKV5 op: RWKV6's reference with Eagle's time-invariant decay log w = −exp(ω) on every token
-    (autograd sums fla's per-token decay gradients back onto ω)."""
-    w_t = -torch.exp(w)[None, None].expand(r.shape[0], r.shape[1], -1, -1)
+    """fla 0.6 has no RWKV5 op: RWKV6's reference with Eagle's time-invariant log decay w on every token
+    (autograd sums fla's per-token decay gradients back onto w)."""
+    w_t = w[None, None].expand(r.shape[0], r.shape[1], -1, -1)
     return _rwkv6_ref(r, k, v, w_t, u, initial_state=initial_state, output_final_state=output_final_state)
 
 
@@ -174,7 +174,7 @@ CASES = [
          lambda gen: {"x": _randn(gen, B, T, H * K), "g": _logdecay(gen, B, T, H * K)}),
     Case("rwkv5", "rwkv6.chunk_rwkv6", _rwkv5_ref,
          lambda gen: {"r": _randn(gen, B, T, H, K), "k": _randn(gen, B, T, H, K), "v": _randn(gen, B, T, H, V),
-                      "w": _randn(gen, H, K), "u": _randn(gen, H, K)}),
+                      "w": _logdecay(gen, H, K), "u": _randn(gen, H, K)}),
     # Comba: fla's example draws the auxiliary key as p = k ⊙ d with one d ∈ (0, 1) per head
     Case("comba", "comba.chunk_comba", _naive("comba.naive.naive_recurrent_comba"),
          lambda gen: {**(qkv := _qkv(gen, normal_k=True)),

@@ -466,7 +466,7 @@ def comba(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, *
 
 def rwkv5(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, *, scale: float | None = None,
           init: tuple[Tensor, ...] | None = None) -> Result:
-    """Peng et al. 2024 (Eagle), eq. (11)-(13) per channel pair (i, j), with w = exp(−exp(ω)) per head:
+    """Peng et al. 2024 (Eagle), eq. (11)-(13) per channel pair (i, j), with decay exp(w) per head (w = −exp(ω)):
     wkv_t[i, j] = u_i k_t[i] v_t[j] + s[i, j],  o_t[j] = scale · Σ_i r_t[i] wkv_t[i, j],
     s[i, j] ← w_i s[i, j] + k_t[i] v_t[j]."""
     B, T, H, K = r.shape
@@ -475,7 +475,7 @@ def rwkv5(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, *, scale: float
     o, S_T = r.new_zeros(B, T, H, V), r.new_zeros(B, H, K, V)
     for b, h in _heads(B, H):
         s = _init(init, 0, b, h, (K, V), r)
-        decay = [math.exp(-math.exp(float(w[h, i]))) for i in range(K)]
+        decay = [math.exp(float(w[h, i])) for i in range(K)]
         for t in range(T):
             new = s.clone()
             for i in range(K):
