@@ -216,7 +216,8 @@ def walked_states(states: tuple[StateAnalysis, ...]) -> tuple[str, ...]:
     A state without a chunk form is walked, and so is every state such a walk reads (the walk needs its
     value at each token, which a chunk form only yields through its readout). A state that reads another is
     coupled, has no chunk form (classify.py), and is walked itself. So one dense state no other state reads
-    leaves the rest chunked: a GLA state beside a dense `M @ h` runs its matmul kernels, `h` walks.
+    leaves the rest chunkable: a GLA state beside a dense `M @ h` can run its matmul kernels while `h` walks.
+    (codegen/chunk_plan.py does not use this yet: one walked state still makes the whole spec recurrent-only.)
     """
     walked = {s.state for s in states if s.chunk.mode is ChunkMode.NONE}
     by_name = {s.state: s.transition for s in states}
