@@ -116,7 +116,7 @@ def tolerance(spec: str, decay: str, dtype: str, backend: str = "triton") -> flo
 # that rounding (an input quantisation the oracle does not share): those specs' half-dtype chunk-mode states
 # get the dtype's output bound instead of fp32's.
 CHUNK_DERIVED_OPERANDS = {"hgrn2": "k = 1 − exp(g)", "mamba2": "v = softplus(dt + dt_bias) ⊙ x",
-                          "mlstm": "k = exp(ig − m) ⊙ scale · k"}
+                          "mlstm": "k = exp(ig − m) ⊙ scale · k", "comba": "k = β ⊙ k, u = −exp(g) β ⊙ k"}
 
 
 # Final states from bf16/fp16 inputs with near-1 decays, token by token: the half-precision log-decays take only

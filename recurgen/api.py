@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from . import ir, oracle, pipeline, signature
+from .errors import InternalError, SpecError
 from .source import Source, resolve
 
 MODES = ("auto", "recurrent", "chunk")
@@ -64,7 +65,16 @@ _by_hash: dict[tuple[str, str, tuple[tuple[str, float], ...]], Recurrence] = {}
 def _build(src: Source, switches: dict[str, float] | None = None) -> Recurrence:
     key = (src.sha256, src.path, tuple(sorted((switches or {}).items())))
     if key not in _by_hash:
-        spec, module = pipeline.load(src, switches)
+        try:  # a spec either compiles or raises SpecError; anything else is a recurgen bug, named as such
+            spec, module = pipeline.load(src, switches)
+        except SpecError:
+            raise
+        except InternalError as e:
+            if e.spec:
+                raise
+            raise InternalError(e.stage, e.detail, src.path) from e
+        except Exception as e:
+            raise InternalError("compile", f"{type(e).__name__}: {e}", src.path) from e
         _by_hash[key] = Recurrence(spec, module, src)
     return _by_hash[key]
 
@@ -75,6 +85,7 @@ def load(spec: str | Path) -> Recurrence:
     Raises:
         SpecError: the spec has errors (rendered with file, line, column and a caret).
         FileNotFoundError: no such file or bundled spec.
+        InternalError: a recurgen bug, with the stage and the spec's path.
     """
     return _build(resolve(spec))
 

@@ -110,9 +110,10 @@ class SpecError(Exception):
 class InternalError(Exception):
     """A bug in recurgen, not in the spec: reported with the stage where it happened."""
 
-    def __init__(self, stage: str, message: str) -> None:
-        self.stage = stage
-        super().__init__(f"internal error in stage `{stage}` (this is a recurgen bug): {message}")
+    def __init__(self, stage: str, message: str, spec: str = "") -> None:
+        self.stage, self.detail, self.spec = stage, message, spec
+        where = f" while compiling {spec}" if spec else ""
+        super().__init__(f"internal error in stage `{stage}`{where} (this is a recurgen bug): {message}")
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import exprs as X
 from .pretty import BRACKET_SUMS, Style, pretty
-from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, Transition, TransitionKind
+from .result import Axis, ChunkForm, ChunkMode, GateOrder, Readout, Side, StateAnalysis, Transition, TransitionKind
 
 _S = Style(time="s", state_time="s-1")  # inside cumulative sums
 _MASK = "M_ij = 1 for j ≤ i, else 0                              (causal mask)"
@@ -42,6 +42,8 @@ def roles(t: Transition, readouts: tuple[Readout, ...]) -> _Roles:
     contraction = read.contraction if read is not None else Side.LEFT
     q = pretty(read.query, _T) if read is not None and read.query is not None else "q_t"
     terms = t.offset_terms
+    if not dims:  # a scalar state (a normaliser `z = z + 1`): no key or value dim
+        return _Roles(q, pretty(t.offset, _T) if t.offset is not None else "b_t", "1", "", "", False, False)
     if len(dims) == 1:
         k = pretty(t.offset, _T) if t.offset is not None else "b_t"
         return _Roles(q, k, "1", dims[0], "", False, read is not None and t.offset is not None)
@@ -74,6 +76,9 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
         return ChunkForm(ChunkMode.NONE, (f"{no_chunk_reason(t)}; recurrent mode only",))
     if k is TransitionKind.RUNNING_MAX:
         return ChunkForm(ChunkMode.PREFIX_MAX, _prefix_max(t))
+    if X.is_zero(t.linear):  # reads no state: nothing to carry across tokens (and no log-decay: log 0)
+        b = pretty(t.offset, _T) if t.offset is not None else "0"
+        return ChunkForm(ChunkMode.SCAN, (f"no recurrence (A_t = 0): {t.state}_t = {b}, per token, in parallel",))
     r = roles(t, readouts)
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
@@ -215,3 +220,23 @@ def _dplr(t: Transition, r: _Roles) -> tuple[str, ...]:
             "O = (Q ⊙ exp(b)) S₀ + tril((Q ⊙ exp(b)) Ûᵀ) P + tril((Q ⊙ exp(b)) K̂ᵀ) V",
             "S_BT = diag(exp(b_BT)) (S₀ + Ûᵀ P + K̂ᵀ V)")
 
+
+
+def walked_states(states: tuple[StateAnalysis, ...]) -> tuple[str, ...]:
+    """The states chunk mode has to walk token by token; every other state can run its chunk form.
+
+    A state without a chunk form is walked, and so is every state such a walk reads (the walk needs its
+    value at each token, which a chunk form only yields through its readout). A state that reads another is
+    coupled, has no chunk form (classify.py), and is walked itself. So one dense state no other state reads
+    leaves the rest chunkable: a GLA state beside a dense `M @ h` can run its matmul kernels while `h` walks.
+    (codegen/chunk_plan.py does not use this yet: one walked state still makes the whole spec recurrent-only.)
+    """
+    walked = {s.state for s in states if s.chunk.mode is ChunkMode.NONE}
+    by_name = {s.state: s.transition for s in states}
+    todo = list(walked)
+    while todo:
+        for read in by_name[todo.pop()].coupled:
+            if read not in walked:
+                walked.add(read)
+                todo.append(read)
+    return tuple(s.state for s in states if s.state in walked)

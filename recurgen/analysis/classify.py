@@ -116,10 +116,11 @@ def _householder(diag: Term, r1: Term) -> Householder | None:
     c_d, _ = constant(diag.scalars)
     c_r, rest = constant(r1.scalars)
     left = X.remove_all(rest, ds)
-    if left is not None and c_d != 0:
-        beta = X.product((X.const(-c_r / c_d), *left))
-    else:
-        beta = X.neg(X.div(X.product(r1.scalars), X.product(diag.scalars)))
+    if left is None or c_d == 0:
+        # The gate does not factor out of the rank-1 term (Comba's `α I − β k kᵀ`): as a reflection its β
+        # would be β/α, which overflows as α → 0. It is diagonal plus rank-1, whose chunk form needs no division.
+        return None
+    beta = X.product((X.const(-c_r / c_d), *left))
     gate = diag.scalars + dv
     alpha = None if (not dv and c_d == 1 and not ds) else make_decay(gate)
     return Householder(alpha, order, beta, X.product(key))
@@ -162,7 +163,8 @@ def classify(spec: ir.Spec, update: ir.Update, aff: Affine) -> Transition:
     coupled = tuple(s for s in aff.states if s != update.state)
     style = Style(loop=update.loop.var) if update.loop else UPDATE
     name = state.name
-    linear = own if own is not None else X.ZERO
+    # A_t = 0 keeps the state's type, so every stage reads the state's dims off `linear` alike.
+    linear = own if own is not None else ir.Const(0.0, state.ty)
     input_dependent = any(X.depends_on_inputs(p) for _, p in aff.parts)
     base = {"state": name, "side": Side.LEFT, "axis": None, "decay": None, "householder": None,
             "lowrank": None, "steps": update.loop.size if update.loop else 1, "loop": update.loop,
@@ -229,7 +231,7 @@ def _from_terms(name: str, dims: tuple[str, ...], side: Side, terms: list[Term],
     diag = [t for t in terms if isinstance(t.mat, Diag)]
     rank1 = _merge_rank1([t for t in terms if isinstance(t.mat, Rank1)])
     dense = [t for t in terms if isinstance(t.mat, Dense)]
-    p = dims[0] if side is Side.LEFT else dims[-1]
+    p = (dims[0] if side is Side.LEFT else dims[-1]) if dims else ""  # a scalar state has no side
     where = "" if side is Side.LEFT else " from the right"
     if dense:
         m = dense[0].mat
@@ -270,7 +272,7 @@ def transition_matrix(t: Transition, transpose: bool = False) -> tuple[ir.Expr, 
     """A_t (or A_tᵀ) for printing: (a matrix, True) or (an elementwise coefficient, False); None for DENSE."""
     right = t.side is Side.RIGHT
     dims = t.linear.ty.dims
-    p = dims[-1] if right else dims[0]
+    p = (dims[-1] if right else dims[0]) if dims else ""
     k, d = t.kind, t.decay
     if k is TransitionKind.IDENTITY:
         return X.ONE, False

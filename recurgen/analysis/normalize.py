@@ -189,7 +189,7 @@ def collapse(chain: Chain, side: Side, dims: tuple[str, ...]) -> list[Prod] | No
     two_d = len(dims) == 2
     if side is Side.RIGHT and not two_d:
         return None
-    p = dims[0] if side is Side.LEFT else dims[-1]
+    p = (dims[0] if side is Side.LEFT else dims[-1]) if dims else ""  # a scalar state: no factor acts on a side
     alts = [Prod(chain.scalars, ())]
     cov: tuple[Scalars, Vecs] | None = None  # C form: the value is wᵀ A □ (LEFT) or □ A w (RIGHT)
     for f in reversed(chain.factors):

@@ -2,8 +2,8 @@
 
 * an `exp(x)` in a transition whose argument is not provably <= 0 (real part, for complex decays):
   the decay may exceed 1 and the state blow up; declare the input `logdecay` or bound it;
-* an input-dependent decay not written in log space, in a class whose chunked form accumulates
-  log-decays over a chunk (scalar, row/column diagonal, Householder gate, DPLR diagonal);
+* a decay read from an input or a param and not written in log space, in a class whose chunked form
+  accumulates log-decays over a chunk (scalar, row/column diagonal, Householder gate, DPLR diagonal);
 * an unbounded exponential gate in b_t (mLSTM's `exp(ig)`): the kernels compute it directly in fp32,
   so it overflows for large gates; reported so the reader knows.
 Proofs use sympy with the domains' assumptions (symbolic.py); what sympy cannot prove is reported.
@@ -55,16 +55,14 @@ def check(spec: ir.Spec, transitions: tuple[Transition, ...]) -> tuple[Diagnosti
                         f"`{pretty(node, PLAIN)}` in the transition of `{t.state}` may exceed 1 and make the state "
                         f"blow up: {part}`{pretty(node.args[0], PLAIN)}` is not known to be <= 0",
                         node.span, _decl_hint(node.args[0])))
-            chunked_log = t.kind in _LOG_CHUNKED and t.axis is not Axis.ELEMENTWISE
-            if chunked_log and not d.logspace:
+            if t.kind in _LOG_CHUNKED and t.axis is not Axis.ELEMENTWISE:
                 for f in factors:
-                    if isinstance(f, ir.Const) or (isinstance(f, ir.Apply) and f.op is Op.EXP):
+                    if not _linear_space(f):
                         continue
-                    if not X.depends_on_inputs(f):
-                        continue
-                    hint = (f"write exp(logsigmoid({pretty(f.args[0], PLAIN)})), or declare a `logdecay` input g "
+                    kind = "param" if not X.depends_on_inputs(f) else "input"
+                    hint = (f"write exp(logsigmoid({pretty(f.args[0], PLAIN)})), or declare a `logdecay` {kind} g "
                             "and write exp(g)" if isinstance(f, ir.Apply) and f.op is Op.SIGMOID else
-                            "declare a `logdecay` input g and write the decay as exp(g)")
+                            f"declare a `logdecay` {kind} g and write the decay as exp(g)")
                     out.append(Diagnostic(
                         Severity.WARNING,
                         f"the decay `{pretty(f, PLAIN)}` of `{t.state}` is not in log space: the chunked kernels "
@@ -72,6 +70,15 @@ def check(spec: ir.Spec, transitions: tuple[Transition, ...]) -> tuple[Diagnosti
                         f.span if f.span != NOSPAN else t.span, hint))
     out += _input_gates(spec, transitions)
     return tuple(out)
+
+
+def _linear_space(f: ir.Expr) -> bool:
+    """A decay factor the chunked kernels must take the log of, token by token: one that reads an input or a
+    param and is not `exp(...)`. One rule for both: a `unit` param underflows in fp16/bf16 like an input
+    (Comba's `alpha` and RWKV-5's `w` get the same warning); consts and numbers are exact."""
+    if isinstance(f, ir.Const) or (isinstance(f, ir.Apply) and f.op is Op.EXP):
+        return False
+    return any(isinstance(n, ir.Var) and n.kind in (Kind.INPUT, Kind.PARAM) for n in ir.walk(f))
 
 
 def _input_gates(spec: ir.Spec, transitions: tuple[Transition, ...]) -> list[Diagnostic]:

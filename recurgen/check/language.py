@@ -69,7 +69,7 @@ _GENERATED_NAMES = {
     **dict.fromkeys(("cu_seqlens", "initial_state", "output_final_state", "backend", "checkpoint_every",
                      "chunk_size"), "an argument of the generated public call"),
     **dict.fromkeys(("INPUTS", "PARAMS", "STATES", "OUTPUTS", "OPTIONS", "ARG_ORDER", "FIXED_DIMS", "TILED_DIM",
-                     "SPEC_NAME", "SPEC_SHA256", "RECURGEN_VERSION", "F", "hashlib", "itertools", "os",
+                     "SPEC_NAME", "SPEC_SHA256", "RECURGEN_VERSION", "hashlib", "itertools", "os",
                      "Optional"),
                     "a module-level name of the generated code"),
 }

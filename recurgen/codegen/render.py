@@ -39,7 +39,7 @@ def camel(name: str) -> str:
 
 
 # module-level names of the generated code that a CamelCase class name must not replace
-_MODULE_GLOBALS = frozenset({"F", "Optional", "INPUTS", "PARAMS", "STATES", "OUTPUTS", "OPTIONS"})
+_MODULE_GLOBALS = frozenset({"Optional", "INPUTS", "PARAMS", "STATES", "OUTPUTS", "OPTIONS"})
 
 
 def _class_name(spec_name: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from recurgen import ir
-from recurgen.analysis import Axis, GateOrder, Side, TransitionKind, analyze
+from recurgen.analysis import Axis, ChunkMode, GateOrder, Side, TransitionKind, analyze
+from recurgen.analysis.chunk import walked_states
 from recurgen.analysis.pretty import PLAIN, pretty
 from recurgen.errors import Severity, SpecError
 from recurgen.frontend import from_text, load_spec
@@ -35,6 +36,10 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "s5": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "s4d": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "gateloop": ((K.COMPLEX_DIAGONAL, Axis.ROWS, False, 1),),
+    "comba": ((K.DPLR, None, False, 1),),
+    "rwkv5": ((K.DIAGONAL, Axis.ROWS, True, 1),),
+    "hawk": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
+    "mingru": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
 }
 
 
@@ -190,10 +195,39 @@ def test_alternative_spellings_classify_the_same(what: str, canonical: str, spel
     ("S + outer(k, k @ S) + outer(q, q @ S)", K.DENSE, None, Side.LEFT),
     ("exp(g) * S + S @ (I - outer(v, v))", K.DENSE, None, Side.LEFT),
     ("outer(k, k @ S) + outer(k, v)", K.DENSE, None, Side.LEFT),
+    # Comba: the gate does not factor out of the rank-1 term, so no reflection (its β would be β/α)
+    ("(exp(a) * I - beta * outer(k, k)) @ S + beta * outer(k, v)", K.DPLR, None, Side.LEFT),
 ])
 def test_other_forms(update: str, kind: TransitionKind, axis: Axis | None, side: Side) -> None:
     t = analyze(alt(update)).transitions[0]
     assert (t.kind, t.axis, t.side) == (kind, axis, side), t.evidence
+
+
+def test_comba_is_diagonal_plus_rank_1_without_a_division() -> None:
+    t = analyze(alt("(exp(a) * I - beta * outer(k, k)) @ S + beta * outer(k, v)")).transitions[0]
+    assert t.lowrank is not None
+    assert t.decay is not None
+    assert pretty(t.decay.coef, PLAIN) == "exp(a)"
+    assert (pretty(t.lowrank.u, PLAIN), pretty(t.lowrank.w, PLAIN)) == ("−beta · k", "k")
+
+
+def test_scalar_state_and_state_that_reads_no_state() -> None:
+    """Issue 16: both crashed the analysis with an IndexError."""
+    spec = from_text("""recurrence la
+input q: [K], k: [K], v: [V], x: [V]
+state S: [K, V], z: [], h: [V]
+update S = S + outer(k, v)
+update z = z + 1
+update h = 2 * x
+output o: [V] = (q @ S) / z + h
+""")
+    a = analyze(spec)
+    s, z, h = a.transitions
+    assert (s.kind, z.kind, h.kind) == (K.IDENTITY, K.IDENTITY, K.SCALAR)
+    assert h.decay is not None
+    assert h.decay.coef == ir.Const(0.0)
+    assert h.linear.ty.dims == ("V",)  # A_t = 0 keeps the state's type
+    assert a.state("h").chunk.lines == ("no recurrence (A_t = 0): h_t = 2 · x_t, per token, in parallel",)
 
 
 def test_gate_order_of_a_left_gate() -> None:
@@ -277,3 +311,33 @@ output o: [V] = k @ S
     with pytest.raises(SpecError) as info:
         analyze(spec)
     assert [d.span.line for d in info.value.diagnostics] == [4, 5]
+
+
+def test_a_dense_state_no_other_state_reads_leaves_the_others_chunked() -> None:
+    """Issue 16: one state without a chunk form walks; the states it does not read keep their chunk form."""
+    spec = from_text("""recurrence mixed
+input q: [K], k: [K], v: [V], g: [K] logdecay, x: [D], y: [D]
+param M: [D, D]
+state S: [K, V], h: [D], p: [D], z: [D]
+update S = exp(g) * S + outer(k, v)
+update h = M @ h + p
+update p = 0.5 * p + x
+update z = 0.9 * z + y
+output o: [V] = q @ S
+output u: [D] = h + z
+""")
+    a = analyze(spec)
+    # h is dense and reads p: both walk; S and z are read by no walked state
+    assert walked_states(a.states) == ("h", "p")
+    assert [s.state for s in a.states if s.chunk.mode is not ChunkMode.NONE] == ["S", "p", "z"]
+
+
+def test_coupled_states_walk_together() -> None:
+    spec = from_text("""recurrence coupled
+input q: [K], k: [K], v: [V], g: [] logdecay
+state S: [K, V], z: [K]
+update S = exp(g) * S + outer(z, v)
+update z = exp(g) * z + k
+output o: [V] = q @ S
+""")
+    assert walked_states(analyze(spec).states) == ("S", "z")

@@ -69,6 +69,23 @@ def test_decay_not_in_log_space() -> None:
     assert "exp(logsigmoid(f))" in d.hint
 
 
+@pytest.mark.parametrize("decl", ["input  w: [K] unit", "param  w: [K] unit", "input  w: [] unit",
+                                  "param  w: [] unit"])
+def test_decay_not_in_log_space_is_one_rule_for_inputs_and_params(decl: str) -> None:
+    """Issue 16: Comba's `alpha` (an input) warned, RWKV-5's `w: [K] unit` (a param) did not."""
+    spec = from_text(f"recurrence r5\ninput q: [K], k: [K], v: [V]\n{decl}\nstate S: [K, V]\n"
+                     "update S = w * S + outer(k, v)\noutput o: [V] = q @ S\n")
+    (d,) = analyze(spec).diagnostics
+    assert "`w` of `S` is not in log space" in d.message
+    assert f"`logdecay` {decl.split()[0]} g" in d.hint
+
+
+def test_constant_decays_need_no_log_space() -> None:
+    spec = from_text("recurrence r\ninput q: [K], k: [K], v: [V]\nconst gamma = 1 - 2 ** (-5 - head)\n"
+                     "state S: [K, V]\nupdate S = gamma * S + outer(k, v)\noutput o: [V] = q @ S\n")
+    assert analyze(spec).diagnostics == ()
+
+
 def test_elementwise_scan_decays_need_no_log_space() -> None:
     spec = from_text("recurrence h\ninput x: [D], f: [D]\nstate h: [D]\nupdate h = sigmoid(f) * h + x\n"
                      "output o: [D] = h\n")

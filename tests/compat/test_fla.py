@@ -90,6 +90,14 @@ def _rwkv6_ref(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tenso
     return o.transpose(1, 2), s
 
 
+def _rwkv5_ref(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
+              initial_state: torch.Tensor, output_final_state: bool) -> Any:
+    """fla 0.6 has no RWKV5 op: RWKV6's reference with Eagle's time-invariant log decay w on every token
+    (autograd sums fla's per-token decay gradients back onto w)."""
+    w_t = w[None, None].expand(r.shape[0], r.shape[1], -1, -1)
+    return _rwkv6_ref(r, k, v, w_t, u, initial_state=initial_state, output_final_state=output_final_state)
+
+
 def _normalized_linear_attn_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool,
                                 initial_state: tuple[torch.Tensor, torch.Tensor], output_final_state: bool) -> Any:
     """fla's linear attention with `normalize=True`; it keeps the key sum z as [B, 1, H, K], recurgen as [B, H, K]."""
@@ -165,6 +173,14 @@ CASES = [
     Case("rwkv7", "rwkv7.chunk_rwkv7", _rwkv7_ref, _rwkv7, {"scale": K ** -0.5}),
     Case("hgrn", "hgrn.fused_recurrent_hgrn", _fused("hgrn.fused_recurrent_hgrn"),
          lambda gen: {"x": _randn(gen, B, T, H * K), "g": _logdecay(gen, B, T, H * K)}),
+    Case("rwkv5", "rwkv6.chunk_rwkv6", _rwkv5_ref,
+         lambda gen: {"r": _randn(gen, B, T, H, K), "k": _randn(gen, B, T, H, K), "v": _randn(gen, B, T, H, V),
+                      "w": _logdecay(gen, H, K), "u": _randn(gen, H, K)}),
+    # Comba: fla's example draws the auxiliary key as p = k ⊙ d with one d ∈ (0, 1) per head
+    Case("comba", "comba.chunk_comba", _naive("comba.naive.naive_recurrent_comba"),
+         lambda gen: {**(qkv := _qkv(gen, normal_k=True)),
+                      "p": qkv["k"] * torch.sigmoid(_randn(gen, H))[:, None],
+                      "g": _logdecay(gen, B, T, H), "beta": torch.sigmoid(_randn(gen, B, T, H))}),
     Case("delta_product", "gated_delta_product.chunk_gated_delta_product", _delta_product_ref,
          lambda gen: {"q": _randn(gen, B, T, H, K), "k": _unit_key(gen, B, T, H, 2, K),
                       "v": _randn(gen, B, T, H, 2, V), "beta": torch.sigmoid(_randn(gen, B, T, H, 2))}),

@@ -203,7 +203,7 @@ def typed_specs(draw: DrawFn) -> str:
 
     states: list[tuple[str, Shape, bool]] = []
     for i in range(draw(st.integers(1, 2))):
-        shape = draw(st.sampled_from([(dims[0],), (dims[0], dims[1]), (dims[1], dims[0])]))
+        shape = draw(st.sampled_from([(), (dims[0],), (dims[0], dims[1]), (dims[1], dims[0])]))
         states.append((f"S{i}", shape, draw(st.integers(0, 4)) == 0))
     for name, shape, cplx in states:
         lines.append(f"state {name}: [{', '.join(shape)}]" + (" complex" if cplx else ""))
@@ -221,13 +221,15 @@ def typed_specs(draw: DrawFn) -> str:
         elif looped and n == 0 and shape == (dims[0], dims[1]):
             lines.append(f"update {name} = {name} - bj[j] * outer(kj[j], kj[j] @ {name}) + outer(kj[j], vj[j]) "
                          "for j in J")
+        elif draw(st.integers(0, 5)) == 0:  # reads no state: A_t = 0 (accepted with a warning)
+            lines.append(f"update {name} = {source}")
         elif draw(st.booleans()):
             gate = _expr(draw, draw(st.sampled_from([(), shape[:1]])), env, dims, 2)
             lines.append(f"update {name} = exp(-softplus({gate})) * {name} + {source}")
         else:
             lines.append(f"update {name} = {_expr(draw, shape, update_env, dims, 3)} + {name}")
     for i, (name, shape, cplx) in enumerate(states):
-        d = shape[0]
+        d = shape[0] if shape else dims[0]
         read = draw(st.sampled_from([name, f"prev({name})"]))
         if len(shape) == 2:
             read = f"({read} @ {_expr(draw, shape[1:], env, dims, 1)})"
@@ -240,6 +242,13 @@ def typed_specs(draw: DrawFn) -> str:
         args = [n for n in env.names if n.startswith(("x", "u"))] + (["kj", "vj", "bj"] if looped else [])
         lines.append(f"api fuzz_api({', '.join(draw(st.permutations(args)))})")
     return "\n".join(lines) + "\n"
+
+
+# issue 16: a scalar normaliser with an affine update, and a state whose update reads no state
+SCALAR_STATE = ('recurrence fuzz\ninput q: [K], k: [K], v: [V]\nstate S: [K, V]\nstate z: []\n'
+                'update S = S + outer(k, v)\nupdate z = z + 1\noutput o: [V] = (q @ S) / z\n')
+NO_MEMORY = ('recurrence fuzz\ninput x: [D], a: [D] logdecay\nstate h: [D]\nstate p: [D]\n'
+             'update h = exp(a) * h + p\nupdate p = 2 * x\noutput o: [D] = h\n')
 
 
 def _check_invariants(spec: ir.Spec, text: str) -> None:
@@ -264,6 +273,8 @@ def _check_invariants(spec: ir.Spec, text: str) -> None:
 @given(typed_specs())
 @example('recurrence fuzz\ninput x0: [K], x1: [V]\nstate S0: [K, V]\n'
          'update S0 = (I - 0.5 * outer(x0, x0)) @ S0 + outer(x0, x1)\noutput y0 = (S0 @ x1) + x0\n')
+@example(SCALAR_STATE)
+@example(NO_MEMORY)
 def test_typed_specs_are_accepted(text: str) -> None:
     spec = front_end(text)
     assert spec is not None, f"a well-typed spec was rejected:\n{text}\n{_rejection(text)}"

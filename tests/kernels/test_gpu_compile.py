@@ -26,7 +26,7 @@ DIMS = ("--dim", "N=16", "--dim", "D=64", "--dim", "E=64", "--dim", "P=64")
 # the largest variant of each family (the most live tiles); `-m slow` compiles all of them.
 CHUNK_VARIANTS = ("rwkv6", "kda", "rwkv7", "gateloop")
 ALL_CHUNK_VARIANTS = ("linear_attn", "simple_gla", "gla", "rwkv6", "mamba2", "mlstm", "delta_rule", "gated_delta_rule",
-                      "kda", "delta_product", "rwkv7", "hgrn", "mamba", "lru", "gateloop")
+                      "kda", "delta_product", "rwkv7", "comba", "hgrn", "mamba", "lru", "gateloop")
 
 
 def _inspect(specs: tuple[str, ...], kernels: str) -> list[list[str]]:

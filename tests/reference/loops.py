@@ -441,3 +441,80 @@ def gateloop(q: Tensor, k: Tensor, v: Tensor, g: Tensor, theta: Tensor, *,
             o[b, t, h] = (q[b, t, h].to(torch.complex128) @ S).real
         S_T[b, h] = S
     return {"o": o}, {"S": S_T}
+
+
+# --- issue 16: the newer literature ----------------------------------------------------------------------
+
+def comba(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, *, scale: float | None = None,
+          init: tuple[Tensor, ...] | None = None) -> Result:
+    """Hu et al. 2025 (Comba), V×K state, the closed-loop correction written as a prediction error:
+    S' = α_t S_{t-1},  e_t = v_t − S' p_t,  S_t = S' + β_t e_t k_tᵀ,  o_t = scale · S_t q_t,  α_t = exp(g_t)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    scale = _default_scale(K, scale)
+    o, S_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, V)
+    for b, h in _heads(B, H):
+        S = _init(init, 0, b, h, (K, V), q).T
+        for t in range(T):
+            S = math.exp(float(g[b, t, h])) * S
+            error = v[b, t, h] - S @ p[b, t, h]
+            S = S + beta[b, t, h] * torch.outer(error, k[b, t, h])
+            o[b, t, h] = scale * (S @ q[b, t, h])
+        S_T[b, h] = S.T
+    return {"o": o}, {"S": S_T}
+
+
+def rwkv5(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, *, scale: float | None = None,
+          init: tuple[Tensor, ...] | None = None) -> Result:
+    """Peng et al. 2024 (Eagle), eq. (11)-(13) per channel pair (i, j), with decay exp(w) per head (w = −exp(ω)):
+    wkv_t[i, j] = u_i k_t[i] v_t[j] + s[i, j],  o_t[j] = scale · Σ_i r_t[i] wkv_t[i, j],
+    s[i, j] ← w_i s[i, j] + k_t[i] v_t[j]."""
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    scale = _default_scale(K, scale)
+    o, S_T = r.new_zeros(B, T, H, V), r.new_zeros(B, H, K, V)
+    for b, h in _heads(B, H):
+        s = _init(init, 0, b, h, (K, V), r)
+        decay = [math.exp(float(w[h, i])) for i in range(K)]
+        for t in range(T):
+            new = s.clone()
+            for i in range(K):
+                for j in range(V):
+                    kv = float(k[b, t, h, i] * v[b, t, h, j])
+                    o[b, t, h, j] += scale * float(r[b, t, h, i]) * (float(u[h, i]) * kv + float(s[i, j]))
+                    new[i, j] = decay[i] * float(s[i, j]) + kv
+            s = new
+        S_T[b, h] = s
+    return {"o": o}, {"S": S_T}
+
+
+def hawk(x: Tensor, gate_a: Tensor, gate_x: Tensor, a_param: Tensor, *,
+         init: tuple[Tensor, ...] | None = None) -> Result:
+    """De et al. 2024 (Griffin), eq. (1)-(4), in recurrentgemma's parameterisation a = σ(−a_param):
+    r_t = σ(W_a x), i_t = σ(W_x x), a_t = a^(c r_t) with c = 8, h_t = a_t ⊙ h_{t-1} + sqrt(1 − a_t²) ⊙ (i_t ⊙ x_t)."""
+    B, T, H, D = x.shape
+    o, h_T = x.new_zeros(B, T, H, D), x.new_zeros(B, H, D)
+    for b, hd in _heads(B, H):
+        state = _init(init, 0, b, hd, (D,), x)
+        a = _sigmoid(-a_param[hd])
+        for t in range(T):
+            a_t = a ** (8.0 * _sigmoid(gate_a[b, t, hd]))
+            i_t = _sigmoid(gate_x[b, t, hd])
+            state = a_t * state + torch.sqrt(1 - a_t * a_t) * (i_t * x[b, t, hd])
+            o[b, t, hd] = state
+        h_T[b, hd] = state
+    return {"o": o}, {"h": h_T}
+
+
+def mingru(k: Tensor, h_tilde: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
+    """Feng et al. 2024, Section 3.1 (sequential minGRU): z_t = σ(k_t), h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t."""
+    B, T, H, D = k.shape
+    o, h_T = k.new_zeros(B, T, H, D), k.new_zeros(B, H, D)
+    for b, hd in _heads(B, H):
+        state = _init(init, 0, b, hd, (D,), k)
+        for t in range(T):
+            z = _sigmoid(k[b, t, hd])
+            state = (1 - z) * state + z * h_tilde[b, t, hd]
+            o[b, t, hd] = state
+        h_T[b, hd] = state
+    return {"o": o}, {"h": h_T}

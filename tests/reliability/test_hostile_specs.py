@@ -96,7 +96,7 @@ def test_quotes_that_end_the_description_are_diagnosed(text: str) -> None:
     "__import__", "_private", "exec", "eval", "open", "compile", "getattr", "import", "lambda", "print",
     "x" * 5000, "ｅｘｅｃ", "ехес",  # fullwidth (NFKC-folds to `exec`), Cyrillic look-alikes
     "a\u200bb", "tl", "torch", "triton", "math", "initial_state", "output_final_state", "cu_seqlens",
-    "os", "SPEC_NAME", "OUTPUTS", "INPUTS", "F",  # module-level names of the generated code
+    "os", "SPEC_NAME", "OUTPUTS", "INPUTS",  # module-level names of the generated code
 ])
 @pytest.mark.parametrize("where", ["input", "recurrence"])
 def test_hostile_names_are_diagnosed(name: str, where: str) -> None:
@@ -104,7 +104,7 @@ def test_hostile_names_are_diagnosed(name: str, where: str) -> None:
     assert compile_untrusted(text) is None
 
 
-@pytest.mark.parametrize("name", ["values", "sz", "step", "T", "a" * 40])
+@pytest.mark.parametrize("name", ["values", "sz", "step", "T", "a" * 40, "F"])
 def test_names_that_shadow_locals_still_run(name: str) -> None:
     """Accepted names become Python argument names; locals they shadow must not change the result."""
     rec = recurgen.compile(spec_text(x=name))
@@ -118,6 +118,12 @@ def _run_both_backends(rec: recurgen.Recurrence) -> None:
     for backend in ("torch", "triton"):
         out, _ = rec(*xs, backend=backend)
         torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=backend)
+
+
+def test_a_dim_named_F_runs() -> None:
+    """`F` was reserved as a dim name for a module global the generated code no longer has (issue 16)."""
+    rec = recurgen.compile(spec_text().replace("[K]", "[F]").replace("[K, V]", "[F, V]"))
+    _run_both_backends(rec)
 
 
 @pytest.mark.parametrize("name", ["backend", "checkpoint_every"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import example, given, settings
 
-from tests.frontend.test_fuzz import BUNDLED, PINNED, mutated_specs, typed_specs
+from tests.frontend.test_fuzz import BUNDLED, NO_MEMORY, PINNED, SCALAR_STATE, mutated_specs, typed_specs
 
 from ._pipeline import code_names, compile_untrusted
 
@@ -30,6 +30,8 @@ def _through_the_pipeline(text: str) -> bool:
 
 @settings(max_examples=8)
 @given(typed_specs())
+@example(SCALAR_STATE)  # IndexError in normalize.collapse (issue 16)
+@example(NO_MEMORY)  # IndexError in chunk.roles (issue 16)
 def test_typed_specs_compile_or_get_a_diagnostic(text: str) -> None:
     _through_the_pipeline(text)
 
