@@ -194,9 +194,16 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
            *((f"dp_{n}", f"dp[{n!r}]") for n in plan.param_grads),
            *((f"dh0_{x.name}", f"dh0r[{x.name!r}]") for x in s.states), *opts, *sizes,
            ("NB", "NB"), ("NBH", "NBH"), ("NTOK", "NTOK")]
-    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("IS_VARLEN", "varlen"),
+    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("BCKPT", "bckpt"), ("SEG_ON_CHIP", "seg_on_chip"),
+                  ("IS_VARLEN", "varlen"),
                   ("USE_INITIAL_STATE", "h0"),
                   ("USE_FINAL_STATE_GRADIENT", "use_final")]
+    if plan.sweeps is not None:  # two sweeps: restart from the initial state; a_t of the decay per token
+        bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
+               *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
+               *((f"za_{n}", f"za[{n!r}]") for n, _ in plan.sweeps.scratch),
+               *bwd[len(ins) + len(prs) + len(plan.outputs) + 2 * len(s.states):]]
+        bwd_consts = [c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
 
 
@@ -266,7 +273,8 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
         tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
-        torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps,
+        torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
+        sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         **names, **args, **_call_context(spec),
     )

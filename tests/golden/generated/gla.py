@@ -43,7 +43,12 @@ BWD_STATE_TILE_BUDGET = 2048  # per backward program (it holds S, dS and tempora
 WARP_CONFIGS = (4, 8, 2, 1)  # what the autotuner tries on a GPU
 NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
+# the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
+TWO_SWEEP = True
 CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens, recomputes the rest
+# a segment's recomputed states stay in registers when all of them fit in this many fp32 values per program
+# (vector states); larger ones go through a scratch buffer in global memory
+SEGMENT_ON_CHIP_BUDGET = 4096
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
 
@@ -146,8 +151,8 @@ def gla_fused_recurrent_bwd_kernel(
     x_v,
     x_g,
     dy_o,
-    ck_S,
-    sc_S,
+    h0_S,
+    za_S,
     dht_S,
     dx_q,
     dx_g,
@@ -175,6 +180,7 @@ def gla_fused_recurrent_bwd_kernel(
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
 ):
+    # two sweeps, no stored state (see recurgen/codegen/sweeps.py): the whole state in one program
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -184,9 +190,7 @@ def gla_fused_recurrent_bwd_kernel(
     else:
         bos = i_b.to(tl.int64) * T
         T_seq = T
-    i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
-    i_prog = i_bh64 * NV + i_v  # int64: scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
     o_K = l_K
     m_K = o_K < K
@@ -195,63 +199,75 @@ def gla_fused_recurrent_bwd_kernel(
     m_V = o_V < V
 
 
-    # dS_t, walking time backwards
+
+    # forward sweep: S_t from the initial state; the gradients that read S_t, and a_t of the decay gradient
+    b_S = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_INITIAL_STATE:
+        b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                       other=0.0).to(tl.float32)
+    for t in range(0, T_seq):
+        i_t = bos + t
+        i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_r0 = tl.exp(b_g)  # [K]
+        b_r1 = b_r0[:, None] * b_S  # [K, V]
+        b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
+        b_r3 = b_r1 + b_r2  # [K, V]
+        b_S = b_r3
+        b_f0 = b_do * opt_scale  # [V]
+        b_f1 = tl.sum(tl.where(m_V[None, :], b_S * b_f0[None, :], 0.0), axis=1)  # [K]
+        b_f2 = b_q[:, None] * b_f0[None, :]  # [K, V]
+        b_f3 = b_S * b_f2  # [K, V]
+        b_f4 = tl.sum(tl.where(m_V[None, :], b_f3, 0.0), axis=1)  # [K]
+        tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
+        tl.store(za_S + i_tok * K + o_K, b_f4.to(za_S.dtype.element_ty), mask=m_K)
+    tl.debug_barrier()
+    # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
                         other=0.0).to(tl.float32)
-    for i_c in range((T_seq + CKPT - 1) // CKPT - 1, -1, -1):
-        # segment i_c: recompute its states from the checkpoint into the scratch buffer ...
-        t0 = i_c * CKPT
-        n_s = tl.minimum(T_seq - t0, CKPT)
-        b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :],
-                      mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
-        for s in range(0, n_s):
-            t = t0 + s
-            i_t = bos + t
-            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-            tl.store(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :], b_S)
-            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_r0 = tl.exp(b_g)  # [K]
-            b_r1 = b_r0[:, None] * b_S  # [K, V]
-            b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
-            b_r3 = b_r1 + b_r2  # [K, V]
-            b_S = b_r3
-        tl.debug_barrier()
-        # ... then run the adjoint step backwards through it
-        for s in range(n_s - 1, -1, -1):
-            t = t0 + s
-            i_t = bos + t
-            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-            b_S = tl.load(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :])
-            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g0 = b_do * opt_scale  # [V]
-            b_g1 = b_q[:, None] * b_g0[None, :]  # [K, V]
-            b_g2 = b_dS + b_g1  # [K, V]
-            b_g3 = tl.exp(b_g)  # [K]
-            b_g4 = b_g2 * b_g3[:, None]  # [K, V]
-            b_g5 = b_g3[:, None] * b_S  # [K, V]
-            b_g6 = b_k[:, None] * b_v[None, :]  # [K, V]
-            b_g7 = b_g5 + b_g6  # [K, V]
-            b_g8 = tl.sum(tl.where(m_V[None, :], b_g7 * b_g0[None, :], 0.0), axis=1)  # [K]
-            b_g9 = b_g2 * b_S  # [K, V]
-            b_g10 = tl.sum(tl.where(m_V[None, :], b_g9, 0.0), axis=1)  # [K]
-            b_g11 = b_g10 * b_g3  # [K]
-            b_g12 = tl.sum(tl.where(m_V[None, :], b_g2 * b_v[None, :], 0.0), axis=1)  # [K]
-            b_g13 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_g2, 0.0), axis=0)  # [V]
-            tl.store(dx_q + (i_v * NTOK + i_tok) * K + o_K, b_g8.to(dx_q.dtype.element_ty), mask=m_K)
-            tl.store(dx_g + (i_v * NTOK + i_tok) * K + o_K, b_g11.to(dx_g.dtype.element_ty), mask=m_K)
-            tl.store(dx_k + (i_v * NTOK + i_tok) * K + o_K, b_g12.to(dx_k.dtype.element_ty), mask=m_K)
-            tl.store(dx_v + i_tok * V + o_V, b_g13.to(dx_v.dtype.element_ty), mask=m_V)
-            b_dS = b_g4
-        tl.debug_barrier()
+    b_i0 = b_S * b_dS  # [K, V]
+    b_i1 = tl.sum(tl.where(m_V[None, :], b_i0, 0.0), axis=1)  # [K]
+    b_z_S = b_i1
+    for t in range(T_seq - 1, -1, -1):
+        i_t = bos + t
+        i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_s0 = b_do * opt_scale  # [V]
+        b_s1 = b_q[:, None] * b_s0[None, :]  # [K, V]
+        b_dS += b_s1
+        b_s2 = b_k[:, None] * b_v[None, :]  # [K, V]
+        b_s3 = b_s2 * b_dS  # [K, V]
+        b_s4 = tl.sum(tl.where(m_V[None, :], b_s3, 0.0), axis=1)  # [K]
+        b_z_S += b_a_S - b_s4
+        if t == 0:
+            b_init_S = tl.zeros([BK, BV], dtype=tl.float32)
+            if USE_INITIAL_STATE:
+                b_init_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :],
+                                    mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
+            b_o0 = tl.exp(b_g)  # [K]
+            b_o1 = b_o0[:, None] * b_init_S  # [K, V]
+            b_o2 = b_o1 * b_dS  # [K, V]
+            b_o3 = tl.sum(tl.where(m_V[None, :], b_o2, 0.0), axis=1)  # [K]
+            b_z_S = b_o3
+        b_s5 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
+        b_s6 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
+        tl.store(dx_k + i_tok * K + o_K, b_s5.to(dx_k.dtype.element_ty), mask=m_K)
+        tl.store(dx_v + i_tok * V + o_V, b_s6.to(dx_v.dtype.element_ty), mask=m_V)
+        tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
+        b_s7 = tl.exp(b_g)  # [K]
+        b_s8 = b_s7[:, None] * b_dS  # [K, V]
+        b_dS = b_s8
     if USE_INITIAL_STATE:
         tl.store(dh0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_dS.to(dh0_S.dtype.element_ty),
                  mask=m_K[:, None] & m_V[None, :])
@@ -432,10 +448,10 @@ def _options(given, sz, H):
 
 
 def _blocks(sz, budget):
-    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget."""
+    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget (None: whole)."""
     blocks = {d: triton.next_power_of_2(max(int(s), 1)) for d, s in sz.items()}
     nv = 1
-    if TILED_DIM is not None:
+    if TILED_DIM is not None and budget is not None:
         other = max([math.prod(blocks[d] for d in dims if d != TILED_DIM) * (2 if c else 1)
                      for _, dims, c in STATES if TILED_DIM in dims] or [1])
         cap = max(1, budget // other)
@@ -519,19 +535,28 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
     cu, N = seq
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET)
+    blocks, NV = _blocks(sz, None if TWO_SWEEP else BWD_STATE_TILE_BUDGET)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
-    dx = {name: torch.zeros((1 if name in tiled_inputs else NV, B, T, H, *xs[name].shape[3:]),
-                            dtype=torch.float32, device=device) for name in ('q', 'g', 'k', 'v')}
+    # every element is written by the kernel; a gradient with neither tile partials nor grouped heads to sum is
+    # stored by it in the input's dtype, so nothing is left to do on the host
+    new = torch.empty if T > 0 and N > 0 else torch.zeros
+    parts = {name: 1 if name in tiled_inputs else NV for name in ('q', 'g', 'k', 'v')}
+    direct = {name for name, n in parts.items() if n == 1 and hs[name] == H}
+    dx = {name: new((n, B, T, H, *xs[name].shape[3:]), device=device,
+                    dtype=xs[name].dtype if name in direct else torch.float32) for name, n in parts.items()}
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
-    dh0 = {name: torch.zeros((NV, *_state_shape(N, H, sz, dims)), dtype=torch.complex64 if c else torch.float32,
-                             device=device) for name, dims, c in STATES}
-    sc = {name: torch.empty(N * H * NV * ckpt_every * _tile_numel(blocks, dims, c), dtype=torch.float32,
-                            device=device) for name, dims, c in STATES}
+    dh0 = {name: (new if h0 else torch.zeros)((NV, *_state_shape(N, H, sz, dims)), device=device,
+                                             dtype=torch.complex64 if c else torch.float32)
+           for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
+    # the forward sweep restarts from the initial state (`ck` holds it); a_t of each decay gradient, fp32
+    h0r = {name: _real_view(ck[name].to(torch.complex64 if c else torch.float32).contiguous()) if h0 else dummy
+           for name, _, c in STATES}
+    za = {name: torch.empty(max(B * T * H * _numel(sz, dims), 1), dtype=torch.float32, device=device)
+          for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
                   torch.zeros(B, T, H, *(sz[d] for d in dims), dtype=torch.float32, device=device))
            for name, dims, _ in OUTPUTS}
@@ -549,8 +574,8 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             xs['v'],
             xs['g'],
             dyr['o'],
-            ck['S'],
-            sc['S'],
+            h0r['S'],
+            za['S'],
             dhtr['S'],
             dx['q'],
             dx['g'],
@@ -579,9 +604,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             USE_FINAL_STATE_GRADIENT=use_final,
         )
     # sum the tiles' partial gradients, then the heads of each group
-    grads_x = {name: g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
+    grads_x = {name: g[0] if name in direct else g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3)
+               for name, g in dx.items()}
     grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
-    grads_h0 = {name: g.sum(0) for name, g in dh0.items()}
+    grads_h0 = {name: g[0] if NV == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
     return grads_x, grads_p, grads_h0
@@ -663,7 +689,7 @@ def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
 def _setup_context(ctx, inputs, output):
     xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens = inputs  # _: save_ckpt
     n_fin = len(STATES) if output_final_state else 0
-    ck = output[len(OUTPUTS) + n_fin:]
+    ck = list(h0) if TWO_SWEEP else output[len(OUTPUTS) + n_fin:]  # what the backward restarts from
     ctx.save_for_backward(*xs_list, *ck)
     ctx.meta = (opts, ckpt_every, cu_seqlens, bool(h0), output_final_state, [x.dtype for x in h0])
 
@@ -1814,7 +1840,7 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
         if ckpt < 1:
             raise ValueError(f"{SPEC_NAME}: `checkpoint_every` must be >= 1, got {ckpt}")
         xs_list = [values[n] for n in ARG_ORDER]
-        save = torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
+        save = not TWO_SWEEP and torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
         res = _fwd_op(xs_list, list(h0 or []), [opts[n] for n, _ in OPTIONS], output_final_state, save, ckpt,
                       seq[0])
     # the op also returns the checkpoints it saved for the backward pass: not part of the result
