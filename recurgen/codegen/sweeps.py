@@ -120,6 +120,16 @@ def _reduce_to(x: Expr, target: ir.Type) -> Expr:
     return b.unbroadcast(x, ir.Type(target.dims))
 
 
+def _reduce_product(x: Expr, y: Expr, target: ir.Type) -> Expr:
+    """r(x ⊙ y) to `target`'s dims. With y = outer(u, w) and u of the target's dims it is u ⊙ (x @ w): no
+    state-sized temporary (for GLA, a_t = q ⊙ dq and r(B ⊙ dS) = k ⊙ dk, sharing the dq and dk reductions)."""
+    if isinstance(y, Apply) and y.op is Op.OUTER and len(x.ty.dims) == 2 and x.ty.dims == y.ty.dims:
+        u, w = y.args
+        if u.ty.dims == target.dims and len(w.ty.dims) == 1:
+            return b.mul(u, b.matmul(x, w))
+    return _reduce_to(b.mul(x, y), target)
+
+
 def z_var(s: ir.Tensor, ty: ir.Type) -> Var:
     return Var(f"∂z_{s.name}", Kind.INPUT, ty)
 
@@ -200,7 +210,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         r = sp.readout_grads.get(state_var(d.state))
         if r is None:
             continue
-        a = _reduce_to(b.mul(state_var(d.state), r), d.log.ty)
+        a = _reduce_product(state_var(d.state), r, d.log.ty)
         tile = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
         stores1 += _store(f"za_{d.state.name}", "i_tok", d.log.ty.dims, (tile,))
         scratch.append((d.state.name, d.log.ty.dims))
@@ -227,7 +237,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
                            f"{_tile_of(f2.value(r), d.state.ty.dims, False, r.ty.dims)[0]}")
     for d in logs:
         assert d.log is not None
-        rb = _reduce_to(b.mul(d.drive, dvar[d.state.name]), d.log.ty)
+        rb = _reduce_product(dvar[d.state.name], d.drive, d.log.ty)
         a = f"b_a_{d.state.name} - " if d.state.name in has_a else "-"
         f2.body.append(f"b_z_{d.state.name} += {a}{_tile_of(f2.value(rb), d.log.ty.dims, False, rb.ty.dims)[0]}")
     if logs:

@@ -40,7 +40,7 @@ FIXED_DIMS = {}
 TILED_DIM = 'V'
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program
 BWD_STATE_TILE_BUDGET = 2048  # per backward program (it holds S, dS and temporaries)
-WARP_CONFIGS = (4, 8, 2, 1)  # what the autotuner tries on a GPU
+WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
 NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
@@ -220,11 +220,9 @@ def gla_fused_recurrent_bwd_kernel(
         b_S = b_r3
         b_f0 = b_do * opt_scale  # [V]
         b_f1 = tl.sum(tl.where(m_V[None, :], b_S * b_f0[None, :], 0.0), axis=1)  # [K]
-        b_f2 = b_q[:, None] * b_f0[None, :]  # [K, V]
-        b_f3 = b_S * b_f2  # [K, V]
-        b_f4 = tl.sum(tl.where(m_V[None, :], b_f3, 0.0), axis=1)  # [K]
+        b_f2 = b_q * b_f1  # [K]
         tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
-        tl.store(za_S + i_tok * K + o_K, b_f4.to(za_S.dtype.element_ty), mask=m_K)
+        tl.store(za_S + i_tok * K + o_K, b_f2.to(za_S.dtype.element_ty), mask=m_K)
     tl.debug_barrier()
     # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
@@ -246,10 +244,9 @@ def gla_fused_recurrent_bwd_kernel(
         b_s0 = b_do * opt_scale  # [V]
         b_s1 = b_q[:, None] * b_s0[None, :]  # [K, V]
         b_dS += b_s1
-        b_s2 = b_k[:, None] * b_v[None, :]  # [K, V]
-        b_s3 = b_s2 * b_dS  # [K, V]
-        b_s4 = tl.sum(tl.where(m_V[None, :], b_s3, 0.0), axis=1)  # [K]
-        b_z_S += b_a_S - b_s4
+        b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
+        b_s3 = b_k * b_s2  # [K]
+        b_z_S += b_a_S - b_s3
         if t == 0:
             b_init_S = tl.zeros([BK, BV], dtype=tl.float32)
             if USE_INITIAL_STATE:
@@ -260,14 +257,13 @@ def gla_fused_recurrent_bwd_kernel(
             b_o2 = b_o1 * b_dS  # [K, V]
             b_o3 = tl.sum(tl.where(m_V[None, :], b_o2, 0.0), axis=1)  # [K]
             b_z_S = b_o3
-        b_s5 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
-        b_s6 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
-        tl.store(dx_k + i_tok * K + o_K, b_s5.to(dx_k.dtype.element_ty), mask=m_K)
-        tl.store(dx_v + i_tok * V + o_V, b_s6.to(dx_v.dtype.element_ty), mask=m_V)
+        b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
+        tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
+        tl.store(dx_v + i_tok * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
         tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
-        b_s7 = tl.exp(b_g)  # [K]
-        b_s8 = b_s7[:, None] * b_dS  # [K, V]
-        b_dS = b_s8
+        b_s5 = tl.exp(b_g)  # [K]
+        b_s6 = b_s5[:, None] * b_dS  # [K, V]
+        b_dS = b_s6
     if USE_INITIAL_STATE:
         tl.store(dh0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_dS.to(dh0_S.dtype.element_ty),
                  mask=m_K[:, None] & m_V[None, :])
