@@ -317,7 +317,6 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
 
     state_init, final_store, ckpt_store, ckpt_load, scr_store, scr_load = [], [], [], [], [], []
     seg_init, seg_store, seg_load = [], [], []
-    inits: dict[str, list[str]] = {}
     for s in spec.states:
         names = state_names[s.name]
         init = [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
@@ -325,7 +324,6 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         init.append("if USE_INITIAL_STATE:")
         init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
         state_init += init
-        inits[s.name] = init
         final_store += _store(f"ht_{s.name}", "i_bh64", s.ty.dims, names)
         # checkpoints in the state's own layout, so the backward pass may tile differently
         ckpt_store += _store(f"ck_{s.name}", "((i_slot + t // CKPT) * H + i_h)", s.ty.dims, names)
@@ -394,8 +392,8 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     sp = plan_sweeps(spec, step)
     # a vector state's segment fits on chip (SEGMENT_ON_CHIP_BUDGET), which moves fewer bytes than two sweeps
     matrix = any(len(s.ty.dims) >= 2 for s in spec.states)
-    sweeps = sweep_code(spec, sp, leaves, varying, input_loads, dy_loads, rp.prologue, [*rp.body, *rec_assign],
-                        inits) if sp is not None and matrix else None
+    sweeps = sweep_code(spec, sp, leaves, varying, input_loads, dy_loads, rp.prologue, [*rp.body, *rec_assign]) \
+        if sp is not None and matrix else None
     return RecurrentPlan(
         spec=spec, prefix=spec.name, dims=dims, tiled=split, inputs=inputs, params=params, states=states,
         outputs=outputs, options=tuple(o.name for o in spec.options),

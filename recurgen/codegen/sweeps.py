@@ -18,7 +18,6 @@ token) and r(B_t ⊙ dS_t) (backward sweep), and L's inputs get the gradient of 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -188,11 +187,9 @@ def _bwd_roots(decays: tuple[Decay, ...]) -> list[tuple[Expr, Expr]]:
 
 
 def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: Callable[[Expr], bool],
-               loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str],
-               state_init: dict[str, list[str]]) -> SweepCode:
+               loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str]) -> SweepCode:
     """Print both sweeps. `leaves` name the inputs, params, consts, options and states (b_<S>, holding S_t
-    after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements,
-    `state_init` each state's initialisation (zeros, plus the initial state when given)."""
+    after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements."""
     from .plan import _load, _store, _tile_of, _used_loads, grad_stores, param_accumulates
 
     cot = {cotangent_var(o.name, o.ty): f"b_d{o.name}" for o in spec.outputs}
@@ -241,24 +238,10 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         a = f"b_a_{d.state.name} - " if d.state.name in has_a else "-"
         f2.body.append(f"b_z_{d.state.name} += {a}{_tile_of(f2.value(rb), d.log.ty.dims, False, rb.ty.dims)[0]}")
     if logs:
-        # the first token's z exactly, from the initial state: the running sum leaves a rounding residue where
-        # Z_1 is 0 (no initial state)
-        # (the initial state under a name of its own: reusing b_<S> would keep it live through the whole loop)
-        h0_names = {d.state.name: f"b_init_{d.state.name}" for d in logs}
-        f3 = TritonPrinter({**leaves, **{dvar[n]: v for n, v in dS.items()},
-                            **{state_var(d.state): h0_names[d.state.name] for d in logs}},
-                           lambda e: True, prefix="b_o")
-        first = []
-        for d in logs:
-            assert d.log is not None
-            assert d.factor is not None
-            h0 = [re.sub(rf"\bb_{re.escape(d.state.name)}\b", h0_names[d.state.name], ln)
-                  for ln in state_init[d.state.name]]
-            z = _reduce_to(b.mul(b.mul(d.factor, state_var(d.state)), dvar[d.state.name]), d.log.ty)
-            tile = _tile_of(f3.value(z), d.log.ty.dims, False, z.ty.dims)[0]
-            first += [*h0, *f3.body, f"b_z_{d.state.name} = {tile}"]
-            f3.body.clear()
-        f2.body += ["if t == 0:", *(f"    {ln}" for ln in first)]
+        # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
+        # residue (relative to |S_1 ⊙ dS_1|)
+        f2.body += ["if not USE_INITIAL_STATE:", "    if t == 0:",
+                    *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
     grads2 = autodiff.vjp(_bwd_roots(sp.decays))
     stores2, got2 = grad_stores(_input_grads(grads2), f2, {i.name for i in spec.inputs}, None)
     acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)

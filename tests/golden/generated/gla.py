@@ -45,6 +45,8 @@ NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
 TWO_SWEEP = True
+MIN_PROGRAMS = 132  # programs per launch that keep every SM of an H100 busy
+MIN_TILE = 16  # the smallest split-dim tile worth a program
 CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens, recomputes the rest
 # a segment's recomputed states stay in registers when all of them fit in this many fp32 values per program
 # (vector states); larger ones go through a scratch buffer in global memory
@@ -247,16 +249,9 @@ def gla_fused_recurrent_bwd_kernel(
         b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
         b_s3 = b_k * b_s2  # [K]
         b_z_S += b_a_S - b_s3
-        if t == 0:
-            b_init_S = tl.zeros([BK, BV], dtype=tl.float32)
-            if USE_INITIAL_STATE:
-                b_init_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :],
-                                    mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
-            b_o0 = tl.exp(b_g)  # [K]
-            b_o1 = b_o0[:, None] * b_init_S  # [K, V]
-            b_o2 = b_o1 * b_dS  # [K, V]
-            b_o3 = tl.sum(tl.where(m_V[None, :], b_o2, 0.0), axis=1)  # [K]
-            b_z_S = b_o3
+        if not USE_INITIAL_STATE:
+            if t == 0:
+                b_z_S = b_z_S * 0.0
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
         tl.store(dx_v + i_tok * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
@@ -443,8 +438,12 @@ def _options(given, sz, H):
     return opts
 
 
-def _blocks(sz, budget):
-    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget (None: whole)."""
+def _blocks(sz, budget, rows=None):
+    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget (None: whole).
+
+    With `rows` (sequences x heads) and every input and state carrying the split dim, more tiles re-read and
+    recompute nothing: the split dim is then halved until MIN_PROGRAMS programs fill the GPU.
+    """
     blocks = {d: triton.next_power_of_2(max(int(s), 1)) for d, s in sz.items()}
     nv = 1
     if TILED_DIM is not None and budget is not None:
@@ -453,6 +452,10 @@ def _blocks(sz, budget):
         cap = max(1, budget // other)
         cap = 1 << (cap.bit_length() - 1)
         blocks[TILED_DIM] = min(blocks[TILED_DIM], cap)
+        free = all(TILED_DIM in dims for _, dims, _ in (*INPUTS, *STATES))
+        while free and rows and blocks[TILED_DIM] > MIN_TILE and \
+                rows * triton.cdiv(sz[TILED_DIM], blocks[TILED_DIM]) < MIN_PROGRAMS:
+            blocks[TILED_DIM] //= 2
         nv = triton.cdiv(sz[TILED_DIM], blocks[TILED_DIM])
     return blocks, nv
 
@@ -477,7 +480,7 @@ def _real_view(x):
 def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
     cu, N = seq  # N sequences: batch rows, or cu_seqlens slices of the one packed row
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, STATE_TILE_BUDGET)
+    blocks, NV = _blocks(sz, STATE_TILE_BUDGET, N * H)
     device = xs[INPUTS[0][0]].device
     ys = {name: torch.empty(B, T, H, *(sz[d] for d in dims), dtype=out_dtype, device=device)
           for name, dims, _ in OUTPUTS}
@@ -531,7 +534,7 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
     cu, N = seq
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, None if TWO_SWEEP else BWD_STATE_TILE_BUDGET)
+    blocks, NV = _blocks(sz, None if TWO_SWEEP else BWD_STATE_TILE_BUDGET, N * H)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
     tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
@@ -544,7 +547,9 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
                     dtype=xs[name].dtype if name in direct else torch.float32) for name, n in parts.items()}
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
-    dh0 = {name: (new if h0 else torch.zeros)((NV, *_state_shape(N, H, sz, dims)), device=device,
+    # a state with the split dim: every tile writes its slice of one slab; else a partial per tile, summed
+    dh0 = {name: (new if h0 else torch.zeros)((1 if TILED_DIM in dims else NV, *_state_shape(N, H, sz, dims)),
+                                             device=device,
                                              dtype=torch.complex64 if c else torch.float32)
            for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
@@ -603,7 +608,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     grads_x = {name: g[0] if name in direct else g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3)
                for name, g in dx.items()}
     grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
-    grads_h0 = {name: g[0] if NV == 1 else g.sum(0) for name, g in dh0.items()}
+    grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
     return grads_x, grads_p, grads_h0
