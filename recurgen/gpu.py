@@ -96,9 +96,9 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
         sz.setdefault(d, sizes.get(d, 128))
     rows: list[KernelReport] = []
     for kind in ("fwd", "bwd") if kernels in ("all", "recurrent") else ():
-        two_sweep = kind == "bwd" and getattr(module, "TWO_SWEEP", False)
-        budget = module.STATE_TILE_BUDGET if kind == "fwd" else None if two_sweep else module.BWD_STATE_TILE_BUDGET
-        blocks, _ = module._blocks(sz, budget)
+        budget = module.STATE_TILE_BUDGET if kind == "fwd" else module.BWD_STATE_TILE_BUDGET
+        tiled = module.TILED_DIM if kind == "fwd" else getattr(module, "BWD_TILED_DIM", module.TILED_DIM)
+        blocks, _ = module._blocks(sz, budget, None, tiled)
         fn = getattr(module, f"{name}_fused_recurrent_{kind}_kernel")
         fn = getattr(fn, "fn", fn)  # the autotuner wraps the JIT function
         consts: dict[str, Any] = {f"B{d}": b for d, b in blocks.items() if f"B{d}" in fn.arg_names}

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program: 8 KiB (4096 spills for rwkv6 at K = V = 128)
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
+# the two-sweep backward holds one state-sized tile at a time: 4096 fp32 (K = 32 of a 128 x 128 state) compile
+# without spills at 8 warps (sm_80/sm_90; 8192 spill at 16)
+SWEEP_TILE_BUDGET = 4096
 # More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
 # measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).
 BWD_PRESSURE_FOR_8_WARPS = 10
@@ -247,12 +250,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     states = tuple(info(t.name, t.ty.dims, t.ty.complex) for t in spec.states)
     outputs = tuple(info(o.name, o.ty.dims, False) for o in spec.outputs)
 
-    setup = []
-    for d in dims:
-        if d == split:
-            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = i_v * B{d} + l_{d}\nm_{d} = o_{d} < {d}")
-        else:
-            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = l_{d}\nm_{d} = o_{d} < {d}")
+    setup = _dim_setup(dims, split)
 
     # leaves: what the printer may read without computing
     leaves: dict[Expr, Val] = {}
@@ -367,21 +365,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
 
     dparam_init = [f"b_dp_{p.name} = tl.zeros({tile_shape(p.ty.dims)}, dtype=tl.float32)"
                    if p.ty.dims else f"b_dp_{p.name} = 0.0" for p in spec.params if p.name in grads.param_grads]
-    dstate_init = []
-    for s in spec.states:
-        names = dstate_names[s.name]
-        dstate_init += [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
-        loads = _load(f"dht_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
-        if split is not None and split not in s.ty.dims:
-            # every tile holds this whole state: its final-state cotangent enters once, in tile 0
-            loads = tuple(f"tl.where(i_v == 0, {ld}, 0.0)" for ld in loads)
-        dstate_init.append("if USE_FINAL_STATE_GRADIENT:")
-        dstate_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
-    dh0 = []
-    for s, si in zip(spec.states, states, strict=True):
-        # a state without the split dim gets a partial gradient per tile: its own slab, summed on the host
-        row = "i_bh64" if si.tiled or split is None else "(i_v * NBH + i_bh64)"
-        dh0 += _store(f"dh0_{s.name}", row, s.ty.dims, dstate_names[s.name])
+    dstate_init, dh0 = _dstate_code(spec, dstate_names, split)
     dparam_store = []
     for p in spec.params:
         if p.name in grads.param_grads:
@@ -392,8 +376,8 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     sp = plan_sweeps(spec, step)
     # a vector state's segment fits on chip (SEGMENT_ON_CHIP_BUDGET), which moves fewer bytes than two sweeps
     matrix = any(len(s.ty.dims) >= 2 for s in spec.states)
-    sweeps = sweep_code(spec, sp, leaves, varying, input_loads, dy_loads, rp.prologue, [*rp.body, *rec_assign]) \
-        if sp is not None and matrix else None
+    sweeps = sweep_code(spec, sp, leaves, varying, input_loads, dy_loads, rp.prologue, [*rp.body, *rec_assign],
+                        dims) if sp is not None and matrix else None
     return RecurrentPlan(
         spec=spec, prefix=spec.name, dims=dims, tiled=split, inputs=inputs, params=params, states=states,
         outputs=outputs, options=tuple(o.name for o in spec.options),
@@ -415,6 +399,31 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         state_grads=tuple(s.name for s in spec.states), math_comment=math_comment, sweeps=sweeps,
         bwd_num_warps=8 if _pressure(bp.body, spec) > BWD_PRESSURE_FOR_8_WARPS else 4,
     )
+
+
+def _dim_setup(dims: tuple[str, ...], split: str | None) -> list[str]:
+    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask."""
+    return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = o_{d} < {d}"
+            for d in dims]
+
+
+def _dstate_code(spec: ir.Spec, dstate_names: dict[str, tuple[str, ...]], split: str | None
+                 ) -> tuple[list[str], list[str]]:
+    """dS_T from the final state's cotangent, and the store of dS_0 (the initial state's gradient)."""
+    dstate_init, dh0 = [], []
+    for s in spec.states:
+        names = dstate_names[s.name]
+        dstate_init += [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
+        loads = _load(f"dht_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
+        if split is not None and split not in s.ty.dims:
+            # every tile holds this whole state: its final-state cotangent enters once, in tile 0
+            loads = tuple(f"tl.where(i_v == 0, {ld}, 0.0)" for ld in loads)
+        dstate_init.append("if USE_FINAL_STATE_GRADIENT:")
+        dstate_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
+        # a state without the split dim gets a partial gradient per tile: its own slab, summed on the host
+        row = "i_bh64" if split is None or split in s.ty.dims else "(i_v * NBH + i_bh64)"
+        dh0 += _store(f"dh0_{s.name}", row, s.ty.dims, names)
+    return dstate_init, dh0
 
 
 def _used_loads(loads: list[str], code: list[str]) -> str:

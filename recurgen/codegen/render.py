@@ -22,7 +22,7 @@ from ..resources import templates_dir
 from ..signature import python_params, signature
 from .chunk_plan import describe, plan_chunk
 from .chunk_render import render_chunk_section
-from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan, plan_recurrent
+from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, SWEEP_TILE_BUDGET, RecurrentPlan, plan_recurrent
 from .prune import prune_unused
 from .step import build_step, state_var
 from .torch_printer import TorchPrinter
@@ -272,7 +272,9 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         outputs=[(o.name, o.ty.dims, False) for o in spec.outputs],
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
-        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
+        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET,
+        bwd_state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else BWD_STATE_TILE_BUDGET,
+        bwd_tiled=plan.sweeps.split if plan.sweeps is not None else plan.tiled,
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
         sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,

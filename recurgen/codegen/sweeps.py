@@ -60,7 +60,11 @@ class SweepCode:
     bwd_dparam_acc: str
     input_grads: tuple[str, ...]
     param_grads: tuple[str, ...]
-    scratch: tuple[tuple[str, tuple[str, ...]], ...]  # (state, dims of L): a_t per token, fp32
+    scratch: tuple[tuple[str, tuple[str, ...]], ...]  # (state, dims of L): a_t per token (per tile), fp32
+    split: str | None  # the state dim split across programs (K for GLA: only dv is then a per-tile partial)
+    dim_setup: str
+    dstate_init: str
+    dh0_store: str
 
 
 def _uses_state(e: Expr) -> bool:
@@ -186,12 +190,76 @@ def _bwd_roots(decays: tuple[Decay, ...]) -> list[tuple[Expr, Expr]]:
     return roots
 
 
+_MIXING = (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE, Op.MAX, Op.MIN)
+
+
+def _reduces_over(e: Expr, d: str, ops: tuple[Op, ...]) -> bool:
+    for n in ir.walk(e):
+        if isinstance(n, Apply) and n.op in ops:
+            src = n.args[0].ty.dims if n.args else ()
+            if n.op is Op.MATMUL:
+                if src and src[-1] == d:
+                    return True
+            elif n.op is Op.SUM:
+                if n.attr == d or (not n.attr and d in src):
+                    return True
+            elif d in src or d in n.ty.dims:
+                return True
+    return False
+
+
+def _terms(e: Expr) -> list[Expr]:
+    if isinstance(e, Apply) and e.op in (Op.ADD, Op.SUB):
+        return _terms(e.args[0]) + _terms(e.args[1])
+    if isinstance(e, Apply) and e.op is Op.NEG:
+        return _terms(e.args[0])
+    return [e]
+
+
+def _state_linear(e: Expr) -> bool:
+    """Every additive term reads a state or a cotangent: the sum over tiles of per-tile values is the value."""
+    return all(ir.uses(t, {Kind.STATE}) or any(isinstance(n, Var) and n.name.startswith("∂") for n in ir.walk(t))
+               for t in _terms(e))
+
+
+def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
+    """The state dim to split the sweeps along: carried by every state, never mixed by the recurrence or the
+    readout cotangent, and every gradient of an input without it a sum of per-tile parts. Of those, the one
+    most inputs carry (each tile then reads only its slice of them)."""
+    grads2 = autodiff.vjp(_bwd_roots(sp.decays))
+    exprs = [e for d in sp.decays for e in (d.drive, d.factor, d.log) if e is not None]
+    exprs += [r for d in sp.decays if (r := sp.readout_grads.get(state_var(d.state))) is not None]
+    leaf_grads = _input_grads(sp.readout_grads) + _input_grads(grads2)
+    params = _param_grads(spec, sp.readout_grads) + _param_grads(spec, grads2)
+    ok = []
+    for d in dict.fromkeys(x for s in spec.states for x in s.ty.dims):
+        if any(d not in s.ty.dims for s in spec.states) or any(_reduces_over(e, d, (Op.SUM, Op.MATMUL, *_MIXING))
+                                                                for e in exprs):
+            continue
+        bad = False
+        for leaf, g in leaf_grads:
+            dims = leaf.ty.dims
+            if _reduces_over(g, d, _MIXING) or (d in dims and _reduces_over(g, d, (Op.SUM, Op.MATMUL))) or \
+                    (d not in dims and not _state_linear(g)):
+                bad = True
+        if bad or any(not _state_linear(g) for _, g in params):
+            continue
+        ok.append(d)
+    carried = {d: sum(d in i.ty.dims for i in spec.inputs) for d in ok}
+    return max(ok, key=lambda d: carried[d]) if ok else None
+
+
 def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: Callable[[Expr], bool],
-               loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str]) -> SweepCode:
+               loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str],
+               dims: tuple[str, ...]) -> SweepCode:
     """Print both sweeps. `leaves` name the inputs, params, consts, options and states (b_<S>, holding S_t
     after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements."""
-    from .plan import _load, _store, _tile_of, _used_loads, grad_stores, param_accumulates
+    from .plan import _dim_setup, _dstate_code, _load, _store, _tile_of, _used_loads, grad_stores, param_accumulates
 
+    split = choose_split(spec, sp)
+    tiled = {i.name for i in spec.inputs if split is None or split in i.ty.dims}
+
+    dstate_init, dh0 = _dstate_code(spec, {st.name: (f"b_d{st.name}",) for st in spec.states}, split)
     cot = {cotangent_var(o.name, o.ty): f"b_d{o.name}" for o in spec.outputs}
     dS = {d.state.name: f"b_d{d.state.name}" for d in sp.decays}
     dvar = {d.state.name: cotangent_var(d.state.name, d.state.ty) for d in sp.decays}
@@ -199,7 +267,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
 
     # forward sweep: readout-side gradients and a_t = r(S_t ⊙ R_t)
     f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f")
-    stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, {i.name for i in spec.inputs}, None)
+    stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
     acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
     scratch, a_loads, has_a = [], [], set()
     for d in logs:
@@ -209,9 +277,11 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
             continue
         a = _reduce_product(state_var(d.state), r, d.log.ty)
         tile = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
-        stores1 += _store(f"za_{d.state.name}", "i_tok", d.log.ty.dims, (tile,))
+        # a_t of a decay without the split dim is a per-tile part (as its z and its gradients)
+        row = "i_tok" if split is None or split in d.log.ty.dims else "(i_v * NTOK + i_tok)"
+        stores1 += _store(f"za_{d.state.name}", row, d.log.ty.dims, (tile,))
         scratch.append((d.state.name, d.log.ty.dims))
-        a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', 'i_tok', d.log.ty.dims, False)[0]}")
+        a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', row, d.log.ty.dims, False)[0]}")
         has_a.add(d.state.name)
     fwd_code = [*rec_code, *f1.body, *stores1, *acc1]
 
@@ -243,7 +313,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         f2.body += ["if not USE_INITIAL_STATE:", "    if t == 0:",
                     *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
     grads2 = autodiff.vjp(_bwd_roots(sp.decays))
-    stores2, got2 = grad_stores(_input_grads(grads2), f2, {i.name for i in spec.inputs}, None)
+    stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
     acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)
     body2 = list(f2.body)
     f2.body.clear()
@@ -262,4 +332,5 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         bwd_body="\n".join(body2), bwd_stores="\n".join(stores2), bwd_dstate="\n".join(dstate),
         fwd_dparam_acc="\n".join(acc1), bwd_dparam_acc="\n".join(acc2),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
-        scratch=tuple(scratch))
+        scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
+        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))

@@ -38,8 +38,9 @@ OPTIONS = (('scale', lambda sz, H: (sz['K'] ** -0.5)), )
 ARG_ORDER = ('q', 'k', 'v', 'g')
 FIXED_DIMS = {}
 TILED_DIM = 'V'
+BWD_TILED_DIM = 'K'  # the backward's split dim (the two sweeps may split another)
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program
-BWD_STATE_TILE_BUDGET = 2048  # per backward program (it holds S, dS and temporaries)
+BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and temporaries)
 WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
 NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
@@ -182,7 +183,7 @@ def gla_fused_recurrent_bwd_kernel(
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
 ):
-    # two sweeps, no stored state (see recurgen/codegen/sweeps.py): the whole state in one program
+    # two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -194,10 +195,10 @@ def gla_fused_recurrent_bwd_kernel(
         T_seq = T
     i_bh64 = i_bh.to(tl.int64)
     l_K = tl.arange(0, BK)
-    o_K = l_K
+    o_K = i_v * BK + l_K
     m_K = o_K < K
     l_V = tl.arange(0, BV)
-    o_V = i_v * BV + l_V
+    o_V = l_V
     m_V = o_V < V
 
 
@@ -254,7 +255,7 @@ def gla_fused_recurrent_bwd_kernel(
                 b_z_S = b_z_S * 0.0
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
-        tl.store(dx_v + i_tok * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
+        tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
         tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
         b_s5 = tl.exp(b_g)  # [K]
         b_s6 = b_s5[:, None] * b_dS  # [K, V]
@@ -438,7 +439,7 @@ def _options(given, sz, H):
     return opts
 
 
-def _blocks(sz, budget, rows=None):
+def _blocks(sz, budget, rows=None, tiled=TILED_DIM):
     """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget (None: whole).
 
     With `rows` (sequences x heads) and every input and state carrying the split dim, more tiles re-read and
@@ -446,17 +447,17 @@ def _blocks(sz, budget, rows=None):
     """
     blocks = {d: triton.next_power_of_2(max(int(s), 1)) for d, s in sz.items()}
     nv = 1
-    if TILED_DIM is not None and budget is not None:
-        other = max([math.prod(blocks[d] for d in dims if d != TILED_DIM) * (2 if c else 1)
-                     for _, dims, c in STATES if TILED_DIM in dims] or [1])
+    if tiled is not None and budget is not None:
+        other = max([math.prod(blocks[d] for d in dims if d != tiled) * (2 if c else 1)
+                     for _, dims, c in STATES if tiled in dims] or [1])
         cap = max(1, budget // other)
         cap = 1 << (cap.bit_length() - 1)
-        blocks[TILED_DIM] = min(blocks[TILED_DIM], cap)
-        free = all(TILED_DIM in dims for _, dims, _ in (*INPUTS, *STATES))
-        while free and rows and blocks[TILED_DIM] > MIN_TILE and \
-                rows * triton.cdiv(sz[TILED_DIM], blocks[TILED_DIM]) < MIN_PROGRAMS:
-            blocks[TILED_DIM] //= 2
-        nv = triton.cdiv(sz[TILED_DIM], blocks[TILED_DIM])
+        blocks[tiled] = min(blocks[tiled], cap)
+        free = all(tiled in dims for _, dims, _ in (*INPUTS, *STATES))
+        while free and rows and blocks[tiled] > MIN_TILE and \
+                rows * triton.cdiv(sz[tiled], blocks[tiled]) < MIN_PROGRAMS:
+            blocks[tiled] //= 2
+        nv = triton.cdiv(sz[tiled], blocks[tiled])
     return blocks, nv
 
 
@@ -534,10 +535,10 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
     cu, N = seq
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, None if TWO_SWEEP else BWD_STATE_TILE_BUDGET, N * H)
+    blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET, N * H, BWD_TILED_DIM)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
-    tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
+    tiled_inputs = {name for name, dims, _ in INPUTS if BWD_TILED_DIM in dims}
     # every element is written by the kernel; a gradient with neither tile partials nor grouped heads to sum is
     # stored by it in the input's dtype, so nothing is left to do on the host
     new = torch.empty if T > 0 and N > 0 else torch.zeros
@@ -548,7 +549,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
     # a state with the split dim: every tile writes its slice of one slab; else a partial per tile, summed
-    dh0 = {name: (new if h0 else torch.zeros)((1 if TILED_DIM in dims else NV, *_state_shape(N, H, sz, dims)),
+    dh0 = {name: (new if h0 else torch.zeros)((1 if BWD_TILED_DIM in dims else NV, *_state_shape(N, H, sz, dims)),
                                              device=device,
                                              dtype=torch.complex64 if c else torch.float32)
            for name, dims, c in STATES}
@@ -556,8 +557,8 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     # the forward sweep restarts from the initial state (`ck` holds it); a_t of each decay gradient, fp32
     h0r = {name: _real_view(ck[name].to(torch.complex64 if c else torch.float32).contiguous()) if h0 else dummy
            for name, _, c in STATES}
-    za = {name: torch.empty(max(B * T * H * _numel(sz, dims), 1), dtype=torch.float32, device=device)
-          for name, dims in (('S', ('K',)),)}
+    za = {name: torch.empty(max((1 if BWD_TILED_DIM in dims else NV) * B * T * H * _numel(sz, dims), 1),
+                            dtype=torch.float32, device=device) for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
                   torch.zeros(B, T, H, *(sz[d] for d in dims), dtype=torch.float32, device=device))
            for name, dims, _ in OUTPUTS}
