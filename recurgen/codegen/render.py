@@ -272,7 +272,7 @@ def render_module(spec: ir.Spec, sha: str, path: str) -> GeneratedModule:
         outputs=[(o.name, o.ty.dims, False) for o in spec.outputs],
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
-        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET,
+        tiled=plan.tiled, state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else STATE_TILE_BUDGET,
         bwd_state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else BWD_STATE_TILE_BUDGET,
         bwd_tiled=plan.sweeps.split if plan.sweeps is not None else plan.tiled,
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
