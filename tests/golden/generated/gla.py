@@ -461,6 +461,26 @@ def _blocks(sz, budget, rows=None, tiled=TILED_DIM):
     return blocks, nv
 
 
+@triton.jit
+def _sum_parts_kernel(parts, out, M, P, BLOCK: tl.constexpr):
+    # the per-tile parts of a gradient, summed in tile order (deterministic), stored in the input's dtype
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for p in range(0, P):
+        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0)
+    tl.store(out + offs, acc.to(out.dtype.element_ty), mask=mask)
+
+
+def _sum_parts(parts, dtype):
+    """parts [P, ...] fp32 -> their sum [...] in `dtype`, by a kernel (no fp32 round trip through torch)."""
+    out = torch.empty(parts.shape[1:], dtype=dtype, device=parts.device)
+    M = out.numel()
+    if M:
+        _sum_parts_kernel[(triton.cdiv(M, 1024),)](parts, out, M, parts.shape[0], BLOCK=1024, num_warps=NUM_WARPS)
+    return out
+
+
 def _numel(sz, dims):
     return math.prod(sz[d] for d in dims)
 
@@ -606,8 +626,8 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             USE_FINAL_STATE_GRADIENT=use_final,
         )
     # sum the tiles' partial gradients, then the heads of each group
-    grads_x = {name: g[0] if name in direct else g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3)
-               for name, g in dx.items()}
+    grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
+               g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
     grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
     grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
