@@ -713,6 +713,7 @@ def _setup_context(ctx, inputs, output):
     n_fin = len(STATES) if output_final_state else 0
     ck = list(h0) if TWO_SWEEP else output[len(OUTPUTS) + n_fin:]  # what the backward restarts from
     ctx.save_for_backward(*xs_list, *ck)
+    ctx.set_materialize_grads(False)  # the checkpoints get no cotangent: no zero-filled buffers for them
     ctx.meta = (opts, ckpt_every, cu_seqlens, bool(h0), output_final_state, [x.dtype for x in h0])
 
 
