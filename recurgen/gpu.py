@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "dht_", "dx_", "dp_", "dh0_", "dy_")
+_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "za_", "dht_", "dx_", "dp_", "dh0_", "dy_")
 _FLAGS = ("CKPT", "IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "SAVE_CKPT", "USE_FINAL_STATE_GRADIENT")
 ARCHS = {"sm_80": 80, "sm_90": 90}
 
@@ -97,11 +97,15 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
     rows: list[KernelReport] = []
     for kind in ("fwd", "bwd") if kernels in ("all", "recurrent") else ():
         budget = module.STATE_TILE_BUDGET if kind == "fwd" else module.BWD_STATE_TILE_BUDGET
-        blocks, _ = module._blocks(sz, budget)
+        tiled = module.TILED_DIM if kind == "fwd" else getattr(module, "BWD_TILED_DIM", module.TILED_DIM)
+        blocks, _ = module._blocks(sz, budget, None, tiled)
         fn = getattr(module, f"{name}_fused_recurrent_{kind}_kernel")
         fn = getattr(fn, "fn", fn)  # the autotuner wraps the JIT function
         consts: dict[str, Any] = {f"B{d}": b for d, b in blocks.items() if f"B{d}" in fn.arg_names}
         consts.update({f: (16 if f == "CKPT" else True) for f in _FLAGS if f in fn.arg_names})
+        if "SEG_ON_CHIP" in fn.arg_names:  # as the launcher decides it, at the default checkpoint interval
+            tiles = sum(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
+            consts.update(BCKPT=16, SEG_ON_CHIP=16 * tiles <= module.SEGMENT_ON_CHIP_BUDGET)
         shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B"))
         for arch in archs:
             for warps in warp_configs or module.WARP_CONFIGS:

@@ -12,8 +12,10 @@ over tiles on the host (the adjoint is linear in the cotangents, so the partial 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import ir
 from ..errors import InternalError
@@ -21,8 +23,15 @@ from ..ir import Apply, Expr, Kind, Op, Var
 from .step import Adjoint, Step, build_adjoint, build_step, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
+if TYPE_CHECKING:
+    from .sweeps import SweepCode
+
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program: 8 KiB (4096 spills for rwkv6 at K = V = 128)
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
+# the two-sweep backward holds one state-sized tile at a time: 4096 fp32 (K = 32 of a 128 x 128 state) compile
+# without spills at 8 warps (sm_80/sm_90; 8192 spill at 16). The forward of these specs (a decay and an outer
+# product per token) takes the same budget: fewer V tiles re-read q, k, g fewer times.
+SWEEP_TILE_BUDGET = 4096
 # More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
 # measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).
 BWD_PRESSURE_FOR_8_WARPS = 10
@@ -60,6 +69,11 @@ class RecurrentPlan:
     ckpt_load: str
     scratch_store: str
     scratch_load: str
+    seg_init: str  # the segment's states held on chip: a [BCKPT, *state] register tile per state
+    seg_store: str
+    seg_load: str
+    rec_loads: str  # the input loads the recompute reads (a dead load still moves bytes in the interpreter)
+    bwd_loads: str  # the input loads the adjoint step reads
     rec_body: str  # recompute: new states only
     rec_assign: str
     bwd_prologue: str
@@ -76,6 +90,7 @@ class RecurrentPlan:
     param_grads: tuple[str, ...]
     state_grads: tuple[str, ...]
     math_comment: str
+    sweeps: SweepCode | None  # the two-sweep backward (no stored states), when the spec has its form
     bwd_num_warps: int  # 8 when the adjoint keeps many state-sized tiles live (fewer registers per thread)
 
 
@@ -229,17 +244,14 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     def info(t_name: str, t_dims: tuple[str, ...], cplx: bool) -> TensorInfo:
         return TensorInfo(t_name, t_dims, cplx, split is not None and split in t_dims)
 
+    from .sweeps import plan_sweeps, sweep_code  # local: sweeps prints with this module's helpers
+
     inputs = tuple(info(t.name, t.ty.dims, False) for t in spec.inputs)
     params = tuple(info(t.name, t.ty.dims, False) for t in spec.params)
     states = tuple(info(t.name, t.ty.dims, t.ty.complex) for t in spec.states)
     outputs = tuple(info(o.name, o.ty.dims, False) for o in spec.outputs)
 
-    setup = []
-    for d in dims:
-        if d == split:
-            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = i_v * B{d} + l_{d}\nm_{d} = o_{d} < {d}")
-        else:
-            setup.append(f"l_{d} = tl.arange(0, B{d})\no_{d} = l_{d}\nm_{d} = o_{d} < {d}")
+    setup = _dim_setup(dims, split)
 
     # leaves: what the printer may read without computing
     leaves: dict[Expr, Val] = {}
@@ -303,13 +315,14 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
         stores += _store(f"y_{o.name}", "i_tok", o.ty.dims, (tile,))
 
     state_init, final_store, ckpt_store, ckpt_load, scr_store, scr_load = [], [], [], [], [], []
+    seg_init, seg_store, seg_load = [], [], []
     for s in spec.states:
         names = state_names[s.name]
-        for n in names:
-            state_init.append(f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)")
+        init = [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
         loads = _load(f"h0_{s.name}", "i_bh64", s.ty.dims, s.ty.complex)
-        state_init.append("if USE_INITIAL_STATE:")
-        state_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
+        init.append("if USE_INITIAL_STATE:")
+        init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
+        state_init += init
         final_store += _store(f"ht_{s.name}", "i_bh64", s.ty.dims, names)
         # checkpoints in the state's own layout, so the backward pass may tile differently
         ckpt_store += _store(f"ck_{s.name}", "((i_slot + t // CKPT) * H + i_h)", s.ty.dims, names)
@@ -321,6 +334,15 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
             sslot = f"(i_prog * CKPT + s) * {len(names)} + {c}"
             scr_store.append(f"tl.store(sc_{s.name} + ({sslot}) * {bn} + {bo}, {n})")
             scr_load.append(f"{n} = tl.load(sc_{s.name} + ({sslot}) * {bn} + {bo})")
+        # on chip: row s of the tile is selected by a compare (registers cannot be indexed by a loop variable)
+        rank = len(s.ty.dims)
+        row = f"l_ckpt[:{', None' * rank}] == s"
+        lift = f"[None, {', '.join(':' * rank)}]" if rank else ""
+        for n in names:
+            seg = n.replace("b_", "b_seg_", 1)
+            seg_init.append(f"{seg} = tl.zeros([BCKPT{''.join(f', B{d}' for d in s.ty.dims)}], dtype=tl.float32)")
+            seg_store.append(f"{seg} = tl.where({row}, {n}{lift}, {seg})")
+            seg_load.append(f"{n} = tl.sum(tl.where({row}, {seg}, 0.0), axis=0)")
 
     # recompute (new states only) for the backward pass
     rp = TritonPrinter(leaves, varying, prefix="b_r")
@@ -344,7 +366,52 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
 
     dparam_init = [f"b_dp_{p.name} = tl.zeros({tile_shape(p.ty.dims)}, dtype=tl.float32)"
                    if p.ty.dims else f"b_dp_{p.name} = 0.0" for p in spec.params if p.name in grads.param_grads]
-    dstate_init = []
+    dstate_init, dh0 = _dstate_code(spec, dstate_names, split)
+    dparam_store = []
+    for p in spec.params:
+        if p.name in grads.param_grads:
+            row = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
+            dparam_store += _store(f"dp_{p.name}", row, p.ty.dims, (f"b_dp_{p.name}",))
+
+    math_comment = _math_comment(spec)
+    sp = plan_sweeps(spec, step)
+    # a vector state's segment fits on chip (SEGMENT_ON_CHIP_BUDGET), which moves fewer bytes than two sweeps
+    matrix = any(len(s.ty.dims) >= 2 for s in spec.states)
+    sweeps = sweep_code(spec, sp, leaves, varying, input_loads, dy_loads, rp.prologue, [*rp.body, *rec_assign],
+                        dims) if sp is not None and matrix else None
+    return RecurrentPlan(
+        spec=spec, prefix=spec.name, dims=dims, tiled=split, inputs=inputs, params=params, states=states,
+        outputs=outputs, options=tuple(o.name for o in spec.options),
+        dim_setup="\n".join(setup), param_loads="\n".join(param_loads + const_code),
+        input_loads="\n".join(input_loads), fwd_prologue="\n".join(fp.prologue), fwd_body="\n".join(fp.body),
+        fwd_assign="\n".join(assign), output_stores="\n".join(stores), state_init="\n".join(state_init),
+        final_store="\n".join(final_store), ckpt_store="\n".join(ckpt_store), ckpt_load="\n".join(ckpt_load),
+        scratch_store="\n".join(scr_store), scratch_load="\n".join(scr_load),
+        seg_init="\n".join(seg_init), seg_store="\n".join(seg_store), seg_load="\n".join(seg_load),
+        rec_body="\n".join(rp.body), rec_assign="\n".join(rec_assign),
+        rec_loads=_used_loads(input_loads, [*rp.body, *rec_assign]),
+        bwd_loads=_used_loads(input_loads, [*bp.body, *grads.input_stores, *grads.dparam_acc,
+                                            *grads.dstate_assign]),
+        bwd_prologue="\n".join(rp.prologue + bp.prologue), bwd_body="\n".join(bp.body),
+        dstate_init="\n".join(dstate_init), dstate_assign="\n".join(grads.dstate_assign),
+        grad_stores="\n".join(grads.input_stores), dparam_init="\n".join(dparam_init),
+        dparam_acc="\n".join(grads.dparam_acc), dparam_store="\n".join(dparam_store), dh0_store="\n".join(dh0),
+        dy_loads="\n".join(dy_loads), input_grads=grads.input_grads, param_grads=grads.param_grads,
+        state_grads=tuple(s.name for s in spec.states), math_comment=math_comment, sweeps=sweeps,
+        bwd_num_warps=8 if _pressure(bp.body, spec) > BWD_PRESSURE_FOR_8_WARPS else 4,
+    )
+
+
+def _dim_setup(dims: tuple[str, ...], split: str | None) -> list[str]:
+    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask."""
+    return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = o_{d} < {d}"
+            for d in dims]
+
+
+def _dstate_code(spec: ir.Spec, dstate_names: dict[str, tuple[str, ...]], split: str | None
+                 ) -> tuple[list[str], list[str]]:
+    """dS_T from the final state's cotangent, and the store of dS_0 (the initial state's gradient)."""
+    dstate_init, dh0 = [], []
     for s in spec.states:
         names = dstate_names[s.name]
         dstate_init += [f"{n} = tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for n in names]
@@ -354,35 +421,16 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
             loads = tuple(f"tl.where(i_v == 0, {ld}, 0.0)" for ld in loads)
         dstate_init.append("if USE_FINAL_STATE_GRADIENT:")
         dstate_init += [f"    {n} += {ld}" for n, ld in zip(names, loads, strict=True)]
-    dh0 = []
-    for s, si in zip(spec.states, states, strict=True):
         # a state without the split dim gets a partial gradient per tile: its own slab, summed on the host
-        row = "i_bh64" if si.tiled or split is None else "(i_v * NBH + i_bh64)"
-        dh0 += _store(f"dh0_{s.name}", row, s.ty.dims, dstate_names[s.name])
-    dparam_store = []
-    for p in spec.params:
-        if p.name in grads.param_grads:
-            row = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
-            dparam_store += _store(f"dp_{p.name}", row, p.ty.dims, (f"b_dp_{p.name}",))
+        row = "i_bh64" if split is None or split in s.ty.dims else "(i_v * NBH + i_bh64)"
+        dh0 += _store(f"dh0_{s.name}", row, s.ty.dims, names)
+    return dstate_init, dh0
 
-    math_comment = _math_comment(spec)
-    return RecurrentPlan(
-        spec=spec, prefix=spec.name, dims=dims, tiled=split, inputs=inputs, params=params, states=states,
-        outputs=outputs, options=tuple(o.name for o in spec.options),
-        dim_setup="\n".join(setup), param_loads="\n".join(param_loads + const_code),
-        input_loads="\n".join(input_loads), fwd_prologue="\n".join(fp.prologue), fwd_body="\n".join(fp.body),
-        fwd_assign="\n".join(assign), output_stores="\n".join(stores), state_init="\n".join(state_init),
-        final_store="\n".join(final_store), ckpt_store="\n".join(ckpt_store), ckpt_load="\n".join(ckpt_load),
-        scratch_store="\n".join(scr_store), scratch_load="\n".join(scr_load),
-        rec_body="\n".join(rp.body), rec_assign="\n".join(rec_assign),
-        bwd_prologue="\n".join(rp.prologue + bp.prologue), bwd_body="\n".join(bp.body),
-        dstate_init="\n".join(dstate_init), dstate_assign="\n".join(grads.dstate_assign),
-        grad_stores="\n".join(grads.input_stores), dparam_init="\n".join(dparam_init),
-        dparam_acc="\n".join(grads.dparam_acc), dparam_store="\n".join(dparam_store), dh0_store="\n".join(dh0),
-        dy_loads="\n".join(dy_loads), input_grads=grads.input_grads, param_grads=grads.param_grads,
-        state_grads=tuple(s.name for s in spec.states), math_comment=math_comment,
-        bwd_num_warps=8 if _pressure(bp.body, spec) > BWD_PRESSURE_FOR_8_WARPS else 4,
-    )
+
+def _used_loads(loads: list[str], code: list[str]) -> str:
+    """The loads (`b_x = tl.load(...)`) whose name `code` reads."""
+    text = "\n".join(code)
+    return "\n".join(ld for ld in loads if re.search(rf"\b{re.escape(ld.split(' = ', 1)[0])}\b", text))
 
 
 def _pressure(body: list[str], spec: ir.Spec) -> int:
@@ -415,11 +463,18 @@ def _adjoint_code(spec: ir.Spec, adj: Adjoint, bp: TritonPrinter, dstate_names: 
         else:
             tiles = tuple(f"tl.zeros({tile_shape(s.ty.dims)}, dtype=tl.float32)" for _ in names)
         dstate_assign += [f"{n} = {t}" for n, t in zip(names, tiles, strict=True)]
+    stores, got = grad_stores(adj.inputs, bp, {i.name for i in inputs if i.tiled}, split)
+    acc, pgrads = param_accumulates(spec, adj.params, bp)
+    return _Grads(dstate_assign, stores, acc, got, pgrads)
+
+
+def grad_stores(grads: Iterable[tuple[Expr, Expr]], bp: TritonPrinter, tiled_inputs: set[str],
+                split: str | None) -> tuple[list[str], tuple[str, ...]]:
+    """The stores of the input gradients (leaf: an input or its loop slice), and the inputs they cover."""
     stores: list[str] = []
     got: list[str] = []
-    tiled_inputs = {i.name for i in inputs if i.tiled}
     seen_whole: set[str] = set()
-    for leaf, g in adj.inputs:
+    for leaf, g in grads:
         if isinstance(leaf, Var):
             name, dims, extra = leaf.name, leaf.ty.dims, ""
             if name in seen_whole:
@@ -441,14 +496,20 @@ def _adjoint_code(spec: ir.Spec, adj: Adjoint, bp: TritonPrinter, dstate_names: 
         mk = f", mask={m}" if m else ""
         stores.append(f"tl.store(dx_{name} + {base_off} + {offs}, {tile}.to(dx_{name}.dtype.element_ty){mk})")
         got.append(name)
+    return stores, tuple(dict.fromkeys(got))
+
+
+def param_accumulates(spec: ir.Spec, grads: Iterable[tuple[str, Expr]], bp: TritonPrinter
+                      ) -> tuple[list[str], tuple[str, ...]]:
+    """`b_dp_<p> += ...` per param gradient of one token, and the params they cover."""
     acc = []
     pgrads = []
-    for pname, g in adj.params:
+    for pname, g in grads:
         p = spec.tensor(pname)
         v = bp.value(g)
         acc.append(f"b_dp_{pname} += {_tile_of(v, p.ty.dims, False, g.ty.dims)[0]}")
         pgrads.append(pname)
-    return _Grads(dstate_assign, stores, acc, tuple(dict.fromkeys(got)), tuple(pgrads))
+    return acc, tuple(dict.fromkeys(pgrads))
 
 
 def _math_comment(spec: ir.Spec) -> str:

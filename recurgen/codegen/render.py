@@ -16,7 +16,7 @@ from ..signature import python_params, signature
 from ..version import __version__
 from .chunk_plan import ChunkPlan, describe
 from .chunk_render import render_chunk_section
-from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, RecurrentPlan
+from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, SWEEP_TILE_BUDGET, RecurrentPlan
 from .step import build_step, state_var
 from .templating import environment
 from .torch_printer import TorchPrinter
@@ -152,9 +152,16 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
            *((f"dp_{n}", f"dp[{n!r}]") for n in plan.param_grads),
            *((f"dh0_{x.name}", f"dh0r[{x.name!r}]") for x in s.states), *opts, *sizes,
            ("NB", "NB"), ("NBH", "NBH"), ("NTOK", "NTOK")]
-    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("IS_VARLEN", "varlen"),
+    bwd_consts = [*blocks, ("CKPT", "ckpt_every"), ("BCKPT", "bckpt"), ("SEG_ON_CHIP", "seg_on_chip"),
+                  ("IS_VARLEN", "varlen"),
                   ("USE_INITIAL_STATE", "h0"),
                   ("USE_FINAL_STATE_GRADIENT", "use_final")]
+    if plan.sweeps is not None:  # two sweeps: restart from the initial state; a_t of the decay per token
+        bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
+               *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
+               *((f"za_{n}", f"za[{n!r}]") for n, _ in plan.sweeps.scratch),
+               *bwd[len(ins) + len(prs) + len(plan.outputs) + 2 * len(s.states):]]
+        bwd_consts = [c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
 
 
@@ -218,8 +225,11 @@ def render_module(plans: ModulePlans) -> str:
         outputs=[(o.name, o.ty.dims, False) for o in spec.outputs],
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
-        tiled=plan.tiled, state_tile_budget=STATE_TILE_BUDGET, bwd_state_tile_budget=BWD_STATE_TILE_BUDGET,
-        torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps,
+        tiled=plan.tiled, state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else STATE_TILE_BUDGET,
+        bwd_state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else BWD_STATE_TILE_BUDGET,
+        bwd_tiled=plan.sweeps.split if plan.sweeps is not None else plan.tiled,
+        torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
+        sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         **names, **args, **_call_context(spec),
     )

@@ -44,12 +44,20 @@ OPTIONS = (('scale', lambda sz, H: (sz['K'] ** -0.5)), )
 ARG_ORDER = ('q', 'k', 'v', 'g')
 FIXED_DIMS = {}
 TILED_DIM = 'V'
-STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program
-BWD_STATE_TILE_BUDGET = 2048  # per backward program (it holds S, dS and temporaries)
-WARP_CONFIGS = (4, 8, 2, 1)  # what the autotuner tries on a GPU
+BWD_TILED_DIM = 'K'  # the backward's split dim (the two sweeps may split another)
+STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program
+BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and temporaries)
+WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
 NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
+# the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
+TWO_SWEEP = True
+MIN_PROGRAMS = 132  # programs per launch that keep every SM of an H100 busy
+MIN_TILE = 16  # the smallest split-dim tile worth a program
 CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens, recomputes the rest
+# a segment's recomputed states stay in registers when all of them fit in this many fp32 values per program
+# (vector states); larger ones go through a scratch buffer in global memory
+SEGMENT_ON_CHIP_BUDGET = 4096
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
 
@@ -152,8 +160,8 @@ def gla_fused_recurrent_bwd_kernel(
     x_v,
     x_g,
     dy_o,
-    ck_S,
-    sc_S,
+    h0_S,
+    za_S,
     dht_S,
     dx_q,
     dx_g,
@@ -181,6 +189,7 @@ def gla_fused_recurrent_bwd_kernel(
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
 ):
+    # two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -190,74 +199,73 @@ def gla_fused_recurrent_bwd_kernel(
     else:
         bos = i_b.to(tl.int64) * T
         T_seq = T
-    i_slot = bos // CKPT + i_b  # this sequence's first checkpoint slot (see _ckpt_rows)
     i_bh64 = i_bh.to(tl.int64)
-    i_prog = i_bh64 * NV + i_v  # int64: scratch offsets outgrow int32
     l_K = tl.arange(0, BK)
-    o_K = l_K
+    o_K = i_v * BK + l_K
     m_K = o_K < K
     l_V = tl.arange(0, BV)
-    o_V = i_v * BV + l_V
+    o_V = l_V
     m_V = o_V < V
 
 
-    # dS_t, walking time backwards
+
+    # forward sweep: S_t from the initial state; the gradients that read S_t, and a_t of the decay gradient
+    b_S = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_INITIAL_STATE:
+        b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                       other=0.0).to(tl.float32)
+    for t in range(0, T_seq):
+        i_t = bos + t
+        i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_r0 = tl.exp(b_g)  # [K]
+        b_r1 = b_r0[:, None] * b_S  # [K, V]
+        b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
+        b_r3 = b_r1 + b_r2  # [K, V]
+        b_S = b_r3
+        b_f0 = b_do * opt_scale  # [V]
+        b_f1 = tl.sum(tl.where(m_V[None, :], b_S * b_f0[None, :], 0.0), axis=1)  # [K]
+        b_f2 = b_q * b_f1  # [K]
+        tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
+        tl.store(za_S + i_tok * K + o_K, b_f2.to(za_S.dtype.element_ty), mask=m_K)
+    tl.debug_barrier()
+    # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
                         other=0.0).to(tl.float32)
-    for i_c in range((T_seq + CKPT - 1) // CKPT - 1, -1, -1):
-        # segment i_c: recompute its states from the checkpoint into the scratch buffer ...
-        t0 = i_c * CKPT
-        n_s = tl.minimum(T_seq - t0, CKPT)
-        b_S = tl.load(ck_S + ((i_slot + i_c) * H + i_h) * K * V + o_K[:, None] * V + o_V[None, :],
-                      mask=m_K[:, None] & m_V[None, :], other=0.0).to(tl.float32)
-        for s in range(0, n_s):
-            t = t0 + s
-            i_t = bos + t
-            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-            tl.store(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :], b_S)
-            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_r0 = tl.exp(b_g)  # [K]
-            b_r1 = b_r0[:, None] * b_S  # [K, V]
-            b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
-            b_r3 = b_r1 + b_r2  # [K, V]
-            b_S = b_r3
-        tl.debug_barrier()
-        # ... then run the adjoint step backwards through it
-        for s in range(n_s - 1, -1, -1):
-            t = t0 + s
-            i_t = bos + t
-            i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-            b_S = tl.load(sc_S + ((i_prog * CKPT + s) * 1 + 0) * BK * BV + l_K[:, None] * BV + l_V[None, :])
-            b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-            b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-            b_g0 = b_do * opt_scale  # [V]
-            b_g1 = b_q[:, None] * b_g0[None, :]  # [K, V]
-            b_g2 = b_dS + b_g1  # [K, V]
-            b_g3 = tl.exp(b_g)  # [K]
-            b_g4 = b_g2 * b_g3[:, None]  # [K, V]
-            b_g5 = b_g3[:, None] * b_S  # [K, V]
-            b_g6 = b_k[:, None] * b_v[None, :]  # [K, V]
-            b_g7 = b_g5 + b_g6  # [K, V]
-            b_g8 = tl.sum(tl.where(m_V[None, :], b_g7 * b_g0[None, :], 0.0), axis=1)  # [K]
-            b_g9 = b_g2 * b_S  # [K, V]
-            b_g10 = tl.sum(tl.where(m_V[None, :], b_g9, 0.0), axis=1)  # [K]
-            b_g11 = b_g10 * b_g3  # [K]
-            b_g12 = tl.sum(tl.where(m_V[None, :], b_g2 * b_v[None, :], 0.0), axis=1)  # [K]
-            b_g13 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_g2, 0.0), axis=0)  # [V]
-            tl.store(dx_q + (i_v * NTOK + i_tok) * K + o_K, b_g8.to(dx_q.dtype.element_ty), mask=m_K)
-            tl.store(dx_g + (i_v * NTOK + i_tok) * K + o_K, b_g11.to(dx_g.dtype.element_ty), mask=m_K)
-            tl.store(dx_k + (i_v * NTOK + i_tok) * K + o_K, b_g12.to(dx_k.dtype.element_ty), mask=m_K)
-            tl.store(dx_v + i_tok * V + o_V, b_g13.to(dx_v.dtype.element_ty), mask=m_V)
-            b_dS = b_g4
-        tl.debug_barrier()
+    b_i0 = b_S * b_dS  # [K, V]
+    b_i1 = tl.sum(tl.where(m_V[None, :], b_i0, 0.0), axis=1)  # [K]
+    b_z_S = b_i1
+    for t in range(T_seq - 1, -1, -1):
+        i_t = bos + t
+        i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
+        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_s0 = b_do * opt_scale  # [V]
+        b_s1 = b_q[:, None] * b_s0[None, :]  # [K, V]
+        b_dS += b_s1
+        b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
+        b_s3 = b_k * b_s2  # [K]
+        b_z_S += b_a_S - b_s3
+        if not USE_INITIAL_STATE:
+            if t == 0:
+                b_z_S = b_z_S * 0.0
+        b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
+        tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
+        tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
+        tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
+        b_s5 = tl.exp(b_g)  # [K]
+        b_s6 = b_s5[:, None] * b_dS  # [K, V]
+        b_dS = b_s6
     if USE_INITIAL_STATE:
         tl.store(dh0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_dS.to(dh0_S.dtype.element_ty),
                  mask=m_K[:, None] & m_V[None, :])
@@ -450,18 +458,46 @@ def _options(given, sz, H):
     return opts
 
 
-def _blocks(sz, budget):
-    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget."""
+def _blocks(sz, budget, rows=None, tiled=TILED_DIM):
+    """Block sizes: every dim whole, except the split dim, tiled to keep the state within budget (None: whole).
+
+    With `rows` (sequences x heads) and every input and state carrying the split dim, more tiles re-read and
+    recompute nothing: the split dim is then halved until MIN_PROGRAMS programs fill the GPU.
+    """
     blocks = {d: triton.next_power_of_2(max(int(s), 1)) for d, s in sz.items()}
     nv = 1
-    if TILED_DIM is not None:
-        other = max([math.prod(blocks[d] for d in dims if d != TILED_DIM) * (2 if c else 1)
-                     for _, dims, c in STATES if TILED_DIM in dims] or [1])
+    if tiled is not None and budget is not None:
+        other = max([math.prod(blocks[d] for d in dims if d != tiled) * (2 if c else 1)
+                     for _, dims, c in STATES if tiled in dims] or [1])
         cap = max(1, budget // other)
         cap = 1 << (cap.bit_length() - 1)
-        blocks[TILED_DIM] = min(blocks[TILED_DIM], cap)
-        nv = triton.cdiv(sz[TILED_DIM], blocks[TILED_DIM])
+        blocks[tiled] = min(blocks[tiled], cap)
+        free = all(tiled in dims for _, dims, _ in (*INPUTS, *STATES))
+        while free and rows and blocks[tiled] > MIN_TILE and \
+                rows * triton.cdiv(sz[tiled], blocks[tiled]) < MIN_PROGRAMS:
+            blocks[tiled] //= 2
+        nv = triton.cdiv(sz[tiled], blocks[tiled])
     return blocks, nv
+
+
+@triton.jit
+def _sum_parts_kernel(parts, out, M, P, BLOCK: tl.constexpr):
+    # the per-tile parts of a gradient, summed in tile order (deterministic), stored in the input's dtype
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for p in range(0, P):
+        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0)
+    tl.store(out + offs, acc.to(out.dtype.element_ty), mask=mask)
+
+
+def _sum_parts(parts, dtype):
+    """parts [P, ...] fp32 -> their sum [...] in `dtype`, by a kernel (no fp32 round trip through torch)."""
+    out = torch.empty(parts.shape[1:], dtype=dtype, device=parts.device)
+    M = out.numel()
+    if M:
+        _sum_parts_kernel[(triton.cdiv(M, 1024),)](parts, out, M, parts.shape[0], BLOCK=1024, num_warps=NUM_WARPS)
+    return out
 
 
 def _numel(sz, dims):
@@ -484,7 +520,7 @@ def _real_view(x):
 def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
     cu, N = seq  # N sequences: batch rows, or cu_seqlens slices of the one packed row
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, STATE_TILE_BUDGET)
+    blocks, NV = _blocks(sz, STATE_TILE_BUDGET, N * H)
     device = xs[INPUTS[0][0]].device
     ys = {name: torch.empty(B, T, H, *(sz[d] for d in dims), dtype=out_dtype, device=device)
           for name, dims, _ in OUTPUTS}
@@ -538,19 +574,30 @@ def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckp
 def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T, H, seq):
     cu, N = seq
     hs = _heads({**xs, **ps})
-    blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET)
+    blocks, NV = _blocks(sz, BWD_STATE_TILE_BUDGET, N * H, BWD_TILED_DIM)
     device = xs[INPUTS[0][0]].device
     NB, NBH, NTOK = N, N * H, B * T * H
-    tiled_inputs = {name for name, dims, _ in INPUTS if TILED_DIM in dims}
-    dx = {name: torch.zeros((1 if name in tiled_inputs else NV, B, T, H, *xs[name].shape[3:]),
-                            dtype=torch.float32, device=device) for name in ('q', 'g', 'k', 'v')}
+    tiled_inputs = {name for name, dims, _ in INPUTS if BWD_TILED_DIM in dims}
+    # every element is written by the kernel; a gradient with neither tile partials nor grouped heads to sum is
+    # stored by it in the input's dtype, so nothing is left to do on the host
+    new = torch.empty if T > 0 and N > 0 else torch.zeros
+    parts = {name: 1 if name in tiled_inputs else NV for name in ('q', 'g', 'k', 'v')}
+    direct = {name for name, n in parts.items() if n == 1 and hs[name] == H}
+    dx = {name: new((n, B, T, H, *xs[name].shape[3:]), device=device,
+                    dtype=xs[name].dtype if name in direct else torch.float32) for name, n in parts.items()}
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
-    dh0 = {name: torch.zeros((NV, *_state_shape(N, H, sz, dims)), dtype=torch.complex64 if c else torch.float32,
-                             device=device) for name, dims, c in STATES}
-    sc = {name: torch.empty(N * H * NV * ckpt_every * _tile_numel(blocks, dims, c), dtype=torch.float32,
-                            device=device) for name, dims, c in STATES}
+    # a state with the split dim: every tile writes its slice of one slab; else a partial per tile, summed
+    dh0 = {name: (new if h0 else torch.zeros)((1 if BWD_TILED_DIM in dims else NV, *_state_shape(N, H, sz, dims)),
+                                             device=device,
+                                             dtype=torch.complex64 if c else torch.float32)
+           for name, dims, c in STATES}
     dummy = torch.empty(1, dtype=torch.float32, device=device)
+    # the forward sweep restarts from the initial state (`ck` holds it); a_t of each decay gradient, fp32
+    h0r = {name: _real_view(ck[name].to(torch.complex64 if c else torch.float32).contiguous()) if h0 else dummy
+           for name, _, c in STATES}
+    za = {name: torch.empty(max((1 if BWD_TILED_DIM in dims else NV) * B * T * H * _numel(sz, dims), 1),
+                            dtype=torch.float32, device=device) for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
                   torch.zeros(B, T, H, *(sz[d] for d in dims), dtype=torch.float32, device=device))
            for name, dims, _ in OUTPUTS}
@@ -568,8 +615,8 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             xs['v'],
             xs['g'],
             dyr['o'],
-            ck['S'],
-            sc['S'],
+            h0r['S'],
+            za['S'],
             dhtr['S'],
             dx['q'],
             dx['g'],
@@ -598,9 +645,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             USE_FINAL_STATE_GRADIENT=use_final,
         )
     # sum the tiles' partial gradients, then the heads of each group
-    grads_x = {name: g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
+    grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
+               g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
     grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
-    grads_h0 = {name: g.sum(0) for name, g in dh0.items()}
+    grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
     return grads_x, grads_p, grads_h0
@@ -682,8 +730,9 @@ def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
 def _setup_context(ctx, inputs, output):
     xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens = inputs  # _: save_ckpt
     n_fin = len(STATES) if output_final_state else 0
-    ck = output[len(OUTPUTS) + n_fin:]
+    ck = list(h0) if TWO_SWEEP else output[len(OUTPUTS) + n_fin:]  # what the backward restarts from
     ctx.save_for_backward(*xs_list, *ck)
+    ctx.set_materialize_grads(False)  # the checkpoints get no cotangent: no zero-filled buffers for them
     ctx.meta = (opts, ckpt_every, cu_seqlens, bool(h0), output_final_state, [x.dtype for x in h0])
 
 
@@ -1855,7 +1904,7 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
         if ckpt < 1:
             raise ValueError(f"{SPEC_NAME}: `checkpoint_every` must be >= 1, got {ckpt}")
         xs_list = [values[n] for n in ARG_ORDER]
-        save = torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
+        save = not TWO_SWEEP and torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
         res = _fwd_op(xs_list, list(h0 or []), [opts[n] for n, _ in OPTIONS], output_final_state, save, ckpt,
                       seq[0])
     # the op also returns the checkpoints it saved for the backward pass: not part of the result

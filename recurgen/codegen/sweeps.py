@@ -1,0 +1,336 @@
+"""sweeps: the two-sweep backward of a diagonally decayed recurrence, with no stored states.
+
+When every state is updated as S_t = D_t ⊙ S_{t-1} + B_t, with D_t = exp(L_t) (or a gradient-free factor) and
+B_t free of states, and every output reads the new states linearly, the backward pass needs no state of the
+past in the backward walk:
+
+- a forward sweep recomputes S_t from the initial state and takes the readout-side gradients, which need S_t
+  but not dS_t (for GLA dq = scale · S_t do_t), and the readout cotangent R_t = ∂o_t/∂S_tᵀ do_t (state-free);
+- a backward sweep walks dS_t = R_t + D_{t+1} ⊙ dS_{t+1} from dS_T and takes the gradients through B_t.
+
+The decay gradient is the only term that needs both S_{t-1} and dS_t: Z_t = D_t ⊙ S_{t-1} ⊙ dS_t. Because
+S_t ⊙ dS_t = Z_t + B_t ⊙ dS_t and S_t ⊙ dS_t = S_t ⊙ R_t + Z_{t+1}, it obeys
+    Z_t = Z_{t+1} + S_t ⊙ R_t - B_t ⊙ dS_t,    Z_{T+1} = S_T ⊙ dS_T (the final state's cotangent),
+so its reduction to L's dims, z_t, is a reverse running sum of a_t = r(S_t ⊙ R_t) (forward sweep, stored per
+token) and r(B_t ⊙ dS_t) (backward sweep), and L's inputs get the gradient of L with cotangent z_t
+(flash-linear-attention's GLA backward uses the same identity, as dg_t = Σ_{s≥t} q_s dq_s - k_s dk_s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import ir
+from ..ir import Apply, Expr, Kind, Op, Var
+from . import autodiff
+from . import build as b
+from .simplify import simplify
+from .step import Step, _substitute, cotangent_var, state_var
+from .triton_printer import TritonPrinter, Val
+
+_GRAD_KINDS = frozenset({Kind.INPUT, Kind.PARAM})
+
+
+@dataclass(frozen=True, slots=True)
+class Decay:
+    """One state's update S = factor ⊙ S + drive; `log` = L when factor = exp(L) carries gradients."""
+
+    state: ir.Tensor
+    factor: Expr | None  # None: 1 (no decay)
+    log: Expr | None
+    drive: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class SweepCode:
+    """Code of the two sweeps (see the module doc); the template lays it out."""
+
+    fwd_prologue: str
+    fwd_loads: str
+    fwd_body: str  # readout-side gradients, a_t
+    fwd_stores: str
+    bwd_prologue: str
+    z_init: str  # z_{T+1} = r(S_T ⊙ dS_T), after the forward sweep
+    bwd_loads: str
+    bwd_body: str  # dS += R, z update, gradients through B and L, dS = D ⊙ dS
+    bwd_stores: str
+    bwd_dstate: str  # dS_{t-1} = D_t ⊙ dS_t, after the stores (a gradient may be dS_t itself)
+    fwd_dparam_acc: str
+    bwd_dparam_acc: str
+    input_grads: tuple[str, ...]
+    param_grads: tuple[str, ...]
+    scratch: tuple[tuple[str, tuple[str, ...]], ...]  # (state, dims of L): a_t per token (per tile), fp32
+    split: str | None  # the state dim split across programs (K for GLA: only dv is then a per-tile partial)
+    dim_setup: str
+    dstate_init: str
+    dh0_store: str
+
+
+def _uses_state(e: Expr) -> bool:
+    return bool(ir.uses(e, {Kind.STATE, Kind.PREV_STATE}))
+
+
+def _carries_grad(e: Expr) -> bool:
+    return bool(ir.uses(e, _GRAD_KINDS))
+
+
+def _decay(s: ir.Tensor, e: Expr) -> Decay | None:
+    if not isinstance(e, Apply) or e.op is not Op.ADD:
+        return None
+    sv = state_var(s)
+    for term, drive in ((e.args[0], e.args[1]), (e.args[1], e.args[0])):
+        if _uses_state(drive) or drive.ty.dims != s.ty.dims:
+            continue
+        if term == sv:
+            return Decay(s, None, None, drive)
+        if isinstance(term, Apply) and term.op is Op.MUL:
+            for x, y in (term.args, term.args[::-1]):
+                if y != sv or _uses_state(x) or not set(x.ty.dims) <= set(s.ty.dims) or x.ty.complex:
+                    continue
+                if isinstance(x, Apply) and x.op is Op.EXP:
+                    return Decay(s, x, x.args[0] if _carries_grad(x) else None, drive)
+                if not _carries_grad(x):
+                    return Decay(s, x, None, drive)
+    return None
+
+
+def decompose(spec: ir.Spec, step: Step) -> tuple[Decay, ...] | None:
+    """Each state's decay and drive, or None when the spec does not have this form (see the module doc)."""
+    if any(u.loop is not None for u in spec.updates) or any(s.ty.complex for s in spec.states):
+        return None
+    decays = []
+    for s, (_, e) in zip(spec.states, step.new_states, strict=True):
+        d = _decay(s, e)
+        if d is None:
+            return None
+        decays.append(d)
+    return tuple(decays)
+
+
+def readouts(spec: ir.Spec) -> tuple[tuple[str, Expr], ...] | None:
+    """The outputs as functions of the new states (leaves), or None if one reads prev(S)."""
+    outs = []
+    for o in spec.outputs:
+        e = simplify(_substitute(o.value, {}))
+        if ir.uses(e, {Kind.PREV_STATE}):
+            return None
+        outs.append((o.name, e))
+    return tuple(outs)
+
+
+def _reduce_to(x: Expr, target: ir.Type) -> Expr:
+    return b.unbroadcast(x, ir.Type(target.dims))
+
+
+def _reduce_product(x: Expr, y: Expr, target: ir.Type) -> Expr:
+    """r(x ⊙ y) to `target`'s dims. With y = outer(u, w) and u of the target's dims it is u ⊙ (x @ w): no
+    state-sized temporary (for GLA, a_t = q ⊙ dq and r(B ⊙ dS) = k ⊙ dk, sharing the dq and dk reductions)."""
+    if isinstance(y, Apply) and y.op is Op.OUTER and len(x.ty.dims) == 2 and x.ty.dims == y.ty.dims:
+        u, w = y.args
+        if u.ty.dims == target.dims and len(w.ty.dims) == 1:
+            return b.mul(u, b.matmul(x, w))
+    return _reduce_to(b.mul(x, y), target)
+
+
+def z_var(s: ir.Tensor, ty: ir.Type) -> Var:
+    return Var(f"∂z_{s.name}", Kind.INPUT, ty)
+
+
+def a_var(s: ir.Tensor, ty: ir.Type) -> Var:
+    return Var(f"∂a_{s.name}", Kind.INPUT, ty)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPlan:
+    decays: tuple[Decay, ...]
+    readout_grads: dict[Expr, Expr]  # leaf -> cotangent from the outputs, S_t as leaves
+
+
+def plan_sweeps(spec: ir.Spec, step: Step) -> SweepPlan | None:
+    """The two-sweep form of a spec's backward, or None when it does not apply."""
+    decays = decompose(spec, step)
+    outs = readouts(spec)
+    if decays is None or outs is None:
+        return None
+    grads = autodiff.vjp([(e, cotangent_var(n, e.ty)) for n, e in outs])
+    for d in decays:
+        r = grads.get(state_var(d.state))
+        if r is not None and _uses_state(r):
+            return None  # the readout is not linear in the state: R_t would need S_t in the backward sweep
+    bwd_inputs = {_input_name(leaf) for leaf, _ in _input_grads(autodiff.vjp(_bwd_roots(decays)))}
+    if {_input_name(leaf) for leaf, _ in _input_grads(grads)} & bwd_inputs:
+        return None  # an input with gradients from both sweeps would need a partial round trip
+    return SweepPlan(decays, grads)
+
+
+def _input_grads(grads: dict[Expr, Expr]) -> list[tuple[Expr, Expr]]:
+    """The (leaf, cotangent) pairs of inputs and their loop slices."""
+    return [(leaf, g) for leaf, g in grads.items()
+            if (isinstance(leaf, Var) and leaf.kind is Kind.INPUT and not leaf.name.startswith("∂"))
+            or (isinstance(leaf, Apply) and leaf.op is Op.INDEX)]
+
+
+def _input_name(leaf: Expr) -> str:
+    base = leaf.args[0] if isinstance(leaf, Apply) else leaf
+    assert isinstance(base, Var)
+    return base.name
+
+
+def _param_grads(spec: ir.Spec, grads: dict[Expr, Expr]) -> list[tuple[str, Expr]]:
+    return [(p.name, g) for p in spec.params if (g := grads.get(Var(p.name, Kind.PARAM, p.ty))) is not None]
+
+
+def _bwd_roots(decays: tuple[Decay, ...]) -> list[tuple[Expr, Expr]]:
+    roots: list[tuple[Expr, Expr]] = []
+    for d in decays:
+        roots.append((d.drive, cotangent_var(d.state.name, d.state.ty)))
+        if d.log is not None:
+            roots.append((d.log, z_var(d.state, d.log.ty)))
+    return roots
+
+
+_MIXING = (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE, Op.MAX, Op.MIN)
+
+
+def _reduces_over(e: Expr, d: str, ops: tuple[Op, ...]) -> bool:
+    for n in ir.walk(e):
+        if isinstance(n, Apply) and n.op in ops:
+            src = n.args[0].ty.dims if n.args else ()
+            if n.op is Op.MATMUL:
+                if src and src[-1] == d:
+                    return True
+            elif n.op is Op.SUM:
+                if n.attr == d or (not n.attr and d in src):
+                    return True
+            elif d in src or d in n.ty.dims:
+                return True
+    return False
+
+
+def _terms(e: Expr) -> list[Expr]:
+    if isinstance(e, Apply) and e.op in (Op.ADD, Op.SUB):
+        return _terms(e.args[0]) + _terms(e.args[1])
+    if isinstance(e, Apply) and e.op is Op.NEG:
+        return _terms(e.args[0])
+    return [e]
+
+
+def _state_linear(e: Expr) -> bool:
+    """Every additive term reads a state or a cotangent: the sum over tiles of per-tile values is the value."""
+    return all(ir.uses(t, {Kind.STATE}) or any(isinstance(n, Var) and n.name.startswith("∂") for n in ir.walk(t))
+               for t in _terms(e))
+
+
+def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
+    """The state dim to split the sweeps along: carried by every state, never mixed by the recurrence or the
+    readout cotangent, and every gradient of an input without it a sum of per-tile parts. Of those, the one
+    most inputs carry (each tile then reads only its slice of them)."""
+    grads2 = autodiff.vjp(_bwd_roots(sp.decays))
+    exprs = [e for d in sp.decays for e in (d.drive, d.factor, d.log) if e is not None]
+    exprs += [r for d in sp.decays if (r := sp.readout_grads.get(state_var(d.state))) is not None]
+    leaf_grads = _input_grads(sp.readout_grads) + _input_grads(grads2)
+    params = _param_grads(spec, sp.readout_grads) + _param_grads(spec, grads2)
+    ok = []
+    for d in dict.fromkeys(x for s in spec.states for x in s.ty.dims):
+        if any(d not in s.ty.dims for s in spec.states) or any(_reduces_over(e, d, (Op.SUM, Op.MATMUL, *_MIXING))
+                                                                for e in exprs):
+            continue
+        bad = False
+        for leaf, g in leaf_grads:
+            dims = leaf.ty.dims
+            if _reduces_over(g, d, _MIXING) or (d in dims and _reduces_over(g, d, (Op.SUM, Op.MATMUL))) or \
+                    (d not in dims and not _state_linear(g)):
+                bad = True
+        if bad or any(not _state_linear(g) for _, g in params):
+            continue
+        ok.append(d)
+    carried = {d: sum(d in i.ty.dims for i in spec.inputs) for d in ok}
+    return max(ok, key=lambda d: carried[d]) if ok else None
+
+
+def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: Callable[[Expr], bool],
+               loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str],
+               dims: tuple[str, ...]) -> SweepCode:
+    """Print both sweeps. `leaves` name the inputs, params, consts, options and states (b_<S>, holding S_t
+    after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements."""
+    from .plan import _dim_setup, _dstate_code, _load, _store, _tile_of, _used_loads, grad_stores, param_accumulates
+
+    split = choose_split(spec, sp)
+    tiled = {i.name for i in spec.inputs if split is None or split in i.ty.dims}
+
+    dstate_init, dh0 = _dstate_code(spec, {st.name: (f"b_d{st.name}",) for st in spec.states}, split)
+    cot = {cotangent_var(o.name, o.ty): f"b_d{o.name}" for o in spec.outputs}
+    dS = {d.state.name: f"b_d{d.state.name}" for d in sp.decays}
+    dvar = {d.state.name: cotangent_var(d.state.name, d.state.ty) for d in sp.decays}
+    logs = [d for d in sp.decays if d.log is not None]
+
+    # forward sweep: readout-side gradients and a_t = r(S_t ⊙ R_t)
+    f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f")
+    stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
+    acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
+    scratch, a_loads, has_a = [], [], set()
+    for d in logs:
+        assert d.log is not None
+        r = sp.readout_grads.get(state_var(d.state))
+        if r is None:
+            continue
+        a = _reduce_product(state_var(d.state), r, d.log.ty)
+        tile = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
+        # a_t of a decay without the split dim is a per-tile part (as its z and its gradients)
+        row = "i_tok" if split is None or split in d.log.ty.dims else "(i_v * NTOK + i_tok)"
+        stores1 += _store(f"za_{d.state.name}", row, d.log.ty.dims, (tile,))
+        scratch.append((d.state.name, d.log.ty.dims))
+        a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', row, d.log.ty.dims, False)[0]}")
+        has_a.add(d.state.name)
+    fwd_code = [*rec_code, *f1.body, *stores1, *acc1]
+
+    # z_{T+1} = r(S_T ⊙ dS_T)
+    f0 = TritonPrinter({**leaves, **{dvar[n]: v for n, v in dS.items()}}, lambda e: True, prefix="b_i")
+    z_init = []
+    for d in logs:
+        assert d.log is not None
+        z = _reduce_to(b.mul(state_var(d.state), dvar[d.state.name]), d.log.ty)
+        z_init.append(f"b_z_{d.state.name} = {_tile_of(f0.value(z), d.log.ty.dims, False, z.ty.dims)[0]}")
+    z_init = [*f0.body, *z_init]
+
+    # backward sweep
+    zl = {z_var(d.state, d.log.ty): f"b_z_{d.state.name}" for d in logs if d.log is not None}
+    f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl}, varying, prefix="b_s")
+    for d in sp.decays:
+        r = sp.readout_grads.get(state_var(d.state))
+        if r is not None:  # dS_t = R_t + D_{t+1} ⊙ dS_{t+1}
+            f2.body.append(f"{dS[d.state.name]} += "
+                           f"{_tile_of(f2.value(r), d.state.ty.dims, False, r.ty.dims)[0]}")
+    for d in logs:
+        assert d.log is not None
+        rb = _reduce_product(dvar[d.state.name], d.drive, d.log.ty)
+        a = f"b_a_{d.state.name} - " if d.state.name in has_a else "-"
+        f2.body.append(f"b_z_{d.state.name} += {a}{_tile_of(f2.value(rb), d.log.ty.dims, False, rb.ty.dims)[0]}")
+    if logs:
+        # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
+        # residue (relative to |S_1 ⊙ dS_1|)
+        f2.body += ["if not USE_INITIAL_STATE:", "    if t == 0:",
+                    *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
+    grads2 = autodiff.vjp(_bwd_roots(sp.decays))
+    stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
+    acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)
+    body2 = list(f2.body)
+    f2.body.clear()
+    dstate = []
+    for d in sp.decays:
+        if d.factor is not None:
+            new = b.mul(d.factor, dvar[d.state.name])
+            dstate.append(f"{dS[d.state.name]} = "
+                          f"{_tile_of(f2.value(new), d.state.ty.dims, False, new.ty.dims)[0]}")
+    dstate = [*f2.body, *dstate]
+    bwd_code = [*body2, *stores2, *acc2, *dstate]
+    return SweepCode(
+        fwd_prologue="\n".join([*rec_prologue, *f1.prologue]), fwd_loads=_used_loads(loads + dy_loads, fwd_code),
+        fwd_body="\n".join(f1.body), fwd_stores="\n".join(stores1), bwd_prologue="\n".join(f2.prologue),
+        z_init="\n".join(z_init), bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code),
+        bwd_body="\n".join(body2), bwd_stores="\n".join(stores2), bwd_dstate="\n".join(dstate),
+        fwd_dparam_acc="\n".join(acc1), bwd_dparam_acc="\n".join(acc2),
+        input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
+        scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
+        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))
