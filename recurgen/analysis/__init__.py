@@ -3,9 +3,9 @@
 For every state: the affine split `S_t = A_t S_{t-1} + b_t` (non-affine updates are spec errors with
 a caret under the culprit), the transition class with its structured pieces (decay and log-decay,
 Householder α/β/k, DPLR diag/u/w, b_t's outer-product factors), the associative operator checked
-with sympy, the chunked-parallel form; for the spec: how each output reads the states, sympy derivatives
-of every gate, and warnings about numerically dangerous forms. The backward is not derived here: the
-kernels' one (`codegen.step.build_adjoint`) is the only one, and `explain` prints it.
+with sympy, the chunked-parallel form; for the spec: how each output reads the states and warnings about
+numerically dangerous forms. No gradient is derived here: the kernels' backward
+(`codegen.step.build_adjoint`) is the only one, and `explain` prints it.
 
 sympy is imported here and nowhere else in recurgen (STYLE.md 3.4); results hold IR and strings only.
 """
@@ -18,7 +18,6 @@ from .. import ir
 from ..errors import Reporter
 from . import exprs as X
 from .affine import Affine, NotAffine, split, state_key
-from .backward import gate_gradients
 from .chunk import chunk_form
 from .classify import classify, running_max_transition
 from .numerics import check as numeric_warnings
@@ -31,7 +30,6 @@ from .result import (
     ChunkForm,
     ChunkMode,
     Decay,
-    GateGradient,
     GateOrder,
     Householder,
     LowRank,
@@ -94,9 +92,8 @@ def analyze(spec: ir.Spec) -> Analysis:
     states = []
     for t in transitions:
         states.append(StateAnalysis(t, operator(t), chunk_form(t, readouts)))
-    grads, too_large = gate_gradients(spec, transitions, readouts)
-    diags = sorted((*too_large, *numeric_warnings(spec, transitions)), key=lambda d: (d.span.line, d.span.col))
-    return Analysis(spec, tuple(states), readouts, grads, tuple(diags))
+    diags = sorted(numeric_warnings(spec, transitions), key=lambda d: (d.span.line, d.span.col))
+    return Analysis(spec, tuple(states), readouts, tuple(diags))
 
 
 def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) -> Transition:
@@ -106,7 +103,7 @@ def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) ->
 
 
 __all__ = [
-    "Analysis", "AssocOp", "Axis", "ChunkForm", "ChunkMode", "Decay", "GateGradient", "GateOrder",
+    "Analysis", "AssocOp", "Axis", "ChunkForm", "ChunkMode", "Decay", "GateOrder",
     "Householder", "LowRank", "OperatorForm", "OuterTerm", "Readout", "RunningMax", "Side", "StateAnalysis",
     "StateRead", "Transition", "TransitionKind", "analyze",
 ]

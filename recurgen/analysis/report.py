@@ -136,11 +136,6 @@ def explain(a: Analysis, path: str | None = None, backward: Sequence[str] = ()) 
     for r in a.readouts:
         out.append(_line("readout", f"{r.output}: {r.description}"))
     out += [_line("backward" if i == 0 else "", x) for i, x in enumerate(backward)]
-    if a.gate_gradients:
-        first = True
-        for g in a.gate_gradients:
-            out.append(_line("gradients" if first else "", f"{g.gate}: d({g.expr})/d{g.wrt} = {g.derivative}"))
-            first = False
     if a.diagnostics:
         for i, d in enumerate(a.diagnostics):
             out.append(_line("warnings" if i == 0 else "", f"line {d.span.line}: {d.message}"))
@@ -178,8 +173,6 @@ def dump(a: Analysis) -> str:
     for r in a.readouts:
         lines.append(f"output {r.output}: linear={r.linear} reads="
                      + ",".join(f"{x.state}{'(prev)' if x.prev else ''}" for x in r.reads))
-    for g in a.gate_gradients:
-        lines.append(f"grad {g.gate}: d({g.expr})/d{g.wrt} = {g.derivative}")
     for d in a.diagnostics:
         lines.append(f"{d.severity.value} {d.span.line}:{d.span.col} {d.message}")
     return "\n".join(lines) + "\n"

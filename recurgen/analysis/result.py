@@ -1,7 +1,7 @@
 """result: the dataclasses the analysis stage hands to later stages (frozen, no sympy objects).
 
 Structured pieces are IR expressions (`ir.Expr`), so the planner can print them with its own printers;
-derived math meant for people (operator, chunk form, gate derivatives) is plain text.
+derived math meant for people (operator, chunk form) is plain text.
 """
 
 from __future__ import annotations
@@ -187,16 +187,6 @@ class ChunkForm:
 
 
 @dataclass(frozen=True, slots=True)
-class GateGradient:
-    """d(gate)/d(leaf), derived with sympy (printed with sympy's `str`)."""
-
-    gate: str  # what the gate is: "decay of S", "beta of S", "input gate of C"
-    expr: str  # the gate as sympy prints it: "exp(g)"
-    wrt: str  # an input or param name, or `[...]` for an opaque (non-elementwise) sub-expression
-    derivative: str  # "exp(g)"
-
-
-@dataclass(frozen=True, slots=True)
 class StateRead:
     """One read of a state by an output: the state-linear sub-expression of the readout."""
 
@@ -239,7 +229,6 @@ class Analysis:
     spec: ir.Spec
     states: tuple[StateAnalysis, ...]  # one per state, in declaration order
     readouts: tuple[Readout, ...]  # one per output
-    gate_gradients: tuple[GateGradient, ...]
     diagnostics: tuple[Diagnostic, ...]  # warnings (numerical dangers); errors raise SpecError instead
 
     def state(self, name: str) -> StateAnalysis:

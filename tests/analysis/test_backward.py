@@ -1,4 +1,4 @@
-"""The backward `explain` prints (the kernels' adjoint, named and pretty-printed) and sympy-derived gate gradients."""
+"""The backward `explain` prints: the kernels' adjoint (`codegen.step.build_adjoint`), named and pretty-printed."""
 
 from __future__ import annotations
 
@@ -7,56 +7,9 @@ from dataclasses import replace
 import pytest
 
 from recurgen import ir
-from recurgen.analysis import analyze
 from recurgen.codegen.step import build_adjoint, build_step
 from recurgen.explain import adjoint_equations, backward_lines
 from recurgen.frontend import from_text, load_spec
-
-# mLSTM without its stabiliser: a plain logsigmoid forget gate
-UNSTABILISED = """recurrence mlstm_unstabilised
-input  q: [K], k: [K], v: [V], ig: [], fg: []
-state  C: [K, V], n: [K]
-update C = exp(logsigmoid(fg)) * C + exp(ig) * outer(scale * k, v)
-update n = exp(logsigmoid(fg)) * n + exp(ig) * (scale * k)
-output h: [V] = (q @ C) / max(abs(q @ n), 1)
-"""
-
-
-def grads(name: str) -> dict[tuple[str, str], str]:
-    spec = from_text(UNSTABILISED, "u.rec") if name == "mlstm_unstabilised" else load_spec(name)[0]
-    return {(g.expr, g.wrt): g.derivative for g in analyze(spec).gate_gradients}
-
-
-def test_exp_gate() -> None:
-    assert grads("gla")[("exp(g)", "g")] == "exp(g)"
-
-
-def test_mamba_decay_wrt_every_leaf() -> None:
-    g = grads("mamba")
-    e = "exp(A*softplus(delta + delta_bias))"
-    assert g[(e, "delta")] == "A*exp(A*softplus(delta + delta_bias))*sigmoid(delta + delta_bias)"
-    assert g[(e, "delta_bias")] == g[(e, "delta")]
-    assert g[(e, "A")] == "exp(A*softplus(delta + delta_bias))*softplus(delta + delta_bias)"
-
-
-def test_logsigmoid_and_complex_gates() -> None:
-    assert grads("mlstm_unstabilised")[("exp(logsigmoid(fg))", "fg")] == "exp(logsigmoid(fg))*sigmoid(-fg)"
-    f = "exp(m + logsigmoid(fg) - Max(ig, m + logsigmoid(fg)))"  # the stabilised forget gate: max routes it
-    assert grads("mlstm")[(f, "ig")] == f"-{f}*Heaviside(ig - m - logsigmoid(fg))"
-    lru = grads("lru")
-    assert lru[("exp(-exp(nu_log) + I*exp(theta_log))", "theta_log")] == \
-        "I*exp(theta_log)*exp(-exp(nu_log) + I*exp(theta_log))"
-
-
-def test_non_elementwise_parts_are_opaque() -> None:
-    g = grads("longhorn")
-    assert any(wrt == "[Σ(k ⊙ k)]" for _, wrt in g), g
-    assert any(wrt == "beta" for _, wrt in g)
-
-
-def test_gates_are_listed_once() -> None:
-    exprs = [(g.expr, g.wrt) for g in analyze(load_spec("mlstm")[0]).gate_gradients]
-    assert len(exprs) == len(set(exprs))  # C and n share the forget gate
 
 
 def lines(name: str) -> list[str]:
