@@ -3,8 +3,8 @@ generates from the analysis.
 
 The backward is not derived here: it is `codegen.step.build_adjoint`, the reverse-mode pass over one token's
 step that the recurrent kernels are printed from, shown with the analysis' pretty-printer. Sub-expressions the
-adjoint uses more than once (the kernels' temporaries) are named `τ1, τ2, ...` and printed once, so the text
-stays as large as the DAG rather than as the tree it would unfold to.
+adjoint uses more than once are named `τ1, τ2, ...` (the token's new state `S_t`) and printed once, so the
+text stays as large as the DAG rather than as the tree it would unfold to.
 """
 
 from __future__ import annotations
