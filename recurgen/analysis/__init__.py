@@ -3,8 +3,9 @@
 For every state: the affine split `S_t = A_t S_{t-1} + b_t` (non-affine updates are spec errors with
 a caret under the culprit), the transition class with its structured pieces (decay and log-decay,
 Householder α/β/k, DPLR diag/u/w, b_t's outer-product factors), the associative operator checked
-with sympy, the chunked-parallel form, the adjoint recurrence; for the spec: how each output reads
-the states, sympy derivatives of every gate, and warnings about numerically dangerous forms.
+with sympy, the chunked-parallel form; for the spec: how each output reads the states and warnings about
+numerically dangerous forms. No gradient is derived here: the kernels' backward
+(`codegen.step.build_adjoint`) is the only one, and `explain` prints it.
 
 sympy is imported here and nowhere else in recurgen (STYLE.md 3.4); results hold IR and strings only.
 """
@@ -17,7 +18,6 @@ from .. import ir
 from ..errors import Reporter
 from . import exprs as X
 from .affine import Affine, NotAffine, split, state_key
-from .backward import backward, gate_gradients
 from .chunk import chunk_form
 from .classify import classify, running_max_transition
 from .numerics import check as numeric_warnings
@@ -27,11 +27,9 @@ from .result import (
     Analysis,
     AssocOp,
     Axis,
-    BackwardForm,
     ChunkForm,
     ChunkMode,
     Decay,
-    GateGradient,
     GateOrder,
     Householder,
     LowRank,
@@ -51,7 +49,7 @@ MAX_UPDATE_NODES = 2000  # the checker's bound on an expression after `let`s are
 
 
 def analyze(spec: ir.Spec) -> Analysis:
-    """Classify every state's transition and derive the operator, chunk form and backward pass.
+    """Classify every state's transition and derive the operator and chunk form.
 
     Raises:
         SpecError: an update is not affine in the states (or too large to analyse).
@@ -93,11 +91,9 @@ def analyze(spec: ir.Spec) -> Analysis:
     readouts = tuple(analyze_readout(spec, o) for o in spec.outputs)
     states = []
     for t in transitions:
-        readers = tuple(o for o in transitions if t.state in o.coupled)
-        states.append(StateAnalysis(t, operator(t), chunk_form(t, readouts), backward(t, readouts, readers)))
-    grads, too_large = gate_gradients(spec, transitions, readouts)
-    diags = sorted((*too_large, *numeric_warnings(spec, transitions)), key=lambda d: (d.span.line, d.span.col))
-    return Analysis(spec, tuple(states), readouts, grads, tuple(diags))
+        states.append(StateAnalysis(t, operator(t), chunk_form(t, readouts)))
+    diags = sorted(numeric_warnings(spec, transitions), key=lambda d: (d.span.line, d.span.col))
+    return Analysis(spec, tuple(states), readouts, tuple(diags))
 
 
 def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) -> Transition:
@@ -107,7 +103,7 @@ def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) ->
 
 
 __all__ = [
-    "Analysis", "AssocOp", "Axis", "BackwardForm", "ChunkForm", "ChunkMode", "Decay", "GateGradient", "GateOrder",
+    "Analysis", "AssocOp", "Axis", "ChunkForm", "ChunkMode", "Decay", "GateOrder",
     "Householder", "LowRank", "OperatorForm", "OuterTerm", "Readout", "RunningMax", "Side", "StateAnalysis",
     "StateRead", "Transition", "TransitionKind", "analyze",
 ]

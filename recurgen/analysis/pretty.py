@@ -158,7 +158,7 @@ class _P:
 
     def matmul(self, x: ir.Expr, y: ir.Expr) -> str:
         lhs = f"{self.paren(x, _ATOM)}ᵀ" if len(x.ty.dims) == 1 else self.paren(x, _JUX)
-        return f"{lhs} {self.paren(y, _JUX)}"
+        return f"{lhs} {self.paren(y, _JUX, True)}"
 
     def index(self, e: ir.Apply) -> str:
         base, idx = e.args

@@ -7,6 +7,7 @@ only hash is the spec text's own sha256 (it changes exactly when the spec does).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from .. import ir
 from . import exprs as X
@@ -104,17 +105,12 @@ def _transition_lines(sa: StateAnalysis, spec: ir.Spec) -> list[str]:
     ch = sa.chunk
     out.append(_line("chunk form", f"{ch.mode.value}: {ch.lines[0]}"))
     out += [_line("", x) for x in ch.lines[1:]]
-    bw = sa.backward
-    out.append(_line("backward", bw.recurrence))
-    out.append(_line("gates", bw.decay_cotangent, 2))
-    if bw.input_cotangents:
-        out.append(_line("b_t grads", bw.input_cotangents[0], 2))
-        out += [_line("", x) for x in bw.input_cotangents[1:]]
     return out
 
 
-def explain(a: Analysis, path: str | None = None) -> str:
-    """The `recurgen explain` report."""
+def explain(a: Analysis, path: str | None = None, backward: Sequence[str] = ()) -> str:
+    """The `recurgen explain` report; `backward` is its backward section, one line each (derived where the kernels
+    derive theirs: `recurgen.explain`)."""
     spec = a.spec
     sha = hashlib.sha256(spec.source.encode("utf-8")).hexdigest()[:8]
     desc = f'   "{spec.description}"' if spec.description else ""
@@ -139,13 +135,7 @@ def explain(a: Analysis, path: str | None = None) -> str:
         out += _transition_lines(sa, spec)
     for r in a.readouts:
         out.append(_line("readout", f"{r.output}: {r.description}"))
-        for lab, d in r.partials:
-            out.append(_line("", f"∂{r.output}/∂{lab} = {d}"))
-    if a.gate_gradients:
-        first = True
-        for g in a.gate_gradients:
-            out.append(_line("gradients" if first else "", f"{g.gate}: d({g.expr})/d{g.wrt} = {g.derivative}"))
-            first = False
+    out += [_line("backward" if i == 0 else "", x) for i, x in enumerate(backward)]
     if a.diagnostics:
         for i, d in enumerate(a.diagnostics):
             out.append(_line("warnings" if i == 0 else "", f"line {d.span.line}: {d.message}"))
@@ -180,12 +170,9 @@ def dump(a: Analysis) -> str:
         lines.append(f"  evidence    {t.evidence}")
         lines.append(f"  operator    {sa.operator.form.value}: {sa.operator.formula} [{sa.operator.verification}]")
         lines.append(f"  chunk       {sa.chunk.mode.value}")
-        lines.append(f"  backward    {sa.backward.recurrence}")
     for r in a.readouts:
         lines.append(f"output {r.output}: linear={r.linear} reads="
                      + ",".join(f"{x.state}{'(prev)' if x.prev else ''}" for x in r.reads))
-    for g in a.gate_gradients:
-        lines.append(f"grad {g.gate}: d({g.expr})/d{g.wrt} = {g.derivative}")
     for d in a.diagnostics:
         lines.append(f"{d.severity.value} {d.span.line}:{d.span.col} {d.message}")
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """result: the dataclasses the analysis stage hands to later stages (frozen, no sympy objects).
 
 Structured pieces are IR expressions (`ir.Expr`), so the planner can print them with its own printers;
-derived math meant for people (operator, chunk form, adjoint, gate derivatives) is plain text.
+derived math meant for people (operator, chunk form) is plain text.
 """
 
 from __future__ import annotations
@@ -187,16 +187,6 @@ class ChunkForm:
 
 
 @dataclass(frozen=True, slots=True)
-class GateGradient:
-    """d(gate)/d(leaf), derived with sympy (printed with sympy's `str`)."""
-
-    gate: str  # what the gate is: "decay of S", "beta of S", "input gate of C"
-    expr: str  # the gate as sympy prints it: "exp(g)"
-    wrt: str  # an input or param name, or `[...]` for an opaque (non-elementwise) sub-expression
-    derivative: str  # "exp(g)"
-
-
-@dataclass(frozen=True, slots=True)
 class StateRead:
     """One read of a state by an output: the state-linear sub-expression of the readout."""
 
@@ -206,7 +196,6 @@ class StateRead:
     expr: ir.Expr  # the linear sub-expression, with the hole `□` for the state
     query: ir.Expr | None  # `q` when the read is a contraction `q @ □` (LEFT) or `□ @ q` (RIGHT), else None
     contraction: Side | None  # which state dim `query` contracts: LEFT = first, RIGHT = last
-    vjp: ir.Expr | None  # the state's cotangent from the read's cotangent `d<output>` (None: not derivable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,19 +204,7 @@ class Readout:
     linear: bool  # affine in the states (False: e.g. mLSTM's normalised readout)
     reads: tuple[StateRead, ...]
     offset: ir.Expr | None  # the state-free part (RWKV6's bonus, Mamba's D ⊙ u skip), when linear
-    partials: tuple[tuple[str, str], ...]  # nonlinear readouts: (read label P1.., ∂output/∂P as text)
     description: str  # "linear: o_t = scale · q_tᵀ S_t" / "normalised: ..."
-
-
-@dataclass(frozen=True, slots=True)
-class BackwardForm:
-    """The reverse-time (adjoint) recurrence of one state."""
-
-    state: str
-    adjoint: ir.Expr | None  # A_tᵀ applied to the cotangent `dS` (IR, hole-free: the cotangent is a var `dS`)
-    recurrence: str  # "dS_{t-1} = diag(exp(g_t)) dS_t + scale · q_{t-1} do_{t-1}ᵀ"
-    decay_cotangent: str  # how the gradient of the transition's pieces is formed from dS_t and S_{t-1}
-    input_cotangents: tuple[str, ...]  # gradients of b_t's factors: "dk_t = dS_t v_t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +212,6 @@ class StateAnalysis:
     transition: Transition
     operator: AssocOp
     chunk: ChunkForm
-    backward: BackwardForm
 
     @property
     def state(self) -> str:
@@ -253,7 +229,6 @@ class Analysis:
     spec: ir.Spec
     states: tuple[StateAnalysis, ...]  # one per state, in declaration order
     readouts: tuple[Readout, ...]  # one per output
-    gate_gradients: tuple[GateGradient, ...]
     diagnostics: tuple[Diagnostic, ...]  # warnings (numerical dangers); errors raise SpecError instead
 
     def state(self, name: str) -> StateAnalysis:

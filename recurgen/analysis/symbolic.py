@@ -5,7 +5,7 @@ boundary except printed strings and booleans.
 
 * Each input or param becomes a real symbol whose assumptions come from its `ir.Domain`
   (`logdecay` -> nonpositive, `positive`, `unit` -> positive, `negative` ...), so sympy can prove
-  `softplus(dt) * A <= 0` for Mamba's decay and simplify derivatives.
+  `softplus(dt) * A <= 0` for Mamba's decay.
 * Non-elementwise sub-expressions (`q @ S`, `sum(k * k)`, `norm(x)`) become opaque symbols named
   `[...]` after their text; `outer(a, b)` is elementwise `a * b` (entry (i, j) is a_i b_j).
 * Size guard: expressions with more than `MAX_NODES` IR nodes are refused (`TooLarge`) before sympy
@@ -189,11 +189,6 @@ def _num(v: float) -> sp.Expr:
     return sp.Integer(int(v)) if v == int(v) and abs(v) < 1e15 else sp.Float(v)
 
 
-def text(x: sp.Expr) -> str:
-    """Stable printed form (sympy's canonical `str` order)."""
-    return sp.sstr(x)
-
-
 def real_part_nonpositive(e: ir.Expr, spec: ir.Spec) -> bool | None:
     """Whether sympy can prove Re(e) <= 0 from the declared domains (None: too large to try)."""
     try:
@@ -216,29 +211,3 @@ def _below_a_max(x: sp.Expr) -> bool:
             rest = x - term
             return any(bool((rest - a).is_nonpositive) for a in term.args[1].args)
     return False
-
-
-def leaf_symbols(x: sp.Expr) -> list[sp.Symbol]:
-    """Free symbols in a stable order (by name)."""
-    return sorted(x.free_symbols, key=lambda s: s.name)
-
-
-def derivatives(e: ir.Expr, spec: ir.Spec) -> tuple[str, list[tuple[str, str]]]:
-    """`e` printed by sympy, and d e / d leaf for each input, param and opaque sub-expression in it.
-
-    Raises:
-        TooLarge: above the size guard.
-        Failed: sympy could not differentiate it.
-    """
-    conv = Converter(spec)
-    x = conv(e)
-    wanted = {n.name for n in ir.walk(e) if isinstance(n, ir.Var) and n.kind in (Kind.INPUT, Kind.PARAM)}
-    out = []
-    try:
-        for s in leaf_symbols(x):
-            base = s.name.split("[", 1)[0] if not s.name.startswith("[") else s.name
-            if base in wanted or s.name in conv.opaque:
-                out.append((s.name, text(sp.diff(x, s))))
-        return text(x), out
-    except (ValueError, TypeError, ArithmeticError, RecursionError, AttributeError) as err:
-        raise Failed(str(err)) from err

@@ -1,6 +1,7 @@
 """Property: for random linear updates built from a small typed grammar, `analyze` never fails with
 anything but SpecError, and whatever class it finds, A_t rebuilt from the pieces equals the update's
-linear part and the adjoint is adjoint (numerically, at random inputs)."""
+linear part, the class's transposed transition is its adjoint (numerically, at random inputs), and the
+kernels' backward prints."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recurgen import ir
 from recurgen.analysis import analyze
 from recurgen.analysis import exprs as X
-from recurgen.analysis.backward import adjoint_expr
 from recurgen.analysis.classify import applied, transition_matrix
-from recurgen.analysis.readout import cotangent
 from recurgen.analysis.report import explain
+from recurgen.explain import backward_lines
 from recurgen.frontend import from_text
 
 from .evaluate import environment, evaluate, inner, sample
@@ -72,16 +73,18 @@ def test_random_linear_updates(update: str) -> None:
     gen = torch.Generator().manual_seed(1)
     st_ = spec.tensor("S")
     s, ds = sample(st_, SIZES, gen), sample(st_, SIZES, gen)
-    cot = cotangent("S", st_.ty)
+    cot = ir.Var("dS", ir.Kind.INPUT, st_.ty)
     env_s = {**env, X.HOLE: s, cot.name: ds}
     want = evaluate(t.linear, env_s, SIZES)[0]
     m = transition_matrix(t)
     if m is not None:
         got = evaluate(applied(t, m, X.hole(st_.ty)), env_s, SIZES)[0]
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10, msg=f"{t.kind}: {update}")
-    adj = adjoint_expr(t)
-    assert adj is not None
-    assert math.isclose(inner(want, ds), inner(s, evaluate(adj, env_s, SIZES)[0]), rel_tol=1e-9, abs_tol=1e-10)
+        mt = transition_matrix(t, transpose=True)  # the class's A_tᵀ (chunk mode's backward) is L's adjoint
+        assert mt is not None
+        adj = evaluate(applied(t, mt, cot), env_s, SIZES)[0]
+        assert math.isclose(inner(want, ds), inner(s, adj), rel_tol=1e-9, abs_tol=1e-10)
+    assert backward_lines(spec)[1].startswith("∂S_{t-1} = ")  # the kernels' adjoint prints for any update
 
 
 def test_kinds_found_by_the_grammar_cover_the_structured_classes() -> None:

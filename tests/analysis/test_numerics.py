@@ -14,7 +14,15 @@ from recurgen.errors import Severity
 from recurgen.frontend import from_text, load_spec
 from recurgen.resources import bundled_spec_names
 
-from .test_backward import UNSTABILISED
+# mLSTM without its stabiliser: a plain logsigmoid forget gate
+UNSTABILISED = """recurrence mlstm_unstabilised
+input  q: [K], k: [K], v: [V], ig: [], fg: []
+state  C: [K, V], n: [K]
+update C = exp(logsigmoid(fg)) * C + exp(ig) * outer(scale * k, v)
+update n = exp(logsigmoid(fg)) * n + exp(ig) * (scale * k)
+output h: [V] = (q @ C) / max(abs(q @ n), 1)
+"""
+
 
 HEADER = """recurrence w
 input  q: [K], k: [K], v: [V], g: [K], f: [], ig: [], n: [] logdecay, p: [] positive
@@ -126,9 +134,9 @@ def test_size_guard() -> None:
     assert isinstance(Converter(spec)(g), sp.Symbol)
 
 
-def test_oversized_gate_gives_a_warning_not_a_hang() -> None:
+def test_oversized_gate_is_not_a_hang() -> None:
     lets = "".join(f"let g{i + 1} = g{i} + g{i}\n" for i in range(9))  # 2^9 copies of g once inlined
     spec = from_text("recurrence big\ninput q: [K], k: [K], v: [V], g0: [K] logdecay\n" + lets +
                      "state S: [K, V]\nupdate S = exp(-softplus(g9)) * S + outer(k, v)\noutput o: [V] = q @ S\n")
-    diags = analyze(spec).diagnostics
-    assert any("too large for symbolic differentiation" in d.message for d in diags)
+    a = analyze(spec)  # sympy refuses it (size guard): the sign check gives up instead of running for minutes
+    assert a.states[0].transition.decay is not None
