@@ -115,11 +115,15 @@ def _outs(x: Any) -> tuple[torch.Tensor, ...]:
 Call = Callable[[dict[str, torch.Tensor]], Any]  # tensors by recurgen name -> (o, final state)
 
 
-def time_call(plan: Plan, call: Call, spec: Any, shape: Shape) -> tuple[float, float]:
-    """(forward ms, forward + backward ms) of `call` at `shape`, bf16 inputs, fp32 params."""
+def inputs_at(plan: Plan, spec: Any, shape: Shape) -> dict[str, torch.Tensor]:
+    """The spec's inputs at `shape` on the device (made once per spec and shape, shared by every timed call)."""
     sz = common.spec_dims(spec, shape.dim)
-    xs = {n: x.to(plan.device) for n, x in common.make_inputs(spec, shape.B, shape.T, shape.H, sz,
-                                                              dtype=plan.dtype).items()}
+    return {n: x.to(plan.device) for n, x in common.make_inputs(spec, shape.B, shape.T, shape.H, sz,
+                                                                dtype=plan.dtype).items()}
+
+
+def time_call(plan: Plan, call: Call, xs: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(forward ms, forward + backward ms) of `call` on `xs`."""
     with torch.no_grad():
         fwd = median_ms(plan, lambda: call(xs))
     train = {n: x.detach().requires_grad_(True) for n, x in xs.items()}
@@ -129,7 +133,7 @@ def time_call(plan: Plan, call: Call, spec: Any, shape: Shape) -> tuple[float, f
         outs = _outs(call(train)[0])
         if not cots:
             cots.extend(torch.randn_like(o) for o in outs)
-        torch.autograd.backward(outs, cots)
+        torch.autograd.grad(outs, list(train.values()), cots, allow_unused=True)  # no .grad accumulation timed
 
     return fwd, median_ms(plan, step)
 
@@ -220,16 +224,18 @@ def _fla_shim(plan: Plan) -> Iterator[None]:
         yield
 
 
-def _timed(plan: Plan, call: Call, spec: Any, shape: Shape) -> tuple[str, str]:
+def _timed(plan: Plan, call: Call, xs: dict[str, torch.Tensor]) -> tuple[str, str]:
     try:
-        fwd, train = time_call(plan, call, spec, shape)
+        fwd, train = time_call(plan, call, xs)
         return f"{fwd:.3f}", f"{train:.3f}"
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
         return "OOM", "OOM"
     except Exception as e:  # one row failing must not lose the others: reported in its cell
         traceback.print_exc()
         return f"error: {type(e).__name__}", "–"
+    finally:
+        if plan.device == "cuda":
+            torch.cuda.empty_cache()
 
 
 def time_all(plan: Plan, recs: dict[str, Any], report: Report, deadline: float) -> None:
@@ -239,18 +245,25 @@ def time_all(plan: Plan, recs: dict[str, Any], report: Report, deadline: float) 
     for shape in plan.shapes:
         rows = report.timings.setdefault(str(shape), [])
         for name, rec in recs.items():
-            for mode in (m for m in CHECK_MODES if m == "recurrent" or rec.chunk_reason is None):
-                if time.monotonic() > deadline:
-                    rows.append([f"`{name}`", mode, "not timed (--budget spent)", "", "", "", ""])
-                    continue
-                mine = _timed(plan, lambda xs, rec=rec, mode=mode: rec(*xs.values(), mode=mode), rec.spec, shape)
+            modes = [m for m in CHECK_MODES if m == "recurrent" or rec.chunk_reason is None]
+            if time.monotonic() > deadline:
+                rows += [[f"`{name}`", mode, "not timed (--budget spent)", "", "", "", ""] for mode in modes]
+                continue
+            try:
+                xs = inputs_at(plan, rec.spec, shape)
+            except torch.cuda.OutOfMemoryError:
+                rows += [[f"`{name}`", mode, "OOM (inputs)", "", "", "", ""] for mode in modes]
+                continue
+            for mode in modes:
+                mine = _timed(plan, lambda xs, rec=rec, mode=mode: rec(*xs.values(), mode=mode), xs)
                 theirs = ("–", "–")
                 peer = fla.get(mode, {}).get(name)
                 if peer is not None:
                     with _fla_shim(plan):
-                        theirs = _timed(plan, peer, rec.spec, shape)
+                        theirs = _timed(plan, peer, xs)
                 rows.append([f"`{name}`", mode, *mine, *theirs, _speedup(mine[1], theirs[1])])
                 print(f"[{time.strftime('%H:%M:%S')}] {shape} {name} {mode}: {mine} fla {theirs}", flush=True)
+            del xs
 
 
 def _speedup(mine: str, theirs: str) -> str:
