@@ -347,22 +347,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fla not available ({why}): counting recurgen only", file=sys.stderr)
                 sides = [s for s in sides if s == "recurgen"]
         for side in sides:
-            stored = load(data_dir, side)
-            if side != "recurgen":
-                stored["device_seen"] = peers.device_seen()
-            stored["environment"] = common.environment()
             for name, mode, _, _ in PAIRS:
                 if (specs and name not in specs) or mode not in modes:
                     continue
                 key = _pair_key(name, mode)
                 t0 = time.perf_counter()
                 try:
-                    stored["pairs"][key] = measure_side(side, name, mode, args.quick)
-                    stored["errors"].pop(key, None)
+                    entry, error = measure_side(side, name, mode, args.quick), None
                 except Exception as e:  # one pair failing must not lose the others: reported in the results
-                    stored["errors"][key] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                    entry, error = None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                     traceback.print_exc()
                 print(f"[{time.strftime('%H:%M:%S')}] {side} {key}: {time.perf_counter() - t0:.0f} s", flush=True)
+                # re-read before saving: another process may be counting other pairs of this side
+                stored = load(data_dir, side)
+                if side != "recurgen":
+                    stored["device_seen"] = peers.device_seen()
+                stored["environment"] = common.environment()
+                if entry is not None:
+                    stored["pairs"][key] = entry
+                    stored["errors"].pop(key, None)
+                else:
+                    stored["errors"][key] = error
                 data_dir.mkdir(parents=True, exist_ok=True)
                 _path(data_dir, side).write_text(json.dumps(stored, indent=1, sort_keys=True))
     print(render(data_dir, args.out))
