@@ -212,7 +212,7 @@ def programs(entry: dict[str, Any]) -> dict[str, list[tuple[str, int, bool]]]:
         return Fraction(x[0], x[1])
 
     return {k: [(kernel, LaunchGrid(kernel, frac(a), frac(b), exact).at(B, T, H), exact)
-                for kernel, a, b, exact in rows] for k, rows in entry["grids"].items()}
+                for kernel, a, b, exact in entry["grids"][k]] for k in KINDS if k in entry["grids"]}
 
 
 def _gb(x: float) -> str:
