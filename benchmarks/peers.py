@@ -278,15 +278,16 @@ def run_fla_chunk(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict
     fn = chunk_adapters()[name]
     spec = recurgen.load(name).spec
     out: dict[str, list[Launch]] = {}
+    tiles = POLICIES["smallest"], is_fla  # the fair baseline's policy (module doc)
     with loop_vars_as_tensors():
         xs = common.make_inputs(spec, B, T, H, sz)
-        with torch.no_grad(), counting(out, "fwd"):
+        with torch.no_grad(), counting(out, "fwd", *tiles):
             fn(xs, None, False)
         xs = common.make_inputs(spec, B, T, H, sz, requires_grad=True)
-        with counting(out, "fwd_train"):
+        with counting(out, "fwd_train", *tiles):
             o, _ = fn(xs, None, False)
         grads = cotangents(o)
-        with counting(out, "bwd"):
+        with counting(out, "bwd", *tiles):
             torch.autograd.backward((o,), grads)
     return out
 
@@ -298,25 +299,26 @@ def run_fla_recurrent(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> 
     with an initial state and the final state out (what its layers call in generation).
     """
     fn = adapters()[name]
+    tiles = POLICIES["smallest"], is_fla  # the fair baseline's policy (module doc)
     spec = recurgen.load(name).spec
     out: dict[str, list[Launch]] = {}
     xs = common.make_inputs(spec, B, T, H, sz)
-    with torch.no_grad(), count() as tally:
+    with torch.no_grad(), count(*tiles) as tally:
         fn(xs, None, False)
     out["fwd"] = tally.launches
     xs = common.make_inputs(spec, B, T, H, sz, requires_grad=True)
     try:
-        with count() as tally:
+        with count(*tiles) as tally:
             o, _ = fn(xs, None, False)
         out["fwd_train"] = tally.launches
-        with count() as tally:
+        with count(*tiles) as tally:
             o.float().sum().backward()
         out["bwd"] = tally.launches
     except Exception:  # fla ships some fused recurrent kernels forward-only: no bwd to compare
         out.pop("fwd_train", None)
     xs1 = common.make_inputs(spec, B, 1, H, sz)
     states = common.zero_states(spec, B, H, sz)
-    with torch.no_grad(), count() as tally:
+    with torch.no_grad(), count(*tiles) as tally:
         fn(xs1, states[0], True)
     out["step"] = tally.launches
     return out
