@@ -488,7 +488,12 @@ def write(out: Path) -> list[Path]:
                md_table(["spec", "kernel", "warps", "blocks", "registers", "spills (B)", "stack (B)", "shared (B)"],
                         rows), ""]
 
-    written += _plots(out, modes, peers, scal, wall)
+    # fla in the plots: the fair baseline's counts (H100 tile lists, smallest tiles) where they exist
+    fair_fla = fair.load(data_dir, "fla-smallest")["pairs"]
+    plot_peers = {m: {**peers.get(m, {}), **{k.split("/")[0]: traffic.from_json(e["fits"])
+                                             for k, e in fair_fla.items() if k.endswith("/" + m)}}
+                  for m in traffic.MODES}
+    written += _plots(out, modes, plot_peers, scal, wall)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     (out / "README.md").write_text("\n".join(md))
     written.insert(0, out / "README.md")
