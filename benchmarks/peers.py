@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import triton
+import triton.language as tl
 
 import recurgen
 
@@ -78,6 +80,14 @@ def _h100_sm_count(tensor_idx: int | None = 0, *, use_aicore: bool = False) -> i
     return int(H100["multiprocessor_count"])
 
 
+# fla binds `gather = tl.gather` by name; the interpreter patches `tl.*` inside kernels but not such an alias
+# (RWKV7's chunk kernels then fail with "Did you forget to add @triton.jit?"): a jit function calling
+# tl.gather stands in for it. A register shuffle: no memory traffic either way.
+@triton.jit
+def _gather(src, index, axis: tl.constexpr):  # type: ignore[no-untyped-def]
+    return tl.gather(src, index, axis)
+
+
 def import_fla() -> None:
     """Import fla as on an H100 (without a GPU): its import-time device checks see an H100, its call-time ones too.
 
@@ -99,8 +109,6 @@ def import_fla() -> None:
             raise RuntimeError("fla was imported before benchmarks.peers.import_fla(): its tile lists were chosen "
                                "for this CPU; import it through import_fla() only")
         return
-    import triton
-
     cuda = torch.cuda
     saved = {n: getattr(cuda, n) for n in ("get_device_capability", "get_device_name", "device_count")}
     cuda.get_device_capability = lambda device=None: H100["capability"]  # type: ignore[assignment]
@@ -123,6 +131,8 @@ def import_fla() -> None:
             mod.check_shared_mem = _h100_check_shared_mem
         if getattr(mod, "get_multiprocessor_count", None) is not None:
             mod.get_multiprocessor_count = _h100_sm_count
+        if getattr(mod, "gather", None) is tl.gather:
+            mod.gather = _gather
     fla._benchmarks_device = H100["name"]
 
 
