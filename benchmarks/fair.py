@@ -202,8 +202,10 @@ def split(entry: dict[str, Any]) -> Split:
         c = fits[kind].at(B, T, H)
         return c["load_bytes"] + c["store_bytes"]
 
-    return Split((by("fwd_train"), by("fwd_train" + traffic.GLUE)), (by("bwd"), by("bwd" + traffic.GLUE)),
-                 all(f.verified for f in fits.values()))
+    # the checks list failures in counter order, bytes first: a fit whose evidence names neither byte counter
+    # failed on FLOPs only (fla's token-parallel KDA kernel at B·H = 2), its bytes are exact
+    exact = all(f.verified or not ("load_bytes" in f.evidence or "store_bytes" in f.evidence) for f in fits.values())
+    return Split((by("fwd_train"), by("fwd_train" + traffic.GLUE)), (by("bwd"), by("bwd" + traffic.GLUE)), exact)
 
 
 def programs(entry: dict[str, Any]) -> dict[str, list[tuple[str, int, bool]]]:
@@ -239,6 +241,21 @@ def ratios(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
                 row[s] = split(entries[s]).total
         out[key] = row
     return out
+
+
+def _same_generator(commits: list[str]) -> str:
+    """Whether the code that generates the kernels (recurgen/, templates/, specs/) is the same at these commits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    differ = [c for c in commits[1:] if subprocess.run(
+        ["git", "diff", "--quiet", commits[0], c, "--", "recurgen", "templates", "specs"], cwd=root,
+        capture_output=True, check=False).returncode != 0]
+    if not commits:
+        return ""
+    if differ:
+        return "The generator (recurgen/, templates/, specs/) differs between these commits."
+    return "The generator (recurgen/, templates/, specs/) is the same at all of them."
 
 
 def render(data_dir: Path, out: Path) -> Path:
@@ -287,7 +304,7 @@ def render(data_dir: Path, out: Path) -> Path:
           "and between the launches, its distinct tensor inputs read and outputs written).",
           "- extrapolation: counted at B=H=1 for three T (chunk: 64, 128, 192; recurrent: 16, 32, 48) and at "
           "B·H=2; every count must be exactly affine in T and proportional to B·H (glue: plus a per-head term) "
-          "before it is extrapolated (`traffic.measure`; column *exact*).",
+          "before it is extrapolated (`traffic.measure`; column *exact*: every byte count passed).",
           "- fla: imported with an H100's device properties (`peers.import_fla`: 232448 B shared memory, 132 SMs, "
           "sm_90, TF32), so it takes the tile lists it takes on that GPU; fla's view of the device: "
           + ", ".join(f"{k} {v}" for k, v in data["fla-smallest"].get("device_seen", {}).items()) + ". Its autotuner "
@@ -298,7 +315,8 @@ def render(data_dir: Path, out: Path) -> Path:
           "- IO lower bound (LB): every input, param and cotangent read once, every output and gradient written "
           "once (2 bytes per element; params 4), plus the fp32 initial state read, final state written and its "
           "cotangent read.",
-          "- counted at: " + "; ".join(f"{s} git {', '.join(c) or '–'}" for s, c in stamps.items()) + ".",
+          "- counted at: " + "; ".join(f"{s} git {', '.join(c) or '–'}" for s, c in stamps.items()) + ". "
+          + _same_generator(sorted({c for cs in stamps.values() for c in cs})),
           "", "## Environment", "", common.env_block(env), "",
           f"## Forward + backward bytes at B={B} T={T} H={H} K=V=128", "",
           "*bound*: issue 15's \"done when\" bound on recurgen / fla small; *met*: recurgen / fla small within it.",
