@@ -163,12 +163,12 @@ def environment() -> dict[str, str]:
                 break
     except OSError:
         pass
-    try:
-        import fla  # type: ignore[import-not-found]
+    from importlib import metadata
 
-        fla_version = getattr(fla, "__version__", "installed")
-    except Exception as e:  # an optional peer: any import failure just means "not available"
-        fla_version = f"not available ({type(e).__name__})"
+    try:  # the installed version, without importing fla (it must be imported as on an H100: peers.import_fla)
+        fla_version = metadata.version("flash-linear-attention")
+    except metadata.PackageNotFoundError:
+        fla_version = "not installed"
     return {
         "device": f"CPU only: {cpu}, {torch.get_num_threads()} torch threads (no GPU; kernels run in "
                   "Triton's interpreter)",

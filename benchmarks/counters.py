@@ -108,9 +108,20 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# An autotuner's choice among its configs (the interpreter cannot time them): config list -> the one to run.
+Choose = Callable[[list[Any]], Any]
+
+
+def first(configs: list[Any]) -> Any:
+    return configs[0]
+
+
 @contextlib.contextmanager
-def count() -> Iterator[Tally]:
+def count(choose: Choose = first, chooses: Callable[[Any], bool] = lambda fn: True) -> Iterator[Tally]:
     """Count traffic and FLOPs of every interpreted kernel launch inside the block.
+
+    An autotuned kernel runs the config `choose` picks from its list if `chooses(kernel function)`, else its
+    first (the autotuner cannot time configs in the interpreter): a peer library's tile policy is set this way.
 
     Raises:
         RuntimeError: Triton is not in interpreter mode (counting needs the interpreter).
@@ -231,7 +242,7 @@ def count() -> Iterator[Tally]:
 
     def first_config(self: Any, *args: Any, **kwargs: Any) -> Any:
         configs = self.configs
-        self.configs = configs[:1]
+        self.configs = [choose(configs) if chooses(self.base_fn) else configs[0]]
         try:
             return tuner_run(self, *args, **kwargs)
         finally:

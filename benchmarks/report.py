@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import common, roofline, traffic
+from . import common, fair, roofline, traffic
 from .common import GPU_B, GPU_H, GPU_T, md_table, si
 from .traffic import GLUE
 
@@ -142,15 +142,14 @@ def _modes(tr: dict[str, Any] | None) -> dict[str, tuple[dict[str, Any], dict[st
     return out
 
 
-def _summary(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic.Fit]]], regs: Any,
-             no_chunk: dict[str, str]) -> str:
+def _summary(modes: dict[str, Any], vs_fla: dict[str, dict[str, float]], regs: Any, no_chunk: dict[str, str]) -> str:
     h100 = roofline.GPUS[0]
     rows = []
     for name in sorted({n for _, fits in modes.values() for n in fits} | set(no_chunk)):
         for mode, (block, fits) in modes.items():
             if name not in fits:
                 if mode == "chunk" and name in no_chunk:
-                    rows.append([f"`{name}`", mode, f"no chunk form ({no_chunk[name]})", *["–"] * 9])
+                    rows.append([f"`{name}`", mode, f"no chunk form ({no_chunk[name]})", *["–"] * 8])
                 continue
             f = fits[name]
             lb = traffic.lower_bounds(name, GPU_B, T_REF, GPU_H, block["dims"][name])
@@ -159,12 +158,22 @@ def _summary(modes: dict[str, Any], peers: dict[str, dict[str, dict[str, traffic
             fwd, bound = _seconds(h100, f, "fwd", T_REF, _reg(regs, name, "fwd", mode), mode)
             train = sum(_seconds(h100, f, k, T_REF, _reg(regs, name, k, mode), mode)[0] for k in ("fwd_train", "bwd"))
             cells += [f"{fwd * 1e3:.2f} ({bound})", si(GPU_B * T_REF / fwd), si(GPU_B * T_REF / train)]
-            peer = peers.get(mode, {}).get(name)
-            cells += [_vs_peer(f, peer, "fwd"), _vs_peer(f, peer, "bwd"), _linear(f)]
+            cells += [_vs_fair(vs_fla.get(f"{name}/{mode}")), _linear(f)]
             rows.append(cells)
     return md_table(["spec", "mode", "fwd bytes / LB", "fwd (train) / LB", "bwd / LB", "step / LB",
-                     "H100 fwd ms (bound)", "H100 fwd tok/s", "H100 train tok/s", "fwd bytes recurgen/fla",
-                     "bwd bytes recurgen/fla", "linear"], rows)
+                     "H100 fwd ms (bound)", "H100 fwd tok/s", "H100 train tok/s",
+                     "fwd+bwd bytes recurgen/fla (fair)", "linear"], rows)
+
+
+def _vs_fair(row: dict[str, float] | None) -> str:
+    """recurgen / fla forward + backward bytes against the fair baseline (`benchmarks.fair`): fla's smallest
+    tiles (the issue's bound applies to it), its largest in brackets; bold when over the bound."""
+    if row is None or "fla-smallest" not in row:
+        return "–"
+    small = row["recurgen"] / row["fla-smallest"]
+    text = f"{small:.2f}" if small <= row["bound"] else f"**{small:.2f}**"
+    large = row.get("fla-largest")
+    return text + (f" ({row['recurgen'] / large:.2f})" if large else "")
 
 
 def _detail(mode: str, block: dict[str, Any], fits: dict[str, dict[str, traffic.Fit]]) -> list[str]:
@@ -296,12 +305,15 @@ def write(out: Path) -> list[Path]:
 
     # --- summary -----------------------------------------------------------------------------------
     if modes:
-        summary = _summary(modes, peers, regs, no_chunk)
+        summary = _summary(modes, fair.ratios({s: fair.load(data_dir, s) for s in fair.SIDES}), regs, no_chunk)
         md += [f"## Summary (B={GPU_B}, T={T_REF}, H={GPU_H}, K=V=128, bf16)", "",
                "bytes / LB: counted global traffic (kernels + torch glue) over the IO lower bound (1.00 = every "
                "byte moved once), the glue's share in brackets. H100 columns are modelled (see Roofline): kernels "
-               "+ glue, *glue* where the glue's modelled time exceeds the kernels'. recurgen/fla: bytes against "
-               "flash-linear-attention 0.6.0's kernels of the same mode.", "", summary, ""]
+               "+ glue, *glue* where the glue's modelled time exceeds the kernels'. recurgen/fla (fair): forward + "
+               "backward bytes, kernels + glue, against flash-linear-attention's fair baseline under issue 15's "
+               "conditions (fp16, initial and final state; fla with an H100's tile lists, its smallest tiles, its "
+               "largest in brackets; bold: over issue 15's bound), from `python -m benchmarks.fair` "
+               "(results/fla.md).", "", summary, ""]
         (out / "summary.md").write_text(summary + "\n")
         written.append(out / "summary.md")
         for mode, (block, fits) in modes.items():
@@ -476,7 +488,12 @@ def write(out: Path) -> list[Path]:
                md_table(["spec", "kernel", "warps", "blocks", "registers", "spills (B)", "stack (B)", "shared (B)"],
                         rows), ""]
 
-    written += _plots(out, modes, peers, scal, wall)
+    # fla in the plots: the fair baseline's counts (H100 tile lists, smallest tiles) where they exist
+    fair_fla = fair.load(data_dir, "fla-smallest")["pairs"]
+    plot_peers = {m: {**peers.get(m, {}), **{k.split("/")[0]: traffic.from_json(e["fits"])
+                                             for k, e in fair_fla.items() if k.endswith("/" + m)}}
+                  for m in traffic.MODES}
+    written += _plots(out, modes, plot_peers, scal, wall)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     (out / "README.md").write_text("\n".join(md))
     written.insert(0, out / "README.md")

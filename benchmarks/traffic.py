@@ -31,7 +31,7 @@ import torch
 import recurgen
 
 from . import common
-from .counters import Launch, count, count_torch
+from .counters import Choose, Launch, count, count_torch, first
 
 KINDS = ("fwd", "fwd_train", "bwd", "step")
 GLUE = ":glue"  # suffix of the kind that holds the torch ops of a kernel kind
@@ -58,9 +58,11 @@ def cotangents(out: Any) -> list[torch.Tensor]:
 
 
 @contextlib.contextmanager
-def counting(into: dict[str, list[Launch]], kind: str) -> Iterator[None]:
-    """Count one kind: its Triton launches into `into[kind]`, its torch glue into `into[kind + GLUE]`."""
-    with count() as kernels, count_torch() as glue:
+def counting(into: dict[str, list[Launch]], kind: str, choose: Choose = first,
+             chooses: Callable[[Any], bool] = lambda fn: True) -> Iterator[None]:
+    """Count one kind: its Triton launches into `into[kind]`, its torch glue into `into[kind + GLUE]`
+    (`choose`: which config an autotuned kernel for which `chooses` is true runs, see `counters.count`)."""
+    with count(choose, chooses) as kernels, count_torch() as glue:
         yield
     into[kind] = kernels.launches
     into[kind + GLUE] = glue.launches
