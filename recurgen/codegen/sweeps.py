@@ -310,7 +310,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     if logs:
         # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
         # residue (relative to |S_1 ⊙ dS_1|)
-        f2.body += ["if not USE_INITIAL_STATE:", "    if t == 0:",
+        f2.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)", "    if t == 0:",
                     *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
     grads2 = autodiff.vjp(_bwd_roots(sp.decays))
     stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
