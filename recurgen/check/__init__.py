@@ -67,6 +67,8 @@ class _Checker(DeclChecks, UpdateChecks, ApiChecks, ExprChecks):
         self.clashing_dims: set[str] = set()  # tensor names used as dims, reported once each
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of errors reported once per spec
         self.sizes: dict[int, tuple[ir.Expr, int, int]] = {}  # id -> (node, tree size, depth), for `_measure`
+        # `prev(x)` of an input: hidden state -> (the state, its update `_prev_x = x`), added after the declared ones
+        self.prev_inputs: dict[str, tuple[ir.Tensor, ir.Update]] = {}
 
     # --- helpers ----------------------------------------------------------------------------
     def _text(self, span: Span) -> str | None:
@@ -123,6 +125,9 @@ class _Checker(DeclChecks, UpdateChecks, ApiChecks, ExprChecks):
                 self._layout_stmt(st)
         self._finish()
         self._inline_new()
+        for state, update in self.prev_inputs.values():
+            self.states.append(state)
+            self.updates.append(update)
         api = self._check_api()
         self._check_optional()
         self.r.raise_if_errors()

@@ -391,8 +391,15 @@ class ExprChecks:
             return None
         if n in self.off_states:
             return self._name(e.args[0])  # reports the switch
+        if f == "prev" and any(t.name == n for t in self.inputs):
+            return self._prev_input(e, n)
         if entry is None or entry[0] is not Kind.STATE:
-            self.r.error(e.args[0].span, f"`{n}` is not a declared state", f"`{f}` reads a state's {what} value")
+            hint = f"`{f}` reads a state's {what} value"
+            if entry is not None and entry[0] is Kind.INPUT and f == "new":
+                hint = f"an input has no new value: `{n}` is this token's; `prev({n})` is the previous token's"
+            elif entry is not None and entry[0] in (Kind.PARAM, Kind.CONST, Kind.OPTION):
+                hint = f"{_a(self.scope.decl[n][0])} is the same at every token: write `{n}`"
+            self.r.error(e.args[0].span, f"`{n}` is not a declared state", hint)
             return None
         if self.context not in ("output", "update"):
             self.r.error(e.span, f"`{f}(...)` reads a state, in an `update` or an `output` only",
@@ -406,6 +413,25 @@ class ExprChecks:
         if self.context == "update":
             return ir.Var(n, Kind.STATE if f == "prev" else Kind.NEW_STATE, entry[1], e.span)
         return ir.Var(n, Kind.PREV_STATE if f == "prev" else Kind.STATE, entry[1], e.span)
+
+    def _prev_input(self, e: S.Call, n: str) -> ir.Expr | None:
+        """`prev(x)` of an input: x at the previous token, 0 before the first one.
+
+        Desugared here, so that no later stage knows of it: a hidden state `_prev_x` (no spec name starts with
+        `_`) whose update is `x` carries each token's input into the next, and `prev(x)` reads its previous
+        value. It is an ordinary state after the declared ones: the kernels, decode, the final state and the
+        oracle carry it like any other.
+        """
+        if self.context not in ("output", "update"):
+            self.r.error(e.span, f"`prev({n})` reads the previous token's input, in an `update` or an `output` only",
+                         f"write `prev({n})` in the update or output itself; a `let` is this token's values")
+            return None
+        t = next(t for t in self.inputs if t.name == n)
+        hidden = ir.prev_input_state(n)
+        if hidden not in self.prev_inputs:
+            self.prev_inputs[hidden] = (ir.Tensor(hidden, t.ty, ir.Domain(), e.span),
+                                        ir.Update(hidden, ir.Var(n, Kind.INPUT, t.ty, e.span), None, e.span))
+        return ir.Var(hidden, Kind.STATE if self.context == "update" else Kind.PREV_STATE, t.ty, e.span)
 
     def _index(self, e: S.Index) -> ir.Expr | None:
         base = self.expr(e.base)
