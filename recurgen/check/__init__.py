@@ -125,9 +125,7 @@ class _Checker(DeclChecks, UpdateChecks, ApiChecks, ExprChecks):
                 self._layout_stmt(st)
         self._finish()
         self._inline_new()
-        for state, update in self.prev_inputs.values():
-            self.states.append(state)
-            self.updates.append(update)
+        self._carry_prev_inputs()
         api = self._check_api()
         self._check_optional()
         self.r.raise_if_errors()

@@ -20,6 +20,9 @@ from .language import (
     _fmt_shape,
 )
 
+# What a term of previous inputs may read besides them: the same at every token.
+_PER_CALL_KINDS = frozenset({Kind.PARAM, Kind.CONST, Kind.OPTION, Kind.DIM})
+
 
 class UpdateChecks:
     """Mixed into the checker (`recurgen.check._Checker`): uses its scope, reporter and declarations."""
@@ -144,6 +147,59 @@ class UpdateChecks:
                 continue
             out.append(replace(u, value=value))
         self.updates = out
+
+    def _carry_prev_inputs(self) -> None:
+        """Add the hidden states behind `prev(x)` of inputs, after the declared ones.
+
+        Each `prev(x)` reads a state `_prev_x` whose update is `x`. A term made of previous inputs only (and params,
+        consts, options), like the trapezoidal `outer(prev(B), prev(x))`, is carried as one hidden state whose
+        update is the term at this token (`_prev_B_x = outer(B, x)`): the previous tokens' values are inputs of
+        the update, and a product of two states would not be affine in the states.
+        """
+        if not self.prev_inputs:
+            return
+        to_input = {h: u.value for h, (_, u) in self.prev_inputs.items()}
+        carried: dict[ir.Expr, ir.Expr] = {}  # a term at this token -> the term, read from the previous token
+
+        def only_prev(e: ir.Expr) -> bool:
+            return all(not isinstance(n, ir.Var) or n.name in to_input or n.kind in _PER_CALL_KINDS
+                       for n in ir.walk(e)) and any(isinstance(n, ir.Var) and n.name in to_input for n in ir.walk(e))
+
+        def hoist(e: ir.Expr, prev_kind: Kind) -> ir.Expr:
+            if isinstance(e, ir.Apply) and only_prev(e):
+                now = ir.rebuild(e, lambda n: to_input[n.name] if isinstance(n, ir.Var) and n.name in to_input
+                                 else None)
+                carried.setdefault(now, now)
+                return ir.Var(now_name(now), prev_kind, e.ty, e.span)
+            if isinstance(e, ir.Apply):
+                args = tuple(hoist(a, prev_kind) for a in e.args)
+                return e if args == e.args else replace(e, args=args)
+            return e
+
+        names: dict[ir.Expr, str] = {}
+
+        def now_name(now: ir.Expr) -> str:
+            if now not in names:
+                inputs = dict.fromkeys(n.name for n in ir.walk(now) if isinstance(n, ir.Var) and n.kind is Kind.INPUT)
+                base = ir.prev_input_state("_".join(inputs))
+                name, i = base, 1
+                while name in to_input or name in names.values():
+                    i += 1
+                    name = f"{base}_{i}"
+                names[now] = name
+            return names[now]
+
+        self.updates = [replace(u, value=hoist(u.value, Kind.STATE)) for u in self.updates]
+        self.outputs = [replace(o, value=hoist(o.value, Kind.PREV_STATE)) for o in self.outputs]
+        read = {n.name for e in (*(u.value for u in self.updates), *(o.value for o in self.outputs))
+                for n in ir.walk(e) if isinstance(n, ir.Var)}
+        for h, (state, update) in self.prev_inputs.items():
+            if h in read:
+                self.states.append(state)
+                self.updates.append(update)
+        for now, name in names.items():
+            self.states.append(ir.Tensor(name, now.ty, ir.Domain(), now.span))
+            self.updates.append(ir.Update(name, now, None, now.span))
 
     def _loop(self, lp: S.Loop) -> ir.Loop | None:
         d = self.dims.get(lp.dim.name)

@@ -100,3 +100,26 @@ def test_continuing_from_a_final_state_is_exact(t1: int) -> None:
     # without the hidden states the first continued token would read prev = 0: not a continuation
     cut, _ = oracle.run(spec, {n: v[:, t1:] for n, v in x.items()}, initial_state=(final["S"], None, None))
     assert not torch.allclose(cut["o"][:, 0], whole["o"][:, t1])
+
+
+def test_a_term_of_previous_inputs_only_is_carried_as_one_state() -> None:
+    """`outer(prev(k), prev(v))` would be a product of two states (not affine): it is carried whole, as the hidden
+    state `_prev_k_v = outer(u * k, v)` (named after the inputs it reads); the per-input states it replaces are
+    not kept, and a second such term gets the next free name."""
+    spec = spec_of("input k: [K], v: [V], g: [] logdecay, w: [K]\nparam u: [K]\nstate S: [K, V]\n"
+                   "update S = exp(g) * S + exp(g) * outer(u * prev(k), prev(v)) + outer(k, v)\n"
+                   "output o: [V] = w @ S + sum(prev(k) * prev(k)) * prev(v)")
+    assert [s.name for s in spec.states] == ["S", "_prev_k_v", "_prev_k_v_2"]
+    carried = spec.update_of("_prev_k_v").value
+    assert {(n.name, n.kind) for n in ir.walk(carried) if isinstance(n, ir.Var)} == {
+        ("u", Kind.PARAM), ("k", Kind.INPUT), ("v", Kind.INPUT)}
+    assert ("_prev_k_v_2", Kind.PREV_STATE) in _vars(spec.outputs[0].value)
+    x = _tensors(spec, 5, seed=2) | {"w": torch.randn(2, 5, 2, 3, dtype=torch.float64),
+                                    "u": torch.randn(2, 3, dtype=torch.float64)}
+    x.pop("q")
+    x.pop("lam")
+    whole, _ = oracle.run(spec, x)
+    first, final = oracle.run(spec, {n: v[:, :2] if v.dim() > 2 else v for n, v in x.items()})
+    rest, _ = oracle.run(spec, {n: v[:, 2:] if v.dim() > 2 else v for n, v in x.items()},
+                         initial_state=tuple(final[s.name] for s in spec.states))
+    torch.testing.assert_close(torch.cat([first["o"], rest["o"]], dim=1), whole["o"], rtol=0, atol=1e-12)
