@@ -148,6 +148,25 @@ class UpdateChecks:
             out.append(replace(u, value=value))
         self.updates = out
 
+    def _prev_input(self, e: S.Call, n: str) -> ir.Expr | None:
+        """`prev(x)` of an input: x at the previous token, 0 before the first one.
+
+        Desugared here, so that no later stage knows of it: a hidden state `_prev_x` (no spec name starts with
+        `_`) whose update is `x` carries each token's input into the next, and `prev(x)` reads its previous
+        value. It is an ordinary state after the declared ones: the kernels, decode, the final state and the
+        oracle carry it like any other.
+        """
+        if self.context not in ("output", "update"):
+            self.r.error(e.span, f"`prev({n})` reads the previous token's input, in an `update` or an `output` only",
+                         f"write `prev({n})` in the update or output itself; a `let` is this token's values")
+            return None
+        t = next(t for t in self.inputs if t.name == n)
+        hidden = ir.prev_input_state(n)
+        if hidden not in self.prev_inputs:
+            self.prev_inputs[hidden] = (ir.Tensor(hidden, t.ty, ir.Domain(), e.span),
+                                        ir.Update(hidden, ir.Var(n, Kind.INPUT, t.ty, e.span), None, e.span))
+        return ir.Var(hidden, Kind.STATE if self.context == "update" else Kind.PREV_STATE, t.ty, e.span)
+
     def _carry_prev_inputs(self) -> None:
         """Add the hidden states behind `prev(x)` of inputs, after the declared ones.
 
