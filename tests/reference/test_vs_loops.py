@@ -37,7 +37,7 @@ LOOPS: dict[str, Callable[..., loops.Result]] = {
     "mamba2": loops.mamba2, "longhorn": loops.longhorn, "delta_rule": loops.delta_rule,
     "gated_delta_rule": loops.gated_delta_rule, "delta_product": loops.delta_product, "kda": loops.kda,
     "rwkv7": loops.rwkv7, "mlstm": loops.mlstm, "lru": loops.lru, "s5": loops.s5, "s4d": loops.s4d,
-    "gateloop": loops.gateloop,
+    "gateloop": loops.gateloop, "mamba3": loops.mamba3,
 }
 
 Inputs = dict[str, torch.Tensor]
