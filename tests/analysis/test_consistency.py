@@ -66,9 +66,12 @@ def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
             continue
         want = evaluate(t.linear, env_s, sizes)[0]
         m = transition_matrix(t)
-        assert m is not None
+        if m is None:  # a state coupled to another (mamba3's h) has only the joint block transition
+            assert t.kind is TransitionKind.DENSE, t.evidence
+            assert t.coupled, t.evidence
+            continue
         got = evaluate(applied(t, m, X.hole(st.ty)), env_s, sizes)[0]
-        close("linear part", got, want, **EXACT)
+        close("linear part", got, want.expand(got.shape) if not want.dim() else want, **EXACT)  # A_t = 0: a 0
         if t.offset_terms:
             total = None
             for o in t.offset_terms:
@@ -96,12 +99,17 @@ def test_adjoints_are_adjoint(name: str) -> None:
         env_s = {**env, X.HOLE: s, cot.name: ds}
         lhs = inner(evaluate(t.linear, env_s, sizes)[0], ds)
         adj = adjoint_expr(t)
-        assert adj is not None
+        if adj is None:  # a state coupled to another (mamba3's h): its adjoint is the joint block's
+            assert t.coupled, t.evidence
+            continue
         adj_val = evaluate(adj, env_s, sizes)[0]
         assert math.isclose(lhs, inner(s, adj_val), rel_tol=1e-10, abs_tol=1e-12)
         m = transition_matrix(t, transpose=True)
-        assert m is not None
-        close("adjoint", evaluate(applied(t, m, cot), env_s, sizes)[0], adj_val, **EXACT)
+        if m is None:  # coupled: no per-state matrix to rebuild it from (checked through the joint block above)
+            assert t.coupled, t.evidence
+            continue
+        got = evaluate(applied(t, m, cot), env_s, sizes)[0]
+        close("adjoint", got, adj_val.expand(got.shape) if not adj_val.dim() else adj_val, **EXACT)  # A_t = 0: a 0
     for r in a.readouts:
         for rd in r.reads:
             st = spec.tensor(rd.state)

@@ -32,6 +32,6 @@ def test_mamba3_continues_exactly_from_its_final_state(backend: str) -> None:
     for a, b in zip(end, final, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     # the hidden state is what carries it: without it the first continued token differs
-    restart, _ = fn(*[cut(a, 5, 12) for a in args], initial_state=(mid[0], torch.zeros_like(mid[1])), output_final_state=True,
-                    backend=backend)
+    restart, _ = fn(*[cut(a, 5, 12) for a in args], initial_state=(mid[0], torch.zeros_like(mid[1])),
+                    output_final_state=True, backend=backend)
     assert not torch.allclose(restart[:, 0], whole[:, 5], rtol=1e-3, atol=1e-3)
