@@ -464,7 +464,8 @@ class ExprChecks:
             self.r.error(e.index.span, "an index is a `for` loop variable or an integer literal",
                          "e.g. `update S = ... for j in J` with `k[j]`, or `k[0]`")
             return None
-        if self.context == "update" and isinstance(base, ir.Var) and base.kind is Kind.STATE:
+        if self.context == "update" and isinstance(base, ir.Var) and base.kind is Kind.STATE \
+                and base.name not in self.prev_inputs:  # `prev(x)[0]` indexes the previous token's input
             self.r.error(e.span, "a state cannot be indexed in an update", "index the inputs instead")
             return None
         return ir.Apply(Op.INDEX, (base, idx), Type(base.ty.dims[1:], base.ty.complex), attr, e.span)

@@ -195,30 +195,38 @@ class UpdateChecks:
                 return e if args == e.args else replace(e, args=args)
             return e
 
-        names: dict[ir.Expr, str] = {}
+        names: dict[ir.Expr, str] = {}  # a carried term -> a placeholder name (no spec name has a space)
 
         def now_name(now: ir.Expr) -> str:
-            if now not in names:
-                inputs = dict.fromkeys(n.name for n in ir.walk(now) if isinstance(n, ir.Var) and n.kind is Kind.INPUT)
-                base = ir.prev_input_state("_".join(inputs))
-                name, i = base, 1
-                while name in to_input or name in names.values():
-                    i += 1
-                    name = f"{base}_{i}"
-                names[now] = name
-            return names[now]
+            return names.setdefault(now, f" {len(names)}")
 
         self.updates = [replace(u, value=hoist(u.value, Kind.STATE)) for u in self.updates]
         self.outputs = [replace(o, value=hoist(o.value, Kind.PREV_STATE)) for o in self.outputs]
         read = {n.name for e in (*(u.value for u in self.updates), *(o.value for o in self.outputs))
                 for n in ir.walk(e) if isinstance(n, ir.Var)}
-        for h, (state, update) in self.prev_inputs.items():
-            if h in read:
-                self.states.append(state)
-                self.updates.append(update)
-        for now, name in names.items():
-            self.states.append(ir.Tensor(name, now.ty, ir.Domain(), now.span))
-            self.updates.append(ir.Update(name, now, None, now.span))
+        kept = [h for h in self.prev_inputs if h in read]
+        final: dict[str, str] = {}  # placeholder -> the name: after the inputs it reads, free of the kept ones
+        for now, placeholder in names.items():
+            base = ir.prev_input_state("_".join(dict.fromkeys(
+                n.name for n in ir.walk(now) if isinstance(n, ir.Var) and n.kind is Kind.INPUT)))
+            name, i = base, 1
+            while name in kept or name in final.values():
+                i += 1
+                name = f"{base}_{i}"
+            final[placeholder] = name
+
+        def rename(e: ir.Expr) -> ir.Expr | None:
+            return replace(e, name=final[e.name]) if isinstance(e, ir.Var) and e.name in final else None
+
+        self.updates = [replace(u, value=ir.rebuild(u.value, rename)) for u in self.updates]
+        self.outputs = [replace(o, value=ir.rebuild(o.value, rename)) for o in self.outputs]
+        for h in kept:
+            state, update = self.prev_inputs[h]
+            self.states.append(state)
+            self.updates.append(update)
+        for now, placeholder in names.items():
+            self.states.append(ir.Tensor(final[placeholder], now.ty, ir.Domain(), now.span))
+            self.updates.append(ir.Update(final[placeholder], now, None, now.span))
 
     def _loop(self, lp: S.Loop) -> ir.Loop | None:
         d = self.dims.get(lp.dim.name)

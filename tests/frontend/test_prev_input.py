@@ -123,3 +123,10 @@ def test_a_term_of_previous_inputs_only_is_carried_as_one_state() -> None:
     rest, _ = oracle.run(spec, {n: v[:, 2:] if v.dim() > 2 else v for n, v in x.items()},
                          initial_state=tuple(final[s.name] for s in spec.states))
     torch.testing.assert_close(torch.cat([first["o"], rest["o"]], dim=1), whole["o"], rtol=0, atol=1e-12)
+
+
+def test_the_previous_input_can_be_indexed() -> None:
+    """`prev(x)[0]` (found by the typed-spec fuzzer): an input's previous value indexes like the input."""
+    spec = spec_of("dim E = 2\ninput x: [K], e: [E]\nstate S: [K]\nupdate S = exp(prev(e)[0]) * S + x\n"
+                   "output o: [] = sum(S)")
+    assert [s.name for s in spec.states] == ["S", "_prev_e"]
