@@ -241,6 +241,15 @@ def presence_option(tensor: str) -> str:
     return f"_given_{tensor}"
 
 
+def prev_input_state(tensor: str) -> str:
+    """The hidden state behind `prev(tensor)` of an input: it carries each token's input into the next.
+
+    Like a presence option, its name starts with `_`, so it never clashes with a spec name; it is the last of
+    the states (after the declared ones) in `initial_state` and the final state.
+    """
+    return f"_prev_{tensor}"
+
+
 def is_hidden(option: str) -> bool:
     return option.startswith("_")
 

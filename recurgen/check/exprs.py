@@ -391,8 +391,15 @@ class ExprChecks:
             return None
         if n in self.off_states:
             return self._name(e.args[0])  # reports the switch
+        if f == "prev" and any(t.name == n for t in self.inputs):
+            return self._prev_input(e, n)
         if entry is None or entry[0] is not Kind.STATE:
-            self.r.error(e.args[0].span, f"`{n}` is not a declared state", f"`{f}` reads a state's {what} value")
+            hint = f"`{f}` reads a state's {what} value"
+            if entry is not None and entry[0] is Kind.INPUT and f == "new":
+                hint = f"an input has no new value: `{n}` is this token's; `prev({n})` is the previous token's"
+            elif entry is not None and entry[0] in (Kind.PARAM, Kind.CONST, Kind.OPTION):
+                hint = f"{_a(self.scope.decl[n][0])} is the same at every token: write `{n}`"
+            self.r.error(e.args[0].span, f"`{n}` is not a declared state", hint)
             return None
         if self.context not in ("output", "update"):
             self.r.error(e.span, f"`{f}(...)` reads a state, in an `update` or an `output` only",
@@ -457,7 +464,8 @@ class ExprChecks:
             self.r.error(e.index.span, "an index is a `for` loop variable or an integer literal",
                          "e.g. `update S = ... for j in J` with `k[j]`, or `k[0]`")
             return None
-        if self.context == "update" and isinstance(base, ir.Var) and base.kind is Kind.STATE:
+        if self.context == "update" and isinstance(base, ir.Var) and base.kind is Kind.STATE \
+                and base.name not in self.prev_inputs:  # `prev(x)[0]` indexes the previous token's input
             self.r.error(e.span, "a state cannot be indexed in an update", "index the inputs instead")
             return None
         return ir.Apply(Op.INDEX, (base, idx), Type(base.ty.dims[1:], base.ty.complex), attr, e.span)

@@ -65,9 +65,12 @@ def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
             continue
         want = evaluate(t.linear, env_s, sizes)[0]
         m = transition_matrix(t)
-        assert m is not None
+        if m is None:  # a state coupled to another (mamba3's h) has only the joint block transition
+            assert t.kind is TransitionKind.DENSE, t.evidence
+            assert t.coupled, t.evidence
+            continue
         got = evaluate(applied(t, m, X.hole(st.ty)), env_s, sizes)[0]
-        close("linear part", got, want, **EXACT)
+        close("linear part", got, want.expand(got.shape) if not want.dim() else want, **EXACT)  # A_t = 0: a 0
         if t.offset_terms:
             total = None
             for o in t.offset_terms:
@@ -95,9 +98,13 @@ def test_adjoints_are_adjoint(name: str) -> None:
         env_s = {**env, X.HOLE: s, cot.name: ds}
         lhs = inner(evaluate(t.linear, env_s, sizes)[0], ds)
         m = transition_matrix(t, transpose=True)
-        assert m is not None
-        assert math.isclose(lhs, inner(s, evaluate(applied(t, m, cot), env_s, sizes)[0]), rel_tol=1e-10,
-                            abs_tol=1e-12)
+        if m is None:  # a state coupled to another (mamba3's h): its adjoint is the joint block's
+            assert t.coupled, t.evidence
+            continue
+        got = evaluate(applied(t, m, cot), env_s, sizes)[0]
+        if not got.dim():  # A_t = 0 (a state that reads no state): its adjoint is a 0
+            got = got.expand(s.shape)
+        assert math.isclose(lhs, inner(s, got), rel_tol=1e-10, abs_tol=1e-12)
 
 
 def test_right_side_and_coupled_adjoints() -> None:

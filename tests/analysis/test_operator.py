@@ -117,6 +117,7 @@ FORMS = {
     TransitionKind.IDENTITY: OperatorForm.ADDITIVE, TransitionKind.SCALAR: OperatorForm.LOG_DIAGONAL,
     TransitionKind.DIAGONAL: OperatorForm.LOG_DIAGONAL, TransitionKind.COMPLEX_DIAGONAL: OperatorForm.DIAGONAL,
     TransitionKind.DPLR: OperatorForm.DIAG_LOW_RANK, TransitionKind.RUNNING_MAX: OperatorForm.MAX_PLUS,
+    TransitionKind.DENSE: OperatorForm.DENSE,  # a state coupled to another (mamba3's h)
 }
 
 
@@ -130,5 +131,7 @@ def test_bundled_operators(name: str) -> None:
             assert op.form is (OperatorForm.DIAG_LOW_RANK if name == "kda" else OperatorForm.WY)
         elif name == "longhorn":  # 1 − ε k²: not written in log space, so the decays multiply
             assert op.form is OperatorForm.DIAGONAL
+        elif sa.kind is TransitionKind.SCALAR and sa.transition.decay is not None and sa.transition.decay.log is None:
+            assert op.form is OperatorForm.DIAGONAL  # A_t = 0 (mamba3's hidden `prev` state) has no log
         else:
             assert op.form is FORMS[sa.kind]

@@ -212,8 +212,10 @@ def typed_specs(draw: DrawFn) -> str:
         update_env = _Env()
         # another state: bare (its previous value, with a warning), `prev(...)`, or `new(...)` of an earlier one
         # (never a later one: no cycles)
+        # and the previous token's input, `prev(x0)` (a hidden state the checker adds)
         update_env.names = {**env.names, **real, **{f"prev({m})": s for m, s in real.items() if m != name},
-                            **{f"new({m})": s for m, s in real.items() if m < name}}
+                            **{f"new({m})": s for m, s in real.items() if m < name},
+                            **{f"prev({x})": s for x, s in env.names.items() if x.startswith("x")}}
         source = _expr(draw, shape, env, dims, 2)  # inputs only
         if cplx:
             gate = f"exp(complex(-exp({_expr(draw, shape[:1], env, dims, 1)}), {_expr(draw, shape[:1], env, dims, 1)}))"

@@ -518,3 +518,42 @@ def mingru(k: Tensor, h_tilde: Tensor, *, init: tuple[Tensor, ...] | None = None
             o[b, t, hd] = state
         h_T[b, hd] = state
     return {"o": o}, {"h": h_T}
+
+def mamba3(x: Tensor, dt: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im: Tensor, theta: Tensor, lam: Tensor,
+           A: Tensor, D: Tensor, dt_bias: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
+    """Lahoti et al. 2026 (Mamba-3, SISO), in the paper's real form: a 2N×P state whose row pairs (2i, 2i+1) are
+    rotated by R(Δ_t θ_t[i]) = [[cos, −sin], [sin, cos]], B_t, C_t ∈ R^{2N} with pairs (B_re[i], B_im[i]):
+
+    h_t = α_t R_t h_{t-1} + β_t R_t U_{t-1} + γ_t B_t x_tᵀ,  U_t = B_t x_tᵀ (U_{-1} = 0),  y_t = h_tᵀ C_t + D x_t,
+    α_t = exp(Δ_t A), β_t = (1 − λ_t) Δ_t α_t, γ_t = λ_t Δ_t, Δ_t = softplus(dt_t + dt_bias).
+    The spec's complex state is this one's pairs as (real, imaginary) parts; its hidden state carries U_{t-1}.
+    """
+    Bsz, T, H, P = x.shape
+    N = B_re.shape[-1]
+
+    def real(z: Tensor) -> Tensor:  # complex N×P -> real 2N×P, pairs interleaved
+        return torch.stack([z.real, z.imag], dim=1).reshape(2 * N, P)
+
+    def cplx(r: Tensor) -> Tensor:
+        return torch.complex(r[0::2], r[1::2])
+
+    y = x.new_zeros(Bsz, T, H, P)
+    h_T, u_T = (torch.zeros(Bsz, H, N, P, dtype=torch.complex128) for _ in range(2))
+    for b, hh in _heads(Bsz, H):
+        h = real(_init(init, 0, b, hh, (N, P), x, complex_=True))
+        u = real(_init(init, 1, b, hh, (N, P), x, complex_=True))
+        for t in range(T):
+            delta = _softplus(dt[b, t, hh] + dt_bias[hh])
+            alpha = torch.exp(delta * A[hh])
+            beta, gamma = (1 - lam[b, t, hh]) * delta * alpha, lam[b, t, hh] * delta
+            R = torch.zeros(2 * N, 2 * N, dtype=x.dtype)
+            for i in range(N):
+                c, s = torch.cos(delta * theta[b, t, hh, i]), torch.sin(delta * theta[b, t, hh, i])
+                R[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+            Bt = torch.stack([B_re[b, t, hh], B_im[b, t, hh]], dim=1).reshape(2 * N)
+            Ct = torch.stack([C_re[b, t, hh], C_im[b, t, hh]], dim=1).reshape(2 * N)
+            h = alpha * (R @ h) + beta * (R @ u) + gamma * torch.outer(Bt, x[b, t, hh])
+            u = torch.outer(Bt, x[b, t, hh])
+            y[b, t, hh] = h.T @ Ct + D[hh] * x[b, t, hh]
+        h_T[b, hh], u_T[b, hh] = cplx(h), cplx(u)
+    return {"y": y}, {"h": h_T, "_prev_B_re_B_im_x": u_T}

@@ -38,7 +38,7 @@ LOOPS: dict[str, Callable[..., loops.Result]] = {
     "gated_delta_rule": loops.gated_delta_rule, "delta_product": loops.delta_product, "kda": loops.kda,
     "rwkv7": loops.rwkv7, "mlstm": loops.mlstm, "lru": loops.lru, "s5": loops.s5, "s4d": loops.s4d,
     "gateloop": loops.gateloop, "comba": loops.comba, "rwkv5": loops.rwkv5, "hawk": loops.hawk,
-    "mingru": loops.mingru,
+    "mingru": loops.mingru, "mamba3": loops.mamba3,
 }
 
 Inputs = dict[str, torch.Tensor]
