@@ -24,6 +24,7 @@ def environment() -> jinja2.Environment:
         autoescape=False, bytecode_cache=_compiled_templates(),
     )
     env.filters["pyrepr"] = _pyrepr
+    env.filters["pystr"] = _pystr
     env.filters["pylines"] = _pylines
     return env
 
@@ -45,6 +46,14 @@ def _pyrepr(x: object) -> str:
     if isinstance(x, list):
         x = tuple(x)
     return repr(x)
+
+
+def _pystr(x: str | None, width: int = 100) -> str:
+    """A string (or None) as a Python literal; a long one as adjacent literals folded at spaces (same value)."""
+    if x is None or len(repr(x)) <= width:
+        return repr(x)
+    pieces = [x[i:j] for i, j in itertools.pairwise(_folds(x, width))]
+    return "\n".join(["(", *(f"    {p!r}" for p in pieces), ")"])
 
 
 def _pylines(items: list[str] | tuple[str, ...], width: int = 100) -> str:

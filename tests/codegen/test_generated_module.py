@@ -117,6 +117,7 @@ def test_empty_and_single_token_sequences() -> None:
 
 def test_cache_rewrites_a_tampered_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECURGEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "_loaded", {})  # not the module an earlier test imported in this process
     src = resolve("hgrn")
     spec, _ = load_source(src)
     gen = pipeline.generate(src, spec)

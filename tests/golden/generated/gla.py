@@ -256,7 +256,7 @@ def gla_fused_recurrent_bwd_kernel(
         b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
         b_s3 = b_k * b_s2  # [K]
         b_z_S += b_a_S - b_s3
-        if not USE_INITIAL_STATE:
+        if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)
             if t == 0:
                 b_z_S = b_z_S * 0.0
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
@@ -863,7 +863,8 @@ def _torch_forward(values, opts, h0, output_final_state, cu_seqlens=None):
 # ---------------------------------------------------------------------------------------------
 CHUNK_SIZE = 64
 CHUNK_AUTO_MIN_T = 256  # "auto" picks chunk mode from this length on (None: never)
-CHUNK_REASON = None  # why there is no chunk form (None: there is one)
+# why there is no chunk form (None: there is one)
+CHUNK_REASON = None
 CHUNK_FORM = (
     'S: rows of Q, K, V: q_t, k_t, v_t',
     'S: b_i = Σ_{s≤i} g_s ∈ R^K   (per-channel cumulative log-decay)',
@@ -1049,9 +1050,9 @@ _chunk_gla_matmul_INTRA = 32
 def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr,
                            IS_VARLEN: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     o_t = tl.arange(0, BT)
     m_t = o_t < L
@@ -1115,9 +1116,9 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
                                BC: tl.constexpr,
                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_sub, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     i0 = i_sub * BC
@@ -1173,9 +1174,9 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
 def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     o_t = tl.arange(0, BT)
@@ -1244,9 +1245,9 @@ def _chunk_gla_matmul_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_of
 def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr, BV: tl.constexpr,
                        IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_h = tl.program_id(0), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     o_t = tl.arange(0, BT)
     m_t = o_t < L
@@ -1268,9 +1269,9 @@ def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, N
 def _chunk_gla_matmul_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = k.dtype.element_ty
     o_t = tl.arange(0, BT)
@@ -1307,8 +1308,8 @@ def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, 
                         BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                         IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # the chunk this program owns: its sequence i_n, its first token t0, valid length L (the last chunk of a
-    # sequence may be short) and the sequence's end eos
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
     i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
