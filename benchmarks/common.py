@@ -173,7 +173,10 @@ def environment() -> dict[str, str]:
         "device": f"CPU only: {cpu}, {torch.get_num_threads()} torch threads (no GPU; kernels run in "
                   "Triton's interpreter)",
         "python": sys.version.split()[0], "torch": torch.__version__, "triton": triton.__version__,
-        "recurgen": f"{recurgen.__version__} (git {commit}), imported from {Path(recurgen.__file__).parent}",
+        # which tree was measured (a snapshot on PYTHONPATH is a classic mix-up), without naming this machine's paths
+        "recurgen": f"{recurgen.__version__} (git {commit}), imported from "
+                    + ("this checkout" if Path(recurgen.__file__).resolve().parent.parent == Path(__file__).resolve()
+                       .parent.parent else "another checkout"),
         "flash-linear-attention": fla_version,
     }
 
