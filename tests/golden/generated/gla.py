@@ -1440,8 +1440,7 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
     A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
     _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, scale, cu_seqlens, table,
-            T, H, K,
-            V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+            T, H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return o, ht
 
 
