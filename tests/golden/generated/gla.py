@@ -1148,7 +1148,9 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_in
         b_q *= tl.exp(b_bq)
         b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
-    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], mask=m_t[:, None], other=0.0)
+    # only the causal part of A is read: the per-channel A kernel never writes the blocks above the diagonal
+    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :],
+                  mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]), other=0.0)
     b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
     b_o += _chunk_dot(b_a, b_v, DT, DOT_FP32)
     # the readout's scale and the output's dtype in the epilogue (no torch pass over o)
@@ -1249,7 +1251,8 @@ def _chunk_gla_matmul_dv_kernel(k, do, scale, gc, dh, A, dv, cu_seqlens, chunk_i
         b_k *= tl.exp(b_bl[None, :] - b_bk)
         b_dh = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_dv += _chunk_dot(b_k, b_dh, DT, DOT_FP32)
-    b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None], mask=m_t[None, :], other=0.0)
+    b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None],
+                   mask=m_t[None, :] & (o_t[None, :] >= o_t[:, None]), other=0.0)  # A^T, its causal part
     b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale
     b_dv += _chunk_dot(b_at, b_do, DT, DOT_FP32)
     tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv, mask=m_t[:, None] & m_v[None, :])
@@ -1411,8 +1414,8 @@ def _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
 
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
-    # the per-channel A kernel leaves the blocks above the diagonal unwritten: they must read as zeros
-    A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
+    # the per-channel A kernel leaves the blocks above the diagonal unwritten: its readers mask them
+    A = torch.empty(B, T, H, BT, dtype=torch.float32, device=q.device)
     grid = (NS, BT // BC, H)
     _launch(_chunk_gla_matmul_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
             BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
