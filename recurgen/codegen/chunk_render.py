@@ -5,6 +5,8 @@ spec-specific functions around them with the torch printer, vectorised over [B, 
 `_chunk_prepare` (one token's formulas for the canonical q, k, v, g, β or a, b, c) and
 `_chunk_readout` (the outputs from what the kernels return). Both are plain torch, so autograd
 gives the gradients of everything the kernels do not compute (gates, skips, normalisers, params).
+An output that is a state's read times a scalar the same for every token (`scale * (q @ S)`) is finished
+in the kernels' epilogue instead (`_chunk_scales`): scaled and stored in the input dtype, no torch pass.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..analysis.result import Analysis
-from ..ir import Expr, Kind, Var
+from ..ir import Apply, Expr, Kind, Op, Var
 from .chunk_core import render_common, render_core
 from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, prev_read
 from .step import unroll
@@ -24,6 +26,7 @@ ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"),
              "dplr": ("q", "k", "v", "u", "w", "g")}
 _DOT_OPERANDS = frozenset({"q", "k", "v"})  # tl.dot operands: bf16/fp16 on a GPU when the inputs are
 _NATIVE = frozenset({"matmul", "wy"})  # families whose kernels take g and beta in any float dtype
+_EPILOGUE = frozenset({"matmul", "wy", "dplr"})  # families whose o epilogue applies a scale and the output dtype
 AUTO_MIN_T = {"matmul": 256, "wy": 256, "dplr": 256}  # scan families: the fused recurrent kernel is already a scan
 
 
@@ -39,6 +42,7 @@ class CallView:
     readout: str  # scan: "contract" or "state"; "" for the other families
     dims: tuple[str, ...]  # the family's state dims ([K, V], [P, Q]; one dim for a vector state)
     flags: tuple[tuple[str, object], ...]  # the family's template flags (also the torch families' keywords)
+    epilogue: bool  # the kernels finish this state's output (its readout's scale and the output dtype)
 
     @property
     def flag_dict(self) -> dict[str, object]:
@@ -59,6 +63,7 @@ class ChunkSection:
     running: str  # `_chunk_running`: the running maxes' sequences ({} when the spec has none)
     has_running: bool = False  # emit the running-max helper
     has_prev: bool = False  # emit `_chunk_prev`: a readout reads `prev(S)` of a scan-family state
+    scales: str = ""  # `_chunk_scales`: per state finished in the kernels' epilogue, its readout's scale
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -210,8 +215,52 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
     return "\n".join(body)
 
 
+def _token_free(spec: ir.Spec, c: Expr) -> bool:
+    """`c` is a scalar the same for every token and head: numbers, options, dims, consts of those."""
+    consts = {k.name: k.value for k in spec.consts}
+    for n in ir.walk(c):
+        if isinstance(n, Var) and not (n.kind in (Kind.OPTION, Kind.DIM) or
+                                       (n.kind is Kind.CONST and _token_free(spec, consts[n.name]))):
+            return False
+    return c.ty == ir.SCALAR and not c.ty.complex
+
+
+def folded(plan: ChunkPlan) -> dict[str, tuple[int, Expr]]:
+    """Per state whose output the kernels finish: (the output's index, the readout's scale). The output must be
+    the state's read alone or times a token-free scalar, the only output reading the state, of the read's dims."""
+    out: dict[str, tuple[int, Expr]] = {}
+    for call in plan.calls:
+        if call.family not in _EPILOGUE or call.steps != 1 or call.vector:
+            continue
+        reads = {call.read, prev_read(call)}
+        users = [(i, e) for i, (_, e) in enumerate(plan.outputs) if any(n in reads for n in ir.walk(e))]
+        if len(users) != 1:
+            continue
+        i, e = users[0]
+        scale: Expr | None = ir.Const(1.0) if e == call.read else None
+        if isinstance(e, Apply) and e.op is Op.MUL and call.read in e.args:
+            c = e.args[1] if e.args[0] == call.read else e.args[0]
+            scale = c if _token_free(plan.spec, c) else None
+        if scale is not None and plan.spec.outputs[i].ty == call.read.ty:
+            out[call.state] = (i, scale)
+    return out
+
+
+def _scales(plan: ChunkPlan) -> str:
+    pr, lines = _printer(plan.spec)
+    entries = [f"{state!r}: {pr.value(c)}" for state, (_, c) in folded(plan).items()]
+    tail = [*pr.lines, f"return {{{', '.join(entries)}}}"]
+    body = [
+        "def _chunk_scales(values, opts, sz, B, T, H):",
+        '    """Per state whose output the kernels finish: its readout\'s scale, applied in their epilogue."""',
+        *(f"    {ln}" for ln in _used(lines, tail) + tail),
+    ]
+    return "\n".join(body)
+
+
 def _readout(plan: ChunkPlan) -> str:
     spec = plan.spec
+    fold = {i: state for state, (i, _) in folded(plan).items()}
     pr, lines = _printer(spec)
     _bind_running(pr, lines, plan, output=True)
     index = {st.name: i for i, st in enumerate(spec.states)}  # h0 holds every state, in the spec's order
@@ -221,7 +270,10 @@ def _readout(plan: ChunkPlan) -> str:
         lines.append(f"rp_{call.state} = _chunk_prev(r_{call.state}, None if h0 is None else "
                      f"h0[{index[call.state]}], cu_seqlens)")
     outs = []
-    for (_, e), o in zip(plan.outputs, spec.outputs, strict=True):
+    for i, ((_, e), o) in enumerate(zip(plan.outputs, spec.outputs, strict=True)):
+        if i in fold:  # finished by the kernels: scaled, in the output's dtype
+            outs.append(f"r_{fold[i]}")
+            continue
         outs.append(f"_chunk_full({pr.value(e)}, {_shape(o.ty.dims)}, torch.float32, _device)")
     tail = [*pr.lines, f"return [{', '.join(outs)}]"]
     body = [
@@ -252,12 +304,13 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
     common = render_common({c.family for c in plan.calls}).strip("\n")
     cores = (*((common,) if common else ()),
              *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items()))
+    fold = folded(plan)
     calls = tuple(CallView(c.state, c.family, p, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
-                           str(dict(c.flags).get("readout", "")), c.dims, c.flags)
+                           str(dict(c.flags).get("readout", "")), c.dims, c.flags, c.state in fold)
                   for c, p in zip(plan.calls, prefixes, strict=True))
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
     prevs = {prev_read(c) for c in plan.calls}
     has_prev = any(n in prevs for _, e in plan.outputs for n in ir.walk(e))
     return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
-                        _running(plan), bool(plan.running), has_prev)
+                        _running(plan), bool(plan.running), has_prev, _scales(plan))

@@ -46,9 +46,10 @@ def run_loop(q: torch.Tensor, v: torch.Tensor, h0: torch.Tensor | None, cu_seqle
 
 
 def close_outputs(o: torch.Tensor, ht: torch.Tensor | None, ro: torch.Tensor, rht: torch.Tensor, shape: tuple[int, ...],
-                  final: bool, tol: float = TOL) -> None:
-    """A family's (o, ht) against the loop's: o of `shape`, ht only when the final state was asked for."""
-    close("o", o, ro.detach(), tol, dtype=torch.float32)
+                  final: bool, tol: float = TOL, o_dtype: torch.dtype = torch.float32) -> None:
+    """A family's (o, ht) against the loop's: o of `shape` in `o_dtype`, ht only when the final state was asked
+    for."""
+    close("o", o, ro.detach(), tol, dtype=o_dtype)
     assert o.shape == shape
     if final:
         close("ht", ht, rht.detach(), tol, dtype=torch.float32)

@@ -69,15 +69,17 @@ def _inputs(B: int, T: int, H: int, K: int, V: int, *, dtype=torch.float32, seed
 
 def check(mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, V: int = 10, chunk_size: int = 16,
           with_h0: bool = True, final: bool = True, cu_seqlens: torch.Tensor | None = None, dtype=torch.float32,
-          seed: int = 0, tol: float = TOL, backward: bool = True, **kw) -> None:
+          seed: int = 0, tol: float = TOL, backward: bool = True, scale: float = 1.0, low: bool = False,
+          **kw) -> None:
     q, k, v, u, w, g = _inputs(B, T, H, K, V, dtype=dtype, seed=seed, **kw)
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     h0 = torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed + 1)) if with_h0 else None
-    o, ht = mod.dplr_test_fwd(q, k, v, u, w, g, h0, cu_seqlens, final, chunk_size=chunk_size)
+    o, ht = mod.dplr_test_fwd(q, k, v, u, w, g, h0, cu_seqlens, final, chunk_size=chunk_size, scale=scale, low=low)
     leaves = [x.double().requires_grad_() for x in (q, k, v, u, w, g)]
     h0l = None if h0 is None else h0.double().requires_grad_()
     ro, rht = loop(*leaves, h0l, cu_seqlens)
-    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol)
+    ro = scale * ro
+    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol, o_dtype=dtype if low else torch.float32)
     if not backward:
         return
     gen = torch.Generator().manual_seed(seed + 2)
@@ -87,7 +89,7 @@ def check(mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, 
     if T > 0:
         loss.backward()
     grads = mod.dplr_test_bwd(q, k, v, u, w, g, h0, cu_seqlens, do, None if dht is None else dht.float(),
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size, scale=scale)
     names = ("dq", "dk", "dv", "du", "dw", "dg", "dh0")
     for name, got, ref, x in zip(names, grads, [*leaves, h0l], (q, k, v, u, w, g, h0), strict=True):
         if ref is None:
@@ -98,6 +100,11 @@ def check(mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, 
             want = dht.double()
         # gradients in their input's dtype (dg fp32: the kernels take g as fp32)
         close(name, got, want.detach(), tol, dtype=torch.float32 if name in ("dg", "dh0") else x.dtype)
+
+
+def test_epilogue_scale(mod: ModuleType) -> None:
+    # the readout's scale in the o kernel's epilogue (o in q's dtype); do scaled as the backward loads it
+    check(mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, seed=5, scale=0.37, low=True)
 
 
 def test_t_not_multiple_of_chunk_with_h0(mod: ModuleType) -> None:

@@ -85,7 +85,7 @@ def reference_grads(q, k, v, g, h0, cu_seqlens, do, dht, decay, prev):
 
 
 def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_dht=True, final=True,
-          dtype=torch.float32, rtol=2e-5, seed=0):
+          dtype=torch.float32, rtol=2e-5, seed=0, scale=1.0, low=False):
     q, k, v, g = inputs(B, T, H, K, V, decay, seed=seed, dtype=dtype)
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
     N = B if cu is None else len(cu) - 1
@@ -94,13 +94,14 @@ def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_
     do = torch.randn(B, T, H, V, generator=gen)
     dht = torch.randn(N, H, K, V, generator=gen) if use_dht else None
 
-    o, ht = core.fwd(q, k, v, g, h0, cu_t, final, chunk)
+    o, ht = core.fwd(q, k, v, g, h0, cu_t, final, chunk, scale=scale, low=low)
     want_o, want_ht = reference(q, k, v, g, h0, cu_t, decay, prev)
-    close("o", o, want_o, rtol, dtype=torch.float32)
+    assert o.dtype == (dtype if low else torch.float32)
+    close("o", o, scale * want_o, rtol, dtype=o.dtype)
     close("ht", ht, want_ht if final else None, rtol, dtype=torch.float32)
 
-    grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk)
-    want = reference_grads(q, k, v, g, h0, cu_t, do, dht, decay, prev)
+    grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk, scale=scale)
+    want = reference_grads(q, k, v, g, h0, cu_t, scale * do.double(), dht, decay, prev)
     for name, got, ref, x in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, (q, k, v, g, h0), strict=True):
         close(name, got, ref, rtol, dtype=torch.float32 if x is None or name == "dh0" else x.dtype)
 
@@ -143,6 +144,13 @@ def test_multiple_of_chunk_no_states(cores, decay):
 def test_bf16_inputs(cores, decay, prev):
     # bf16 inputs are loaded and computed in fp32: exact up to fp32 against the loop on the same rounded values
     check(core_of(cores, decay, prev), decay, prev, B=1, T=40, H=2, K=16, V=16, chunk=16, cu=[0, 17, 40],
+          dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_epilogue_scale_and_dtype(cores, decay):
+    # the readout's scale and the output dtype in the o kernel's epilogue; do scaled as the backward loads it
+    check(core_of(cores, decay, False), decay, False, B=1, T=40, H=2, K=16, V=16, chunk=16, scale=0.37, low=True,
           dtype=torch.bfloat16)
 
 

@@ -65,18 +65,20 @@ def _inputs(gate: str, B: int, T: int, H: int, K: int, V: int, *, dtype=torch.fl
 
 def check(gate: str, mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K: int = 12, V: int = 10,
           chunk_size: int = 16, with_h0: bool = True, final: bool = True, cu_seqlens: torch.Tensor | None = None,
-          dtype=torch.float32, seed: int = 0, tol: float = TOL, mutate=None, **kw) -> None:
+          dtype=torch.float32, seed: int = 0, tol: float = TOL, mutate=None, scale: float = 1.0, low: bool = False,
+          **kw) -> None:
     q, k, v, beta, g = _inputs(gate, B, T, H, K, V, dtype=dtype, seed=seed, **kw)
     if mutate is not None:
         q, k, v, beta, g = mutate(q, k, v, beta, g)
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     h0 = torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed + 1)) if with_h0 else None
-    o, ht = mod.wy_test_fwd(q, k, v, beta, g, h0, cu_seqlens, final, chunk_size=chunk_size)
+    o, ht = mod.wy_test_fwd(q, k, v, beta, g, h0, cu_seqlens, final, chunk_size=chunk_size, scale=scale, low=low)
     leaves = [x.double().requires_grad_() for x in (q, k, v, beta)]
     gl = None if g is None else g.double().requires_grad_()
     h0l = None if h0 is None else h0.double().requires_grad_()
     ro, rht = loop(*leaves, gl, h0l, cu_seqlens, gate)
-    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol)
+    ro = scale * ro
+    close_outputs(o, ht, ro, rht, (B, T, H, V), final, tol, o_dtype=dtype if low else torch.float32)
     gen = torch.Generator().manual_seed(seed + 2)
     do = torch.randn(ro.shape, generator=gen, dtype=torch.float64).to(dtype)
     dht = torch.randn(rht.shape, generator=gen, dtype=torch.float64) if final else None
@@ -84,7 +86,7 @@ def check(gate: str, mod: ModuleType, *, B: int = 2, T: int = 45, H: int = 2, K:
     if T > 0:
         loss.backward()
     grads = mod.wy_test_bwd(q, k, v, beta, g, h0, cu_seqlens, do, None if dht is None else dht.float(),
-                            chunk_size=chunk_size)
+                            chunk_size=chunk_size, scale=scale)
     names = ("dq", "dk", "dv", "dbeta", "dg", "dh0")
     refs = [*leaves, gl, h0l]
     for name, got, ref, x in zip(names, grads, refs, (q, k, v, beta, g, h0), strict=True):
@@ -131,6 +133,12 @@ def test_v1_zero_beta_zero_q(core: tuple[str, ModuleType]) -> None:
 def test_bf16_inputs(core: tuple[str, ModuleType]) -> None:
     gate, mod = core
     check(gate, mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, dtype=torch.bfloat16, seed=4)
+
+
+def test_epilogue_scale_and_dtype(core: tuple[str, ModuleType]) -> None:
+    # the readout's scale and the output dtype in the o kernel's epilogue; do scaled as the backward loads it
+    gate, mod = core
+    check(gate, mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, dtype=torch.bfloat16, seed=5, scale=0.37, low=True)
 
 
 def test_empty_sequence(core: tuple[str, ModuleType]) -> None:

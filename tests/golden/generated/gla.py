@@ -359,12 +359,15 @@ def _heads(values):
 
 
 def _ungroup(values, H):
-    """Repeat grouped heads to H (the torch path and the oracle work head by head)."""
+    """Repeat grouped heads to H (the torch path and the oracle work head by head); a tensor that already has H
+    heads is passed as it is (repeat_interleave by 1 would copy it)."""
     out = dict(values)
     for n, _, _ in INPUTS:
-        out[n] = values[n].repeat_interleave(H // values[n].shape[2], dim=2)
+        if values[n].shape[2] != H:
+            out[n] = values[n].repeat_interleave(H // values[n].shape[2], dim=2)
     for n, _, _ in PARAMS:
-        out[n] = values[n].repeat_interleave(H // values[n].shape[0], dim=0)
+        if values[n].shape[0] != H:
+            out[n] = values[n].repeat_interleave(H // values[n].shape[0], dim=0)
     return out
 
 
@@ -1014,6 +1017,8 @@ def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, abs
             if a in c or fn.params[i].is_constexpr:
                 sig[a] = "constexpr"
                 c.setdefault(a, True)
+            elif a == "scale":  # the readout's scale folded into the output epilogue and the do loads
+                sig[a] = "fp32"
             else:
                 sig[a] = "i32" if a in ints else "*i32" if a in index else f"*{io_dtype}" if a in io else "*fp32"
         attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
@@ -1171,7 +1176,7 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
 # o-stage: o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head)
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
@@ -1193,17 +1198,22 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, cu_seqlens, chunk_indices, 
         b_q *= tl.exp(b_bq)
         b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
-    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], mask=m_t[:, None], other=0.0)
+    # only the causal part of A is read: the per-channel A kernel never writes the blocks above the diagonal
+    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :],
+                  mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]), other=0.0)
     b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
     b_o += _chunk_dot(b_a, b_v, DT, DOT_FP32)
-    tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_o, mask=m_t[:, None] & m_v[None, :])
+    # the readout's scale and the output's dtype in the epilogue (no torch pass over o)
+    tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
 
 
 # dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk);
 #   dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_dh_kernel(q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT,
+                                BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
                        USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -1230,7 +1240,7 @@ def _chunk_gla_matmul_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_of
         o_t = tl.arange(0, BT)
         m_t = o_t < L
         b_qt = _chunk_cols(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
-        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
+        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale  # [BT, BV], of the unscaled o
         b_bqt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_qt = b_qt * tl.exp(b_bqt)
         b_dh *= tl.exp(tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0))[:, None]
@@ -1242,7 +1252,8 @@ def _chunk_gla_matmul_dh_kernel(q, do, g, gc, dht, dh, dh0, cu_seqlens, chunk_of
 # dA-stage: dA = mask(do v^T) (the cotangent of A), [B, T, H, BT] fp32
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "V", "BT", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr, BV: tl.constexpr,
+def _chunk_gla_matmul_da_kernel(v, do, scale, dA, cu_seqlens, chunk_indices, T, H, V, NT, BT: tl.constexpr,
+                                BV: tl.constexpr,
                        IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_h = tl.program_id(0), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
@@ -1255,7 +1266,7 @@ def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, N
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
-        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale
         b_vt = _chunk_cols(v + tb * V, o_t, H * V, o_v, m_t, m_v)
         b_da += _chunk_dot(b_do, b_vt, v.dtype.element_ty, DOT_FP32)
     m_a = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
@@ -1266,7 +1277,8 @@ def _chunk_gla_matmul_da_kernel(v, do, dA, cu_seqlens, chunk_indices, T, H, V, N
 # dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head)
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_dv_kernel(k, do, scale, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT,
+                                BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
@@ -1289,8 +1301,9 @@ def _chunk_gla_matmul_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices,
         b_k *= tl.exp(b_bl[None, :] - b_bk)
         b_dh = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_dv += _chunk_dot(b_k, b_dh, DT, DOT_FP32)
-    b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None], mask=m_t[None, :], other=0.0)
-    b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_at = tl.load(A + tb * BT + (o_t * (H * BT))[None, :] + o_t[:, None],
+                   mask=m_t[None, :] & (o_t[None, :] >= o_t[:, None]), other=0.0)  # A^T, its causal part
+    b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale
     b_dv += _chunk_dot(b_at, b_do, DT, DOT_FP32)
     tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv, mask=m_t[:, None] & m_v[None, :])
 
@@ -1303,8 +1316,8 @@ def _chunk_gla_matmul_dv_kernel(k, do, gc, dh, A, dv, cu_seqlens, chunk_indices,
 # Per-channel decay blocks are re-centred (off-diagonal) or exact (diagonal) as in the A kernel.
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H, K, V,
-                                 NT,
+def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H,
+                                 K, V, NT,
                         BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                         IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -1350,7 +1363,7 @@ def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg, 
         for i_v in range(0, tl.cdiv(V, BV)):
             o_v = i_v * BV + tl.arange(0, BV)
             m_v = o_v < V
-            b_do = _chunk_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v)
+            b_do = _chunk_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v) * scale
             b_v = _chunk_rows(v + tb * V, o_i, H * V, o_v, m_i, m_v)
             # [BV, BK] transposed tiles of S_0 and dS_end
             m_vk = m_v[:, None] & m_k[None, :]
@@ -1451,8 +1464,8 @@ def _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
 
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
-    # the per-channel A kernel leaves the blocks above the diagonal unwritten: they must read as zeros
-    A = torch.zeros(B, T, H, BT, dtype=torch.float32, device=q.device)
+    # the per-channel A kernel leaves the blocks above the diagonal unwritten: its readers mask them
+    A = torch.empty(B, T, H, BT, dtype=torch.float32, device=q.device)
     grid = (NS, BT // BC, H)
     _launch(_chunk_gla_matmul_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
             BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
@@ -1461,14 +1474,16 @@ def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
 
 def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
                      h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, output_final_state: bool,
-                     chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunked forward: o [B, T, H, V] fp32 and (if output_final_state) the final states ht [N, H, K, V] fp32."""
+                     chunk_size: int = 64, scale: float = 1.0, low: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunked forward: o [B, T, H, V] (times `scale`; fp32, or q's dtype when `low`) and (if output_final_state)
+    the final states ht [N, H, K, V] fp32."""
     B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
                                                                                    cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = None if g is None else g.contiguous()
-    o = torch.empty(B, T, H, V, dtype=torch.float32, device=q.device)
+    o = torch.empty(B, T, H, V, dtype=q.dtype if low else torch.float32, device=q.device)
     if NS == 0:  # nothing to walk: the final state is the initial one
         if not output_final_state:
             return o, None
@@ -1477,18 +1492,17 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
     h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
     A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
-    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, cu_seqlens, table, T, H,
-            K, V, NT,
-            BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, scale, cu_seqlens, table,
+            T, H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return o, ht
 
 
 def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
                      h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
-                     dht: torch.Tensor | None, chunk_size: int = 64
+                     dht: torch.Tensor | None, chunk_size: int = 64, scale: float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Chunked backward: (dq, dk, dv, dg) in the inputs' dtypes and dh0 fp32; dg is None without decay, dh0
-    None without h0.
+    None without h0; `do` is the cotangent of the forward's o (times `scale`).
 
     Recomputes the chunk states and A (cheaper than storing them), then the reverse dh-stage and the
     parallel dA, dv and dq/dk/dg stages."""
@@ -1517,20 +1531,20 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     dh = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
     grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
-    _launch(_chunk_gla_matmul_dh_kernel, grid, 4, q, do, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V, NT,
-            BT=BT, BK=BK,
+    _launch(_chunk_gla_matmul_dh_kernel, grid, 4, q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V,
+            NT, BT=BT, BK=BK,
             BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None, USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen,
             DOT_FP32=dot_fp32)
     dA = torch.empty(B, T, H, BT, dtype=torch.float32, device=dev)
-    _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
+    _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, scale, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
             IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, gc, dh, A, dv, cu_seqlens, table, T, H,
-            K, V, NT,
+    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, scale, gc, dh, A, dv, cu_seqlens, table,
+            T, H, K, V, NT,
             BT=BT, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     BK, BV = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
     nk = triton.cdiv(K, BK)
     dg_parts = dg
-    _launch(_chunk_gla_matmul_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, dA, dq, dk, dg_parts,
+    _launch(_chunk_gla_matmul_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, dk, dg_parts,
             cu_seqlens, table,
             T, H, K, V, NT, BT=BT, BC=BC, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     return dq, dk, dv, dg, dh0
@@ -1549,7 +1563,7 @@ def chunk_gla_matmul_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtyp
                        "dv": _chunk_gla_matmul_dv_kernel,
                "dqk": _chunk_gla_matmul_dqk_kernel}
     consts = {name: intra if name in ("a", "dqk") else tiles for name in kernels}
-    return _chunk_compile_specs(kernels, consts, {"q", "k", "v", "do"}, K, V, io_dtype)
+    return _chunk_compile_specs(kernels, consts, {"q", "k", "v", "do", "o"}, K, V, io_dtype)
 
 
 def _chunk_prepare(values, opts, sz, B, T, H, running):
@@ -1567,11 +1581,14 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
 
 def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
-    _device = values[INPUTS[0][0]].device
-    opt_scale = opts['scale']
     r_S = reads['S']
-    t0 = opt_scale * r_S
-    return [_chunk_full(t0, (B, T, H, sz['V']), torch.float32, _device)]
+    return [r_S]
+
+
+def _chunk_scales(values, opts, sz, B, T, H):
+    """Per state whose output the kernels finish: its readout's scale, applied in their epilogue."""
+    opt_scale = opts['scale']
+    return {'S': opt_scale}
 
 
 def _chunk_full(x, shape, dtype, device):
@@ -1583,8 +1600,9 @@ def _chunk_full(x, shape, dtype, device):
     return x.expand(shape).contiguous()
 
 
-def _chunk_fake_outputs(family, readout, tensors, h0, cu_seqlens, output_final_state):
-    """Shapes of a family's (o, ht): [B, T, H, V] / [N, H, K, V] (matmul, wy); [B, T, H, P(, Q)] (scan)."""
+def _chunk_fake_outputs(family, readout, tensors, h0, cu_seqlens, output_final_state, low=False):
+    """Shapes of a family's (o, ht): [B, T, H, V] / [N, H, K, V] (matmul, wy, dplr; o in q's dtype when `low`);
+    [B, T, H, P(, Q)] (scan)."""
     first = tensors[0]
     N = first.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
     if family == "scan":
@@ -1592,7 +1610,7 @@ def _chunk_fake_outputs(family, readout, tensors, h0, cu_seqlens, output_final_s
         ht = first.new_empty((N, *first.shape[2:]))
     else:
         V = tensors[2].shape[-1]
-        o = first.new_empty((*first.shape[:-1], V), dtype=torch.float32)
+        o = first.new_empty((*first.shape[:-1], V), dtype=first.dtype if low else torch.float32)
         ht = first.new_empty((N, first.shape[2], first.shape[-1], V), dtype=torch.float32)
     return [o, ht] if output_final_state else [o]
 
@@ -1611,32 +1629,35 @@ def _chunk_seqlens(cu_seqlens, tensors):
     return _seqlens_values(cu_seqlens, next(x for x in tensors if x is not None).shape[1])
 
 
-def _chunk_ops(state, family, readout, fwd, bwd, n):
+def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue):
     """One chunk kernel family as a differentiable torch custom op (torch.compile sees an opaque node).
 
     Its `n` canonical tensors are passed as six optional arguments (a list holding None would not be
-    one leaf per tensor for autograd).
+    one leaf per tensor for autograd). With `epilogue`, the kernels finish the state's output: o times the
+    readout's `scale`, stored in q's dtype when `low` (and `do` scaled as the backward kernels load it).
     """
 
     def fwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, output_final_state: bool,
-                 chunk_size: int) -> list[torch.Tensor]:
+                 chunk_size: int, scale: float, low: bool) -> list[torch.Tensor]:
         cu_seqlens = _chunk_seqlens(cu_seqlens, (t0, t1, t2, t3, t4, t5))
-        o, ht = fwd(*(t0, t1, t2, t3, t4, t5)[:n], h0, cu_seqlens, output_final_state, chunk_size)
+        epi = {"scale": scale, "low": low} if epilogue else {}
+        o, ht = fwd(*(t0, t1, t2, t3, t4, t5)[:n], h0, cu_seqlens, output_final_state, chunk_size, **epi)
         return [o, ht] if output_final_state else [o]
 
-    def fwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, output_final_state, chunk_size):
-        return _chunk_fake_outputs(family, readout, (t0, t1, t2, t3, t4, t5), h0, cu_seqlens, output_final_state)
+    def fwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, output_final_state, chunk_size, scale, low):
+        return _chunk_fake_outputs(family, readout, (t0, t1, t2, t3, t4, t5), h0, cu_seqlens, output_final_state,
+                                   low)
 
     def bwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, do: torch.Tensor, dht: _T,
-                 chunk_size: int) -> list[torch.Tensor]:
+                 chunk_size: int, scale: float) -> list[torch.Tensor]:
         tensors = (t0, t1, t2, t3, t4, t5)[:n]
         cu_seqlens = _chunk_seqlens(cu_seqlens, tensors)
-        *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size)
+        *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size, **({"scale": scale} if epilogue else {}))
         out = [(g if g is not None else torch.zeros_like(x)).to(x.dtype)
                for g, x in zip(grads, tensors, strict=True) if x is not None]
         return out + ([dh0] if h0 is not None else [])
 
-    def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size):
+    def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size, scale):
         return [torch.empty_like(x) for x in (t0, t1, t2, t3, t4, t5)[:n] if x is not None] + \
             ([torch.empty_like(h0)] if h0 is not None else [])
 
@@ -1644,25 +1665,25 @@ def _chunk_ops(state, family, readout, fwd, bwd, n):
     bwd_op = _register(f"{_OP}_chunk_{state}_bwd", bwd_impl, bwd_fake)
 
     def setup_context(ctx, inputs, output):
-        *tensors, h0, cu_seqlens, _, chunk_size = inputs
+        *tensors, h0, cu_seqlens, _, chunk_size, scale, low = inputs
         ctx.present = [x is not None for x in tensors]
         ctx.has_h0 = h0 is not None
-        ctx.meta = (cu_seqlens, chunk_size)
+        ctx.meta = (cu_seqlens, chunk_size, scale, low)
         ctx.save_for_backward(*(x for x in tensors if x is not None), *([h0] if h0 is not None else []))
 
     def backward(ctx, grads):
-        cu_seqlens, chunk_size = ctx.meta
+        cu_seqlens, chunk_size, scale, low = ctx.meta
         saved = list(ctx.saved_tensors)
         h0 = saved.pop() if ctx.has_h0 else None
         it = iter(saved)
         tensors = [next(it) if p else None for p in ctx.present]
         do = grads[0] if grads[0] is not None else torch.zeros_like(_chunk_fake_outputs(
-            family, readout, tensors, h0, cu_seqlens, False)[0])
+            family, readout, tensors, h0, cu_seqlens, False, low)[0])
         dht = grads[1] if len(grads) > 1 else None
         res = iter(bwd_op(*tensors, h0, cu_seqlens, do.contiguous(), None if dht is None else dht.contiguous(),
-                          chunk_size))
+                          chunk_size, scale))
         dts = [next(res) if p else None for p in ctx.present]
-        return (*dts, next(res) if ctx.has_h0 else None, None, None, None)
+        return (*dts, next(res) if ctx.has_h0 else None, None, None, None, None, None)
 
     if hasattr(fwd_op, "register_fake"):
         fwd_op.register_fake(fwd_fake)
@@ -1687,7 +1708,7 @@ _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds ev
 
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
-    ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4),
+    ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True),
      ('q', 'k', 'v', 'g'), False, False, 1),
 )
 
@@ -1721,6 +1742,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
         values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
+    scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
         i = _STATE_INDEX[state]
@@ -1730,11 +1752,14 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
             s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
             s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
         cu = None if cu_seqlens is None else cu_seqlens * steps
+        scale = scales.get(state)  # None: the readout finishes this state's output in torch
         if backend == "torch":
             o, ht = _chunk_torch(state, tensors, s0, cu, output_final_state, chunk_size)
+            o = o if scale is None else scale * o
         else:
             tensors += [None] * (6 - len(tensors))
-            o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size)
+            o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size, 1.0 if scale is None else float(scale),
+                          scale is not None)
             ht = rest[0] if rest else None
         if steps > 1:  # the output after a token's last sub-step
             o = o.unflatten(1, (T, steps))[:, :, -1]
