@@ -177,7 +177,7 @@ def check_spec(plan: Plan, rec: Any, report: Report) -> None:
             main = verify.run_case(rec, mode, case, plan.device)
             by_check: dict[str, list[Any]] = {c: [] for c in CHECKS}
             for c in main.comparisons:
-                by_check[verify._check_of(c.label)].append(_one(c))
+                by_check[verify.check_of(c.label)].append(_one(c))
             if main.skipped:
                 by_check["forward"].append(main)
             if verify.has_varlen(rec, mode):

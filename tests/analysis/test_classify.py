@@ -38,6 +38,8 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "s4d": ((K.COMPLEX_DIAGONAL, Axis.ELEMENTWISE, True, 1),),
     "gateloop": ((K.COMPLEX_DIAGONAL, Axis.ROWS, False, 1),),
     "comba": ((K.DPLR, None, False, 1),),
+    # h reads the hidden state carrying prev(B) prev(x)ᵀ: coupled, so a joint (dense) block
+    "mamba3": ((K.DENSE, Axis.ROWS, False, 1), (K.SCALAR, None, True, 1)),
     "rwkv5": ((K.DIAGONAL, Axis.ROWS, True, 1),),
     "hawk": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
     "mingru": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
@@ -48,16 +50,22 @@ def test_every_bundled_spec_has_an_expectation() -> None:
     assert set(EXPECTED) == set(bundled_spec_names())
 
 
+COUPLED = {"mamba3"}  # bundled specs with coupled states: recurrent only
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_bundled_classification(name: str) -> None:
     a = analyze(load_spec(name)[0])
     got = tuple((t.kind, t.axis, t.time_invariant, t.steps) for t in a.transitions)
     assert got == EXPECTED[name]
+    coupled = name in COUPLED
     for t in a.transitions:
         assert t.side is Side.LEFT
-        assert t.evidence.startswith(f"{t.state} ")
-        assert not t.coupled
-    assert not a.recurrent_only
+        if t.coupled:  # the evidence names the state it reads
+            assert coupled and t.evidence.startswith(f"{t.state}'s update reads "), t.evidence
+        else:
+            assert t.evidence.startswith(f"{t.state} ")
+    assert a.recurrent_only == coupled
 
 
 def _var(name: str, dims: tuple[str, ...] = ()) -> ir.Var:
