@@ -62,7 +62,8 @@ def test_bundled_classification(name: str) -> None:
     for t in a.transitions:
         assert t.side is Side.LEFT
         if t.coupled:  # the evidence names the state it reads
-            assert coupled and t.evidence.startswith(f"{t.state}'s update reads "), t.evidence
+            assert coupled, name
+            assert t.evidence.startswith(f"{t.state}'s update reads "), t.evidence
         else:
             assert t.evidence.startswith(f"{t.state} ")
     assert a.recurrent_only == coupled
