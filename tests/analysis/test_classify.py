@@ -259,14 +259,17 @@ output o: [V] = S @ r
     assert (t.lowrank.u, t.lowrank.w) == (_var("a", ("K",)), _var("b", ("K",)))
 
 
-def test_coupled_states_are_recurrent_only() -> None:
-    spec = from_text("""recurrence coupled
+COUPLED_SPEC = """recurrence coupled
 input q: [K], k: [K], v: [V], g: [] logdecay
 state S: [K, V], z: [K]
 update S = exp(g) * S + outer(z, v)
 update z = exp(g) * z + k
 output o: [V] = q @ S
-""")
+"""  # S reads z: the two states evolve jointly
+
+
+def test_coupled_states_are_recurrent_only() -> None:
+    spec = from_text(COUPLED_SPEC)
     a = analyze(spec)
     s, z = a.transitions
     assert (s.kind, s.coupled, z.kind, z.coupled) == (K.DENSE, ("z",), K.SCALAR, ())
@@ -344,11 +347,5 @@ output u: [D] = h + z
 
 
 def test_coupled_states_walk_together() -> None:
-    spec = from_text("""recurrence coupled
-input q: [K], k: [K], v: [V], g: [] logdecay
-state S: [K, V], z: [K]
-update S = exp(g) * S + outer(z, v)
-update z = exp(g) * z + k
-output o: [V] = q @ S
-""")
+    spec = from_text(COUPLED_SPEC)
     assert walked_states(analyze(spec).states) == ("S", "z")
