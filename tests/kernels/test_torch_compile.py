@@ -84,5 +84,5 @@ def test_chunk_custom_op_passes_torch_opcheck() -> None:
     q, k = (torch.randn(1, 5, 1, 4, generator=gen, requires_grad=True) for _ in range(2))
     v = torch.randn(1, 5, 1, 3, generator=gen, requires_grad=True)
     g = (-torch.rand(1, 5, 1, 4, generator=gen)).requires_grad_()
-    torch.library.opcheck(op, (q, k, v, g, None, None, None, None, True, 16),
+    torch.library.opcheck(op, (q, k, v, g, None, None, None, None, True, 16, 0.5, False),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
