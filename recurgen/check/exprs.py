@@ -425,6 +425,11 @@ class ExprChecks:
         if first == UNKNOWN:
             self.r.error(e.span, "cannot infer the size of `I` here", "write `I(K)` with its dimension")
             return None
+        if first in base.ty.dims[1:]:  # rows and columns share the name: the generated tiles cannot tell them apart
+            self.r.error(e.span, f"cannot index {self._quote(e.base.span, 'this value')}: it has shape "
+                         f"[{', '.join(base.ty.dims)}], the dimension `{first}` twice",
+                         "index an operand before the product instead (`x[0] * x` for `outer(x, x)[0]`)")
+            return None
         if isinstance(e.index, S.Name) and self.loop is not None and e.index.name == self.loop.var:
             if first != self.loop.dim:
                 self.r.error(e.span, f"`{e.index.name}` runs over `{self.loop.dim}` but the first dim of "

@@ -254,7 +254,16 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
                dims: tuple[str, ...]) -> SweepCode:
     """Print both sweeps. `leaves` name the inputs, params, consts, options and states (b_<S>, holding S_t
     after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements."""
-    from .plan import _dim_setup, _dstate_code, _load, _store, _tile_of, _used_loads, grad_stores, param_accumulates
+    from .kernel_text import (
+        _dim_setup,
+        _dstate_code,
+        _load,
+        _store,
+        _tile_of,
+        _used_loads,
+        grad_stores,
+        param_accumulates,
+    )
 
     split = choose_split(spec, sp)
     tiled = {i.name for i in spec.inputs if split is None or split in i.ty.dims}
