@@ -886,12 +886,6 @@ def _chunk_size(chunk_size):
     return size
 
 
-try:  # the chunk kernel families in plain torch (backend="torch"); a copy of this module without recurgen walks tokens
-    from recurgen.runtime.chunk_torch import family as _chunk_torch_family
-except ImportError:
-    _chunk_torch_family = None
-
-
 def _chunk_mode(mode, T, backend):
     """True when this call runs the chunked form: the chunk kernels (triton), or the same families in plain torch
     (torch; without recurgen.runtime.chunk_torch the torch backend walks tokens)."""
@@ -1797,8 +1791,7 @@ def _load_chunk_torch():
 
 
 _chunk_torch_module = _load_chunk_torch()
-if _chunk_torch_module is not None:
-    _chunk_torch_family = _chunk_torch_module.family
+_chunk_torch_family = None if _chunk_torch_module is None else _chunk_torch_module.family
 
 
 def _torch_auto_min_t():
