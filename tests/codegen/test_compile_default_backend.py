@@ -52,7 +52,8 @@ def _run(mode: str, backend: str) -> None:
     assert f"compiled {mode} {backend}" in proc.stdout
 
 
-@pytest.mark.parametrize("mode", ["recurrent", "chunk"])
+# The recurrent torch path is the chunk path's simpler sibling (one traced loop): slow-only.
+@pytest.mark.parametrize("mode", [pytest.param("recurrent", marks=pytest.mark.slow), "chunk"])
 def test_fullgraph_forward_backward_on_the_torch_path(mode: str) -> None:
     _run(mode, "torch")
 
