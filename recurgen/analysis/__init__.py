@@ -2,12 +2,13 @@
 
 For every state: the affine split `S_t = A_t S_{t-1} + b_t` (non-affine updates are spec errors with
 a caret under the culprit), the transition class with its structured pieces (decay and log-decay,
-Householder α/β/k, DPLR diag/u/w, b_t's outer-product factors), the associative operator checked
-with sympy, the chunked-parallel form; for the spec: how each output reads the states and warnings about
-numerically dangerous forms. No gradient is derived here: the kernels' backward
+Householder α/β/k, DPLR diag/u/w, b_t's outer-product factors), the associative operator (proved
+with sympy by the tests: proofs.py), the chunked-parallel form; for the spec: how each output reads the
+states and warnings about numerically dangerous forms. No gradient is derived here: the kernels' backward
 (`codegen.step.build_adjoint`) is the only one, and `explain` prints it.
 
-sympy is imported here and nowhere else in recurgen (STYLE.md 3.4); results hold IR and strings only.
+sympy is used here and nowhere else in recurgen (STYLE.md 3.4), and imported only when a sign the structural
+rules (signs.py) cannot decide needs it: most specs compile without importing it. Results hold IR and strings.
 """
 
 from __future__ import annotations

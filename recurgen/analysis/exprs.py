@@ -1,6 +1,10 @@
-"""Small IR helpers for the analysis: smart constructors that fold trivial constants, and factor lists.
+"""The smart constructors of IR expressions, one folding rule set for every stage, and factor lists.
 
-Derived expressions (a decay, a Householder beta, an adjoint) are built from the spec's own nodes, so
+The analysis (a decay, a Householder beta, a chunk form) and code generation (the step, its adjoint, the two
+sweeps: codegen/build.py adds the constructors only they need) build derived expressions with these: each
+computes the result type with the checker's broadcasting rule and folds the trivial cases (0 and 1, constants,
+double negation and conjugation, `-1 * x`, a negation or a scalar factor moved out of a product), so what is
+derived stays small and readable in generated code. Derived expressions are built from the spec's own nodes, so
 they keep the spans of what the user wrote; the nodes built here carry no span of their own.
 """
 
@@ -10,6 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 
 from .. import ir
+from ..check.language import broadcast
+from ..errors import InternalError
 from ..ir import Kind, Op, Type
 
 HOLE = "□"  # the placeholder for "the state" in a linear map L(□)
@@ -35,8 +41,11 @@ def is_zero(e: ir.Expr) -> bool:
 
 
 def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    # Named broadcasting: the result has every dim of either operand. When neither operand's dims contain
-    # the other's (a [K] gate times a [V] gate) the union is still what the reference evaluator aligns to.
+    # Named broadcasting as the checker does it; when neither operand's dims contain the other's (a [K] gate
+    # times a [V] gate, in the analysis' factor lists) the union is what the reference evaluator aligns to.
+    known = broadcast(a, b)
+    if known is not None:
+        return known
     if len(a) >= len(b) and set(b) <= set(a):
         return a
     if set(a) <= set(b):
@@ -95,6 +104,10 @@ def mul(a: ir.Expr, b: ir.Expr) -> ir.Expr:
         return neg(b)
     if isinstance(b, ir.Const) and b.value == -1:
         return neg(a)
+    if isinstance(a, ir.Apply) and a.op is Op.NEG:
+        return neg(mul(a.args[0], b))
+    if isinstance(b, ir.Apply) and b.op is Op.NEG:
+        return neg(mul(a, b.args[0]))
     if a.ty.dims and isinstance(b, ir.Apply) and b.op is Op.MUL and not b.args[0].ty.dims:
         return mul(b.args[0], mul(a, b.args[1]))  # scalars first: c ⊙ (2 · d) -> 2 · (c ⊙ d)
     return ir.Apply(Op.MUL, (a, b), Type(_union(a.ty.dims, b.ty.dims), _cx(a, b)))
@@ -129,7 +142,10 @@ def reciprocal(b: ir.Expr) -> ir.Expr:
 
 
 def matmul(a: ir.Expr, b: ir.Expr) -> ir.Expr:
-    return ir.Apply(Op.MATMUL, (a, b), Type(a.ty.dims[:-1] + b.ty.dims[1:], _cx(a, b)))
+    x, y = a.ty.dims, b.ty.dims
+    if not x or not y or x[-1] != y[0]:
+        raise InternalError("analysis", f"bad contraction {a.ty} @ {b.ty}")
+    return ir.Apply(Op.MATMUL, (a, b), Type(x[:-1] + y[1:], _cx(a, b)))
 
 
 def outer(a: ir.Expr, b: ir.Expr) -> ir.Expr:
@@ -159,8 +175,16 @@ def conj(a: ir.Expr) -> ir.Expr:
     return ir.Apply(Op.CONJ, (a,), a.ty)
 
 
+_REAL_OUT = frozenset({Op.ABS, Op.RE, Op.IM, Op.STEP, Op.SIGN})  # real whatever their argument
+
+
 def unary(op: Op, a: ir.Expr) -> ir.Expr:
-    return ir.Apply(op, (a,), a.ty)
+    return ir.Apply(op, (a,), Type(a.ty.dims, a.ty.complex and op not in _REAL_OUT))
+
+
+def binary(op: Op, a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    """An elementwise binary op with no folding rule of its own (pow, max, min)."""
+    return ir.Apply(op, (a, b), Type(_union(a.ty.dims, b.ty.dims), _cx(a, b)))
 
 
 def log(a: ir.Expr) -> ir.Expr:

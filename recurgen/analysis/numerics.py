@@ -18,10 +18,19 @@ from . import exprs as X
 from .normalize import vec_factors
 from .pretty import PLAIN, pretty
 from .result import Axis, Transition, TransitionKind
-from .symbolic import real_part_nonpositive
+from .signs import nonpositive
 
 _LOG_CHUNKED = frozenset({TransitionKind.SCALAR, TransitionKind.DIAGONAL, TransitionKind.HOUSEHOLDER,
                           TransitionKind.DPLR})
+
+
+def _nonpositive(e: ir.Expr, spec: ir.Spec) -> bool | None:
+    """Whether Re(e) <= 0 is provable: by the structural rules (signs.py), else by sympy (None: too large)."""
+    if nonpositive(e, spec):
+        return True
+    from .symbolic import real_part_nonpositive  # sympy: imported only for what the rules cannot decide
+
+    return real_part_nonpositive(e, spec)
 
 
 def _exps(e: ir.Expr) -> list[ir.Apply]:
@@ -48,7 +57,7 @@ def check(spec: ir.Spec, transitions: tuple[Transition, ...]) -> tuple[Diagnosti
             factors = tuple(dict.fromkeys((*scalars, *vecs)))  # `cos(th) * cos(th)`: one warning
             # Only the decay's own factors: an exp inside an exponent (LRU's -exp(nu)) is not a decay.
             for node in (f for f in factors if isinstance(f, ir.Apply) and f.op is Op.EXP):
-                if real_part_nonpositive(node.args[0], spec) is False:
+                if _nonpositive(node.args[0], spec) is False:
                     part = "the real part of " if node.ty.complex else ""
                     out.append(Diagnostic(
                         Severity.WARNING,
@@ -88,7 +97,7 @@ def _input_gates(spec: ir.Spec, transitions: tuple[Transition, ...]) -> list[Dia
         if t.offset is None:
             continue
         for node in _exps(t.offset):
-            if not X.depends_on_inputs(node.args[0]) or real_part_nonpositive(node.args[0], spec) is not False:
+            if not X.depends_on_inputs(node.args[0]) or _nonpositive(node.args[0], spec) is not False:
                 continue
             for known, states in found:
                 if known == node:

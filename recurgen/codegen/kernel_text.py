@@ -15,6 +15,40 @@ from ..ir import Apply, Expr, Var
 from .triton_printer import TritonPrinter, Val
 
 
+def kernel_names(spec: ir.Spec) -> frozenset[str]:
+    """The tile names kernels give the spec's own names (`b_<name>`): printer temporaries must avoid them."""
+    named = (*spec.inputs, *spec.params, *spec.states, *spec.outputs, *spec.options, *spec.consts)
+    return frozenset(f"b_{x.name}" for x in named)
+
+
+def times(a: str, b: str) -> str:
+    """`a * b` as printed index arithmetic, with the literal factors 1 and 0 folded."""
+    if "0" in (a, b):
+        return "0"
+    return a if b == "1" else b if a == "1" else f"{a} * {b}"
+
+
+def plus(*terms: str) -> str:
+    """`a + b + ...` as printed index arithmetic, without the literal terms 0."""
+    kept = [x for x in terms if x != "0"]
+    return " + ".join(kept) if kept else "0"
+
+
+def group(x: str) -> str:
+    """`x` in parentheses unless it is one name or number, or already one parenthesised group."""
+    if x.replace("_", "").isalnum():
+        return x
+    if x.startswith("(") and x.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(x):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0 and i < len(x) - 1:
+                break
+        else:
+            return x
+    return f"({x})"
+
+
 def _offsets(dims: tuple[str, ...], index: str, size: str) -> str:
     """Row-major offsets of a tile: `index` names each dim's offsets, `size` its extent (both formats)."""
     if not dims:
@@ -64,20 +98,21 @@ def _load(ptr: str, row: str, dims: tuple[str, ...], cplx: bool, extra: str = ""
     offs = global_offsets(dims)
     m = mask(dims)
     mk = f", mask={m}, other=0.0" if m else ""
-    base = f"{row} * {numel(row_dims if row_dims is not None else dims)}" + (f" + {extra}" if extra else "")
+    base = plus(times(row, numel(row_dims if row_dims is not None else dims)), extra or "0")
     if not cplx:
-        return (f"tl.load({ptr} + {base} + {offs}{mk}).to(tl.float32)",)
-    return tuple(f"tl.load({ptr} + ({base} + {offs}) * 2 + {c}{mk}).to(tl.float32)" for c in (0, 1))
+        return (f"tl.load({plus(ptr, base, offs)}{mk}).to(tl.float32)",)
+    return tuple(f"tl.load({plus(ptr, times(group(plus(base, offs)), '2'), str(c))}{mk}).to(tl.float32)"
+                 for c in (0, 1))
 
 
 def _store(ptr: str, row: str, dims: tuple[str, ...], vals: tuple[str, ...]) -> list[str]:
     offs = global_offsets(dims)
     m = mask(dims)
     mk = f", mask={m}" if m else ""
-    base = f"{row} * {numel(dims)}"
+    base = times(row, numel(dims))
     if len(vals) == 1:
-        return [f"tl.store({ptr} + {base} + {offs}, {vals[0]}.to({ptr}.dtype.element_ty){mk})"]
-    return [f"tl.store({ptr} + ({base} + {offs}) * 2 + {c}, {v}.to({ptr}.dtype.element_ty){mk})"
+        return [f"tl.store({plus(ptr, base, offs)}, {vals[0]}.to({ptr}.dtype.element_ty){mk})"]
+    return [f"tl.store({plus(ptr, times(group(plus(base, offs)), '2'), str(c))}, {v}.to({ptr}.dtype.element_ty){mk})"
             for c, v in enumerate(vals)]
 
 
@@ -168,17 +203,15 @@ def grad_stores(grads: Iterable[tuple[Expr, Expr]], bp: TritonPrinter, tiled_inp
             base = leaf.args[0]
             assert isinstance(base, Var)
             name, dims = base.name, base.ty.dims[1:]
-            extra = f"{leaf.attr} * {numel(dims)}"
+            extra = times(str(leaf.attr), numel(dims))
         v = bp.value(g)
         tile = _tile_of(v, dims, False, g.ty.dims)[0]
         # gradients are written with the full head count; the host sums grouped heads (and tiles)
         row = "i_tok" if name in tiled_inputs or split is None else "(i_v * NTOK + i_tok)"
         offs, m = global_offsets(dims), mask(dims)
-        base_off = f"{row} * {numel(leaf.args[0].ty.dims if isinstance(leaf, Apply) else dims)}"
-        if extra:
-            base_off += f" + {extra}"
+        base_off = plus(times(row, numel(leaf.args[0].ty.dims if isinstance(leaf, Apply) else dims)), extra or "0")
         mk = f", mask={m}" if m else ""
-        stores.append(f"tl.store(dx_{name} + {base_off} + {offs}, {tile}.to(dx_{name}.dtype.element_ty){mk})")
+        stores.append(f"tl.store({plus(f'dx_{name}', base_off, offs)}, {tile}.to(dx_{name}.dtype.element_ty){mk})")
         got.append(name)
     return stores, tuple(dict.fromkeys(got))
 

@@ -31,9 +31,13 @@ from .kernel_text import (
     block_numel,
     block_offsets,
     grad_stores,
+    group,
+    kernel_names,
     numel,
     param_accumulates,
+    plus,
     tile_shape,
+    times,
 )
 from .step import Adjoint, Step, build_adjoint, build_step, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
@@ -189,7 +193,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
             sub = i.ty.dims[1:]
             node = Apply(Op.INDEX, (Var(i.name, Kind.INPUT, i.ty), ir.Const(float(j))), ir.Type(sub), str(j))
             leaves[node] = f"b_{i.name}_{j}"
-            load = _load(f"x_{i.name}", _input_row(i.name), sub, False, f"{j} * {numel(sub)}", i.ty.dims)[0]
+            load = _load(f"x_{i.name}", _input_row(i.name), sub, False, times(str(j), numel(sub)), i.ty.dims)[0]
             input_loads.append(f"b_{i.name}_{j} = {load}")
 
     state_names = {s.name: _names(f"b_{s.name}", s.ty.complex) for s in spec.states}
@@ -202,8 +206,9 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     def varying(e: Expr) -> bool:
         return bool(ir.uses(e, {Kind.INPUT, Kind.STATE, Kind.PREV_STATE}))
 
+    taken = kernel_names(spec)  # no temporary may take a name the kernel gives an input (`b_g3` for `g3`)
     # consts: per head, printed once into the prologue
-    cp = TritonPrinter(const_printer_leaves, lambda e: False, prefix="b_c")
+    cp = TritonPrinter(const_printer_leaves, lambda e: False, prefix="b_c", reserved=taken)
     const_lines = []
     for c in spec.consts:
         v = cp.real(c.value)
@@ -211,7 +216,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     const_code = cp.prologue + const_lines
 
     # forward
-    fp = TritonPrinter(leaves, varying, prefix="b_t")
+    fp = TritonPrinter(leaves, varying, prefix="b_t", reserved=taken)
     new_vals = {n: fp.value(e) for n, e in step.new_states}
     out_vals = {n: fp.value(e) for n, e in step.outputs}
     assign, stores = [], []
@@ -240,9 +245,9 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
                           strict=True)]
         bo, bn = block_offsets(s.ty.dims), block_numel(s.ty.dims)
         for c, n in enumerate(names):
-            sslot = f"(i_prog * CKPT + s) * {len(names)} + {c}"
-            scr_store.append(f"tl.store(sc_{s.name} + ({sslot}) * {bn} + {bo}, {n})")
-            scr_load.append(f"{n} = tl.load(sc_{s.name} + ({sslot}) * {bn} + {bo})")
+            sslot = group(plus(times("(i_prog * CKPT + s)", str(len(names))), str(c)))
+            scr_store.append(f"tl.store({plus(f'sc_{s.name}', times(sslot, bn), bo)}, {n})")
+            scr_load.append(f"{n} = tl.load({plus(f'sc_{s.name}', times(sslot, bn), bo)})")
         # on chip: row s of the tile is selected by a compare (registers cannot be indexed by a loop variable)
         rank = len(s.ty.dims)
         row = f"l_ckpt[:{', None' * rank}] == s"
@@ -254,7 +259,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
             seg_load.append(f"{n} = tl.sum(tl.where({row}, {seg}, 0.0), axis=0)")
 
     # recompute (new states only) for the backward pass
-    rp = TritonPrinter(leaves, varying, prefix="b_r")
+    rp = TritonPrinter(leaves, varying, prefix="b_r", reserved=taken)
     rec_vals = {n: rp.value(e) for n, e in step.new_states}
     rec_assign = []
     for s in spec.states:
@@ -270,7 +275,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     for o in spec.outputs:
         bleaves[cotangent_var(o.name, o.ty)] = f"b_d{o.name}"
         dy_loads.append(f"b_d{o.name} = {_load(f'dy_{o.name}', 'i_tok', o.ty.dims, False)[0]}")
-    bp = TritonPrinter(bleaves, lambda e: varying(e) or bool(_uses_cot(e)), prefix="b_g")
+    bp = TritonPrinter(bleaves, lambda e: varying(e) or bool(_uses_cot(e)), prefix="b_g", reserved=taken)
     grads = _adjoint_code(spec, adj, bp, dstate_names, inputs, params, split)
 
     dparam_init = [f"b_dp_{p.name} = tl.zeros({tile_shape(p.ty.dims)}, dtype=tl.float32)"

@@ -14,6 +14,7 @@ a tuple assignment of pure values keeps its read names and writes `_` for the ot
 from __future__ import annotations
 
 import ast
+from collections import Counter
 
 # calls with effects (or whose result is not all they do): never dropped
 _EFFECTS = ("store", "atomic", "debug_barrier", "device_print", "device_assert", "static_print", "launch")
@@ -22,24 +23,45 @@ _EFFECTS = ("store", "atomic", "debug_barrier", "device_print", "device_assert",
 def prune_unused(source: str) -> str:
     """`source` without its dead pure assignments (the text is otherwise untouched, line for line)."""
     lines = source.splitlines()
-    edits = [e for fn in ast.walk(ast.parse(source)) if isinstance(fn, ast.FunctionDef) for e in _dead(fn, lines)]
+    edits = [e for fn in _functions(ast.parse(source).body) for e in _dead(fn, lines)]
     for first, last, replacement in sorted(edits, reverse=True):
         lines[first - 1:last] = replacement
     return "\n".join(lines) + "\n" if edits else source
 
 
+def _functions(body: list[ast.stmt]) -> list[ast.FunctionDef]:
+    """Every function defined by a statement of `body`, nested ones too (statements only: an expression holds
+    no `def`, so the walk skips them)."""
+    out: list[ast.FunctionDef] = []
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef):
+            out.append(node)
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            todo += [s for s in getattr(node, field, ()) if isinstance(s, ast.stmt | ast.ExceptHandler)]
+    return out
+
+
 def _dead(fn: ast.FunctionDef, lines: list[str]) -> list[tuple[int, int, list[str]]]:
     """(first line, last line, replacement lines) of `fn`'s dead assignments (its nested functions are visited
-    on their own). Dropping one can leave the values it read unread: repeated on the tree until nothing changes,
-    so the source is parsed once."""
+    on their own). Dropping one can leave the values it read unread: repeated until nothing changes, on counts
+    of the names read (each statement's own counted once), so the tree is walked once."""
     blocks = _blocks(fn)
+    candidates = [s for block in blocks for s in block if _candidate(s)]
+    if not candidates:
+        return []
+    chosen = {id(s) for s in candidates}
+    reads = _reads(fn)
     dropped: set[int] = set()  # id() of the statements removed so far
     while True:
-        read = _reads(fn, dropped)
-        more = {id(s) for block in blocks for s in block if id(s) not in dropped and _drops(_edit(s, read, lines))}
+        read = {n for n, c in reads.items() if c > 0}
+        more = [s for s in candidates if id(s) not in dropped and _drops(_edit(s, read, lines))]
         if not more:
             break
-        dropped |= more
+        for s in more:
+            dropped.add(id(s))
+            reads.subtract(_reads(s))
     edits: list[tuple[int, int, list[str]]] = []
     for block in blocks:
         gone = [s for s in block if id(s) in dropped]
@@ -47,7 +69,8 @@ def _dead(fn: ast.FunctionDef, lines: list[str]) -> list[tuple[int, int, list[st
             # a block must keep one statement: the last removed one becomes `pass` if nothing else is left
             keep = [" " * stmt.col_offset + "pass"] if stmt is gone[-1] and len(gone) == len(block) else []
             edits.append((stmt.lineno, stmt.end_lineno or stmt.lineno, keep))
-        edits += [e for s in block if id(s) not in dropped and (e := _edit(s, read, lines)) is not None]
+        edits += [e for s in block if id(s) in chosen and id(s) not in dropped
+                  and (e := _edit(s, read, lines)) is not None]
     return edits
 
 
@@ -55,20 +78,18 @@ def _drops(edit: tuple[int, int, list[str]] | None) -> bool:
     return edit is not None and not edit[2]
 
 
-def _reads(fn: ast.FunctionDef, dropped: set[int]) -> set[str]:
-    """Every name `fn` (with the functions nested in it) may read, outside the dropped statements: loads and
-    deletes, augmented assignments, and global or nonlocal names (their assignment is an effect)."""
-    read: set[str] = set()
-    todo: list[ast.AST] = [fn]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Load, ast.Del)):
-            read.add(node.id)
-        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-            read.add(node.target.id)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            read.update(node.names)
-        todo += [c for c in ast.iter_child_nodes(node) if id(c) not in dropped]
+def _reads(node: ast.AST) -> Counter[str]:
+    """How often `node` (with the functions nested in it) may read each name: loads and deletes, augmented
+    assignments, and global or nonlocal names (their assignment is an effect)."""
+    read: Counter[str] = Counter()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            if not isinstance(n.ctx, ast.Store):
+                read[n.id] += 1
+        elif isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name):
+            read[n.target.id] += 1
+        elif isinstance(n, ast.Global | ast.Nonlocal):
+            read.update(n.names)
     return read
 
 
@@ -88,9 +109,14 @@ def _blocks(fn: ast.FunctionDef) -> list[list[ast.stmt]]:
     return out
 
 
+def _candidate(stmt: ast.stmt) -> bool:
+    """An assignment this stage may drop or narrow: one target, a pure value."""
+    return isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and _pure(stmt.value)
+
+
 def _edit(stmt: ast.stmt, read: set[str], lines: list[str]) -> tuple[int, int, list[str]] | None:
-    """None to keep `stmt`; else its line range and the text replacing it ([] to delete)."""
-    if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1 or not _pure(stmt.value):
+    """None to keep `stmt` (a candidate); else its line range and the text replacing it ([] to delete)."""
+    if not isinstance(stmt, ast.Assign):
         return None
     target = stmt.targets[0]
     first, last = stmt.lineno, stmt.end_lineno or stmt.lineno

@@ -1,5 +1,7 @@
 """render: ModulePlans -> the module's Python source (header, Triton kernels, chunk section, host code).
 
+The host code every module shares is copied from recurgen/runtime/host/ (real modules, linted and tested).
+
 Templates only lay out what this module hands them (`StrictUndefined` catches a missing name). The plans
 come from `recurgen.pipeline`; the output goes to `tidy`, which prunes, folds and compiles it.
 """
@@ -12,6 +14,7 @@ from .. import ir
 from ..analysis.result import Analysis
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var
+from ..runtime.host import sections as host_sections
 from ..signature import python_params, signature
 from ..version import __version__
 from .chunk_plan import ChunkPlan, describe
@@ -215,7 +218,7 @@ def render_module(plans: ModulePlans) -> str:
         generated=[_comment_safe(ln) for ln in describe(chunk_plan)])
     sha = plans.sha256
     return env.get_template("module.py.jinja").render(
-        chunk_section=chunk.strip("\n"), chunk_fn=f"chunk_{prefix}",
+        host=host_sections(), chunk_section=chunk.strip("\n"), chunk_fn=f"chunk_{prefix}",
         header=_header(plan, sha, plans.path), spec_name=spec.name, spec_sha256=sha, version=__version__,
         doc=_comment_safe((spec.description or spec.name).replace("\\", "\\\\").replace('"', '\\"')),
         kernels=kernels.rstrip("\n"),

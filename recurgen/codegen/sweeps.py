@@ -262,9 +262,11 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         _tile_of,
         _used_loads,
         grad_stores,
+        kernel_names,
         param_accumulates,
     )
 
+    taken = kernel_names(spec)  # names the kernels give the spec's tensors: no temporary takes one
     split = choose_split(spec, sp)
     tiled = {i.name for i in spec.inputs if split is None or split in i.ty.dims}
 
@@ -275,7 +277,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     logs = [d for d in sp.decays if d.log is not None]
 
     # forward sweep: readout-side gradients and a_t = r(S_t ⊙ R_t)
-    f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f")
+    f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f", reserved=taken)
     stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
     acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
     scratch, a_loads, has_a = [], [], set()
@@ -295,7 +297,8 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     fwd_code = [*rec_code, *f1.body, *stores1, *acc1]
 
     # z_{T+1} = r(S_T ⊙ dS_T)
-    f0 = TritonPrinter({**leaves, **{dvar[n]: v for n, v in dS.items()}}, lambda e: True, prefix="b_i")
+    f0 = TritonPrinter({**leaves, **{dvar[n]: v for n, v in dS.items()}}, lambda e: True, prefix="b_i",
+                       reserved=taken)
     z_init = []
     for d in logs:
         assert d.log is not None
@@ -305,7 +308,8 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
 
     # backward sweep
     zl = {z_var(d.state, d.log.ty): f"b_z_{d.state.name}" for d in logs if d.log is not None}
-    f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl}, varying, prefix="b_s")
+    f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl}, varying, prefix="b_s",
+                       reserved=taken)
     for d in sp.decays:
         r = sp.readout_grads.get(state_var(d.state))
         if r is not None:  # dS_t = R_t + D_{t+1} ⊙ dS_{t+1}

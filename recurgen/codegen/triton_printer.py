@@ -34,14 +34,24 @@ class TritonPrinter:
     leaves: Mapping[Expr, Val]
     varying: Callable[[Expr], bool]  # True: depends on the token, goes to the body
     prefix: str = "b_t"
+    # names the kernel already uses (`b_g3` is the tile of a spec input `g3`): never given to a temporary; the
+    # leaves' own names are added
+    reserved: frozenset[str] = frozenset()
     prologue: list[str] = field(default_factory=list)
     body: list[str] = field(default_factory=list)
     names: dict[Expr, Val] = field(default_factory=dict)
     _count: int = 0
 
     # --- plumbing ---------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        taken = {n for v in self.leaves.values() for n in ((v,) if isinstance(v, str) else v)}
+        self.reserved = self.reserved | taken
+
     def _new(self, e: Expr, code: str) -> str:
         name = f"{self.prefix}{self._count}"
+        while name in self.reserved:
+            self._count += 1
+            name = f"{self.prefix}{self._count}"
         self._count += 1
         dims = ", ".join(e.ty.dims)
         (self.body if self.varying(e) else self.prologue).append(f"{name} = {code}" + (f"  # [{dims}]"
@@ -232,10 +242,11 @@ class TritonPrinter:
         if op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
             (ar, ai), (br, bi) = (self._aligned_c(x, dims) for x in args)
             s = op.value
-            if op in (Op.ADD, Op.SUB):
-                return self._new_c(e, f"{ar} {s} {br}", f"{ai} {s} {bi}")
+            if op in (Op.ADD, Op.SUB):  # a real operand's imaginary part (0.0) is not printed
+                return self._new_c(e, _combine(_nonzero(ar), s, _nonzero(br)), _combine(_nonzero(ai), s, _nonzero(bi)))
             if op is Op.MUL:
-                return self._new_c(e, f"{ar} * {br} - {ai} * {bi}", f"{ar} * {bi} + {ai} * {br}")
+                return self._new_c(e, _combine(_times(ar, br), "-", _times(ai, bi)),
+                                   _combine(_times(ar, bi), "+", _times(ai, br)))
             den = self._new(e, f"{br} * {br} + {bi} * {bi}")
             return self._new_c(e, f"({ar} * {br} + {ai} * {bi}) / {den}", f"({ai} * {br} - {ar} * {bi}) / {den}")
         if op in (Op.MATMUL, Op.OUTER):
@@ -258,6 +269,15 @@ class TritonPrinter:
     def _aligned_c(self, x: Expr, dims: tuple[str, ...]) -> tuple[str, str]:
         r, i = self.cplx(x)
         return self.align(r, x.ty.dims, dims), self.align(i, x.ty.dims, dims)
+
+
+def _nonzero(x: str) -> str | None:
+    return None if x == "0.0" else x
+
+
+def _times(x: str, y: str) -> str | None:
+    """`x * y`, or None when a factor is the literal 0.0 (the imaginary part of a real operand)."""
+    return None if "0.0" in (x, y) else f"{x} * {y}"
 
 
 def _combine(a: str | None, sign: str, b: str | None) -> str:

@@ -10,6 +10,7 @@ a line with no break point is left as it is.
 
 from __future__ import annotations
 
+import ast
 import io
 import tokenize
 from dataclasses import dataclass
@@ -31,20 +32,36 @@ class _Break:
 
 def wrap_long_lines(source: str, width: int = 120) -> str:
     lines = source.splitlines()
+    long = [row for row, line in enumerate(lines, 1) if len(line) > width]
     by_row: dict[int, list[tokenize.TokenInfo]] = {}
     depth_at: dict[int, int] = {}  # bracket depth at the start of each row
     multi: set[int] = set()
-    depth = 0
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        depth_at.setdefault(tok.start[0], depth)
-        if tok.start[0] != tok.end[0]:
-            multi.update(range(tok.start[0], tok.end[0] + 1))
-        else:
-            by_row.setdefault(tok.start[0], []).append(tok)
-        if tok.type == tokenize.OP and tok.string in _OPEN:
-            depth += 1
-        elif tok.type == tokenize.OP and tok.string in _CLOSE:
-            depth -= 1
+    # only the statements holding a long line are tokenized (a statement starts outside any bracket)
+    tree = ast.parse(source) if long else None
+    done: set[int] = set()
+    for row in long:
+        if row in done or tree is None:
+            continue
+        span = _enclosing(tree.body, row)
+        if span is None:
+            continue
+        first, last = span
+        done.update(range(first, last + 1))
+        depth = 0
+        text = "\n".join(lines[first - 1:last]) + "\n"
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.ENDMARKER:
+                break
+            r0, r1 = tok.start[0] + first - 1, tok.end[0] + first - 1
+            depth_at.setdefault(r0, depth)
+            if r0 != r1:
+                multi.update(range(r0, r1 + 1))
+            else:
+                by_row.setdefault(r0, []).append(tok)
+            if tok.type == tokenize.OP and tok.string in _OPEN:
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in _CLOSE:
+                depth -= 1
     out: list[str] = []
     for row, line in enumerate(lines, 1):
         if len(line) <= width or row in multi:
@@ -54,6 +71,29 @@ def wrap_long_lines(source: str, width: int = 120) -> str:
         else:
             out += _wrap(line, by_row.get(row, []), depth_at.get(row, 0), width)
     return "\n".join(out) + "\n"
+
+
+def _enclosing(body: list[ast.stmt], row: int) -> tuple[int, int] | None:
+    """The rows of the smallest piece of a statement that holds `row` and tokenizes alone: a simple statement,
+    or a compound statement's header (decorators included). None: `row` is outside every statement."""
+    for s in body:
+        decorators = getattr(s, "decorator_list", None) or []
+        first = min([s.lineno, *(d.lineno for d in decorators)])
+        last = s.end_lineno or s.lineno
+        if not first <= row <= last:
+            continue
+        inner = getattr(s, "body", None)
+        if not (isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt)):
+            return first, last
+        if row < inner[0].lineno:
+            return first, inner[0].lineno - 1
+        for block in (inner, getattr(s, "orelse", []), getattr(s, "finalbody", []),
+                      *([h] for h in getattr(s, "handlers", []))):
+            found = _enclosing(block, row)  # an except handler is walked as a one-statement block
+            if found is not None:
+                return found
+        return first, last  # an `else:`/`except ...:` line: the whole statement
+    return None
 
 
 def _wrap_comment(line: str, width: int) -> list[str]:

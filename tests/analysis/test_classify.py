@@ -218,7 +218,7 @@ def test_comba_is_diagonal_plus_rank_1_without_a_division() -> None:
     assert t.lowrank is not None
     assert t.decay is not None
     assert pretty(t.decay.coef, PLAIN) == "exp(a)"
-    assert (pretty(t.lowrank.u, PLAIN), pretty(t.lowrank.w, PLAIN)) == ("−beta · k", "k")
+    assert (pretty(t.lowrank.u, PLAIN), pretty(t.lowrank.w, PLAIN)) == ("−(beta · k)", "k")
 
 
 def test_scalar_state_and_state_that_reads_no_state() -> None:

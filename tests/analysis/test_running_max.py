@@ -8,7 +8,8 @@ import torch
 
 import recurgen
 from recurgen.analysis import OperatorForm, TransitionKind, analyze
-from recurgen.analysis.operator import apply, compose, verify
+from recurgen.analysis.operator import apply, compose
+from recurgen.analysis.proofs import verify
 from recurgen.codegen.chunk_plan import describe, plan_chunk
 from recurgen.errors import SpecError
 from recurgen.frontend import from_text, load_spec

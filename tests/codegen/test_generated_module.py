@@ -14,6 +14,7 @@ import recurgen
 from recurgen import pipeline
 from recurgen.frontend import load_source, resolve
 from recurgen.runtime import cache
+from tests.codegen.test_standalone import recurgen_imports
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "generated"
 ROOT = Path(__file__).parent.parent.parent
@@ -53,7 +54,7 @@ def test_compile_output_is_standalone(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "wrote" in res.stdout
     module = out / "my_gated_delta.py"
-    assert "recurgen" not in "".join(ln for ln in module.read_text().splitlines() if ln.startswith(("import", "from")))
+    assert not recurgen_imports(module.read_text(encoding="utf-8"))
     script = (
         "import sys, torch\n"
         "sys.modules['recurgen'] = None  # importing recurgen would fail: the module must not need it\n"

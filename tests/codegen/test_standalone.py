@@ -4,6 +4,7 @@ torch backend chunks from the length measured to be faster (docs/cpu.md)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -61,11 +62,41 @@ CHILD = BLOCK + textwrap.dedent("""
 """)
 
 
+def recurgen_imports(source: str) -> list[str]:
+    """Every import of recurgen in a module, at any depth (in functions too), and in the chunk_torch it carries."""
+    found = []
+    trees = [ast.parse(source)]
+    while trees:
+        tree = trees.pop()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [a.name for a in node.names if a.name.split(".")[0] == "recurgen"]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "recurgen":
+                found.append(node.module or "")
+            elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_CHUNK_TORCH_SOURCE"
+                                                      for t in node.targets) and isinstance(node.value, ast.Constant):
+                trees.append(ast.parse(node.value.value))
+    return found
+
+
+def test_recurgen_imports_sees_nested_and_carried_imports() -> None:
+    nested = "def f():\n    from recurgen.runtime import chunk_torch\n"
+    assert recurgen_imports(nested) == ["recurgen.runtime"]
+    assert recurgen_imports(f"_CHUNK_TORCH_SOURCE = {nested!r}\n") == ["recurgen.runtime"]
+    assert recurgen_imports("import torch\n") == []
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("standalone")
     assert main(["compile", "gla", "-o", str(out)]) == 0
     return out / "gla.py"
+
+
+def test_no_import_of_recurgen_anywhere(written: Path) -> None:
+    text = written.read_text(encoding="utf-8")
+    assert "_CHUNK_TORCH_SOURCE = r'''" in text
+    assert recurgen_imports(text) == []
 
 
 def test_header_states_the_requirements(written: Path) -> None:
@@ -83,7 +114,7 @@ def test_imports_and_chunks_without_recurgen(written: Path, tmp_path: Path) -> N
 
 
 def test_standalone_needs_the_hook() -> None:
-    with pytest.raises(ValueError, match="_CHUNK_TORCH_SOURCE"):
+    with pytest.raises(ValueError, match="_load_chunk_torch"):
         standalone("x = 1\n")
 
 

@@ -7,6 +7,7 @@ Unit tests of the two clean-up stages (recurgen/codegen/prune.py, wrap.py) come 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,17 @@ def test_every_bundled_module_fits_the_width(generated: Path) -> None:
     for path in sorted(generated.iterdir()):
         long = [i for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(ln) > 120]
         assert not long, f"{path.name}: lines {long[:5]} are over 120 characters"
+
+
+FOLDABLE = re.compile(r"(?<![\w.])(?:\* 1|\+ 0|0 \*|1 \*|\* 0)(?![\w.])|(?<![\w.])0\.0 \* |\* 0\.0(?![\w.])")
+
+
+def test_no_unfolded_constants_in_printed_arithmetic(generated: Path) -> None:
+    """Index arithmetic (`row * 1 + 0`) and complex products with a real factor (`a * b - 0.0 * c`) are folded."""
+    for path in sorted(generated.iterdir()):
+        code = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                if not ln.lstrip().startswith("#") and "_CHUNK_TORCH_SOURCE" not in ln]
+        bad = [ln.strip() for ln in code if "tl.load(" in ln or "tl.store(" in ln or " - 0.0 * " in ln
+               or " + 0.0 * " in ln]
+        bad = [ln for ln in bad if FOLDABLE.search(ln.split(".to(")[0])]
+        assert not bad, f"{path.name}: {bad[:3]}"

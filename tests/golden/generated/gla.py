@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.util
 import itertools
 import math
@@ -47,11 +46,12 @@ TILED_DIM = 'V'
 BWD_TILED_DIM = 'K'  # the backward's split dim (the two sweeps may split another)
 STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program
 BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and temporaries)
-WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
-NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
 TWO_SWEEP = True
+_INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
+WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
+NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
 MIN_PROGRAMS = 132  # programs per launch that keep every SM of an H100 busy
 MIN_TILE = 16  # the smallest split-dim tile worth a program
 CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens, recomputes the rest
@@ -59,7 +59,6 @@ CHECKPOINT_EVERY = 16  # the backward pass keeps one state per this many tokens,
 # (vector states); larger ones go through a scratch buffer in global memory
 SEGMENT_ON_CHIP_BUDGET = 4096
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
 
 
 @triton.jit
@@ -657,6 +656,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     return grads_x, grads_p, grads_h0
 
 
+# the spec's launchers under the names the host code calls them by
+_fwd_launcher, _bwd_launcher = fused_recurrent_gla_fwd, fused_recurrent_gla_bwd
+
+
 # ---------------------------------------------------------------------------------------------
 # custom ops: the kernels as opaque, differentiable torch ops (torch.compile traces them without a
 # graph break; their fake implementations give the output shapes)
@@ -679,9 +682,9 @@ def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[fl
     cu_seqlens = _seqlens_values(cu_seqlens, T) if cu_seqlens is not None else None  # see _seqlens_values
     xs = {n: values[n].contiguous() for n, _, _ in INPUTS}
     ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
-    ys, ht, ck = fused_recurrent_gla_fwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), h0 or None,
-                                         output_final_state,
-                                  save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype, (cu_seqlens, N))
+    ys, ht, ck = _fwd_launcher(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), h0 or None,
+                               output_final_state, save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype,
+                               (cu_seqlens, N))
     finals = [ht[n] for n, _, _ in STATES] if ht is not None else []
     return [ys[n] for n, _, _ in OUTPUTS] + finals + ([ck[n] for n, _, _ in STATES] if save_ckpt else [])
 
@@ -711,10 +714,10 @@ def _bwd_impl(xs_list: list[torch.Tensor], has_h0: bool, ck_list: list[torch.Ten
     xs = {n: values[n] for n, _, _ in INPUTS}
     ps = {n: values[n] for n, _, _ in PARAMS}
     ck = dict(zip((n for n, _, _ in STATES), ck_list, strict=False))  # empty without checkpoints
-    gx, gp, gh0 = fused_recurrent_gla_bwd(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), has_h0, ck,
-                                  dict(zip((n for n, _, _ in OUTPUTS), dys, strict=True)),
-                                  dict(zip((n for n, _, _ in STATES), dht, strict=True)) if dht else None,
-                                  ckpt_every, sz, B, T, H, (cu_seqlens, N))
+    gx, gp, gh0 = _bwd_launcher(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), has_h0, ck,
+                                dict(zip((n for n, _, _ in OUTPUTS), dys, strict=True)),
+                                dict(zip((n for n, _, _ in STATES), dht, strict=True)) if dht else None,
+                                ckpt_every, sz, B, T, H, (cu_seqlens, N))
     grads = {**gx, **gp}
     out = [grads[n].to(values[n].dtype) if n in grads else torch.zeros_like(values[n]) for n in ARG_ORDER]
     return out + [gh0[n] for n, _, _ in STATES]
@@ -1765,24 +1768,10 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
 
-# The chunk families in plain torch (backend="torch"): recurgen.runtime.chunk_torch, or the copy of it that a module
-# written by `recurgen compile` carries here, so that it never walks tokens for want of recurgen.
-_CHUNK_TORCH_SOURCE = None
-
-
-class _CarriedSource(importlib.abc.InspectLoader):
-    """Imports the carried chunk_torch source as a private module (importlib's own loading, no file needed)."""
-
-    def get_source(self, fullname):
-        return _CHUNK_TORCH_SOURCE
-
-
+# The chunk families in plain torch (backend="torch"): recurgen.runtime.chunk_torch here, the copy of it that a
+# module written by `recurgen compile` carries (runtime/standalone.py), so that it never walks tokens for want of
+# recurgen.
 def _load_chunk_torch():
-    if _CHUNK_TORCH_SOURCE is not None:
-        loader = _CarriedSource()
-        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"{__name__}._chunk_torch", loader))
-        loader.exec_module(module)
-        return module
     try:
         from recurgen.runtime import chunk_torch
     except ImportError:
@@ -1811,6 +1800,8 @@ TORCH_CHUNK_AUTO_MIN_T = _torch_auto_min_t()  # "auto" on the torch backend chun
 # optional tensors (`= value` in the spec) and the value an omitted one takes
 _DEFAULTS = {}
 _HAS_HEADS = True  # False with `layout [B, T]`: the call's tensors have no head axis
+# switch options (`select(...)`, `state ... when ...`): (the call's name, the value this module was compiled for)
+_SWITCHES = {}
 
 
 def _merge(name, value, lib_name, lib_value):
@@ -1836,9 +1827,6 @@ def _add_heads(values, states, lead):
         states = states.unsqueeze(1) if isinstance(states, torch.Tensor) else tuple(s.unsqueeze(1) for s in states)
     return values, states, True
 
-
-# switch options (`select(...)`, `state ... when ...`): (the call's name, the value this module was compiled for)
-_SWITCHES = {}
 
 
 def _check_switches(opts):

@@ -1,0 +1,43 @@
+"""bound: the names each generated module defines from its spec, which the host code reads as its globals.
+
+templates/module.py.jinja and templates/chunk_mode.py.jinja define them in every module; this file is never
+copied. Here they hold the values of a spec with no inputs, states or chunk form, so that the host modules import
+and lint on their own; tests patch a spec's tables into a host module to run its helpers (tests/runtime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# name, dims (per token for inputs, per head for params, per (batch, head) for states), complex
+Table = tuple[tuple[str, tuple[str, ...], bool], ...]
+
+SPEC_NAME: str = "<no spec>"
+INPUTS: Table = ()
+PARAMS: Table = ()
+STATES: Table = ()
+OUTPUTS: Table = ()
+OPTIONS: tuple[tuple[str, Callable[[dict[str, int], int], float]], ...] = ()
+ARG_ORDER: tuple[str, ...] = ()
+FIXED_DIMS: dict[str, int] = {}
+TILED_DIM: str | None = None
+BWD_TILED_DIM: str | None = None
+STATE_TILE_BUDGET: int = 16384
+BWD_STATE_TILE_BUDGET: int = 8192
+BWD_NUM_WARPS: int = 4
+TWO_SWEEP: bool = False
+_INPUT_NAMES: frozenset[str] = frozenset()
+_DEFAULTS: dict[str, float] = {}
+_HAS_HEADS: bool = True
+_SWITCHES: dict[str, tuple[str, float]] = {}
+# the chunk section's (templates/chunk_mode.py.jinja)
+CHUNK_KERNELS: tuple[tuple[str, str, tuple[str, ...], tuple[object, ...]], ...] = ()
+CHUNK_REASON: str | None = "no spec"
+# a spec's functions: the fused recurrent launchers, the torch step and the backward op. None here: the host
+# code calls them only where a generated module has defined them
+_fwd_launcher: Callable[..., tuple[dict, dict | None, dict]] | None = None
+_bwd_launcher: Callable[..., tuple[dict, dict, dict]] | None = None
+_torch_step: Callable[..., tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
+_bwd_op: Callable[..., list[torch.Tensor]] | None = None
