@@ -3,7 +3,7 @@
 conftest.py installs them for the whole test run; the stock interpreter runs in a subprocess with
 RECURGEN_STOCK_INTERPRETER=1, on the same seeded inputs, and every output, final state and gradient must be
 bitwise equal. The specs cover both speed-ups: a real scan (hgrn), a complex scan with a tuple combine
-(gateloop), and chunk kernels calling device helpers and `tl.sum`/`tl.cumsum` (gla, gated_delta_rule).
+(gateloop), and chunk kernels calling device helpers and `tl.sum`/`tl.cumsum` (gla; the WY family in `-m slow`).
 """
 
 from __future__ import annotations
