@@ -25,7 +25,7 @@ from .torch_printer import TorchPrinter
 ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),
              "dplr": ("q", "k", "v", "u", "w", "g")}
 _DOT_OPERANDS = frozenset({"q", "k", "v"})  # tl.dot operands: bf16/fp16 on a GPU when the inputs are
-_NATIVE = frozenset({"matmul", "wy"})  # families whose kernels take g and beta in any float dtype
+_NATIVE = frozenset({"matmul", "wy", "dplr"})  # families whose kernels take g, beta (dplr: u, w) in any float dtype
 _EPILOGUE = frozenset({"matmul", "wy", "dplr"})  # families whose o epilogue applies a scale and the output dtype
 AUTO_MIN_T = {"matmul": 256, "wy": 256, "dplr": 256}  # scan families: the fused recurrent kernel is already a scan
 
