@@ -1699,6 +1699,7 @@ def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
 
 
 _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds every state, in this order
+_CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton backend)
 
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
@@ -1735,12 +1736,16 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
-    args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
+    fused = _CHUNK_TOKEN and backend == "triton"  # the spec's formulas in the token kernels
+    if fused:
+        args, tape, leaves = _chunk_token_operands(values, opts, sz, B, T, H, running)
+    else:
+        args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
         i = _STATE_INDEX[state]
-        tensors = [None if args[state][n] is None else _interleave(args[state][n]) for n in names]
+        tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
         s0 = None
         if h0 is not None:
             s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
@@ -1760,7 +1765,11 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
             finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
-    outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
+    if fused:
+        outs = _chunk_token_outputs(tape, leaves, reads)
+    else:
+        outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0,
+                              cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
