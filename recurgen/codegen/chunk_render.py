@@ -75,6 +75,7 @@ class ChunkSection:
     token_outputs: tuple[tuple[int, str, tuple[str, ...]], ...] = ()  # (index, output, dims) of the epilogue's
     token_folded: tuple[tuple[int, str], ...] = ()  # (output index, state) of the outputs the families finish
     token_grads: tuple[tuple[str, str], ...] = ()
+    token_kernel_names: tuple[str, ...] = ()
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -345,4 +346,5 @@ def _with_tokens(section: ChunkSection, plan: ChunkPlan) -> ChunkSection:
     direct = tuple((o.state, o.name, o.input, o.low) for o in tk.operands if o.source == "direct")
     return replace(section, token=tk, token_kernels=kernels, token_leaves=leaves, token_operands=operands,
                    token_direct=direct, token_outputs=outputs, token_folded=tuple((i, s) for s, (i, _) in fold.items()),
-                   token_grads=grads)
+                   token_grads=grads,
+                   token_kernel_names=tuple(k.name for k in (tk.prologue, tk.epilogue, tk.dreads, tk.leaves) if k))
