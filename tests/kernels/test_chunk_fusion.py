@@ -11,65 +11,26 @@ so an op that moves that much touches one.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import recurgen
-from benchmarks.counters import _op_traffic
+from benchmarks.counters import count_torch
 from tests.helpers import random_inputs
 
 B, T, H = 1, 64, 2
 SIZES = {"K": 8, "V": 8, "N": 8, "P": 8}
 
 
-@contextlib.contextmanager
-def _glue_ops() -> Iterator[list[tuple[str, int]]]:
-    """(op, bytes moved) of every aten op run outside a kernel launch and outside a custom op (a family)."""
-    from triton.runtime import interpreter as itp
-
-    seen: list[tuple[str, int]] = []
-    in_kernel = [0]
-    grid_call = itp.GridExecutor.__dict__["__call__"]
-
-    def in_launch(self: Any, *args: Any, **kwargs: Any) -> Any:
-        in_kernel[0] += 1
-        try:
-            return grid_call(self, *args, **kwargs)
-        finally:
-            in_kernel[0] -= 1
-
-    class Glue(TorchDispatchMode):
-        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                               kwargs: dict[str, Any] | None = None) -> Any:
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            if func.namespace == "aten" and not in_kernel[0]:
-                read, written = _op_traffic(func, args, kwargs, out)
-                seen.append((str(func), read + written))
-            return out
-
-    itp.GridExecutor.__call__ = in_launch  # type: ignore[method-assign]
-    try:
-        with Glue():
-            yield seen
-    finally:
-        itp.GridExecutor.__call__ = grid_call  # type: ignore[method-assign]
-
-
 def _glue(name: str) -> list[tuple[str, int]]:
     rec = recurgen.load(name)
     inputs = random_inputs(rec.spec, B, T, H, SIZES, torch.float16, seed=3, requires_grad=True)
     dy = torch.randn(B, T, H, *(SIZES[d] for d in rec.spec.outputs[0].ty.dims), dtype=torch.float16)
-    with _glue_ops() as seen:
+    with count_torch(enter_custom_ops=False) as glue:  # the families' custom ops: their own business
         out, _ = rec(*inputs.values(), mode="chunk", backend="triton")
         out.backward(dy)
     assert all(x.grad is not None for x in inputs.values())
-    return seen
+    return [(op.kernel, op.bytes) for op in glue.launches]
 
 
 @pytest.mark.interpret
