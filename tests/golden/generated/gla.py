@@ -1700,6 +1700,7 @@ def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
 
 _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds every state, in this order
 _CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton backend)
+CHUNK_TOKEN_KERNELS = ()
 
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
@@ -1736,7 +1737,9 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
-    fused = _CHUNK_TOKEN and backend == "triton"  # the spec's formulas in the token kernels
+    # the spec's formulas in the token kernels; under torch.compile the torch formulas (traced, and fused by the
+    # compiler), since the token kernels' autograd Functions launch Triton directly (no custom op yet)
+    fused = _CHUNK_TOKEN and backend == "triton" and not torch.compiler.is_compiling()
     if fused:
         args, tape, leaves = _chunk_token_operands(values, opts, sz, B, T, H, running)
     else:
