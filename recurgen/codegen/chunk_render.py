@@ -334,7 +334,7 @@ def _with_tokens(section: ChunkSection, plan: ChunkPlan) -> ChunkSection:
     tk = plan_tokens(plan, f"chunk_{plan.spec.name}")
     macro = environment().get_template("chunk/_common.py.jinja").module.token_kernel
     kernels = tuple(str(macro(k, tk.dims)).strip("\n") for k in (tk.prologue, tk.epilogue, tk.dreads, tk.leaves)
-                    if k is not None)
+                    if k is not None)  # the ones with work to do
     leaves = (*(("input", n) for n in tk.inputs), *(("param", n) for n in tk.params),
               *(("running", m) for m in tk.running), *(("running_prev", f"prev:{m}") for m in tk.running))
     grads = (*(("input", n) for n in tk.input_grads), *(("param", n) for n in tk.param_grads),

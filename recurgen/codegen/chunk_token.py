@@ -77,7 +77,7 @@ class TokenPlan:
     prologue: TokenKernel | None
     epilogue: TokenKernel | None  # None when the families finish every output
     dreads: TokenKernel | None
-    leaves: TokenKernel
+    leaves: TokenKernel | None  # None when no leaf gets a gradient (operands of consts only)
     input_grads: tuple[str, ...]
     param_grads: tuple[str, ...]
     running_grads: tuple[str, ...]  # running maxes whose (m_(t-1), m_t) get a gradient
@@ -395,5 +395,5 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     return TokenPlan(dims_t, inputs, params, options, run, tuple(operands),
                      tuple((k, d, lo) for (_, d, lo), k in buffers.items()), tuple(o.name for o, _ in outputs),
                      used_reads, steps, prologue, epilogue if outputs else None, dreads if outputs else None,
-                     leaves_k, tuple(in_grads), tuple(p_grads),
+                     leaves_k if in_grads or p_grads or r_grads else None, tuple(in_grads), tuple(p_grads),
                      tuple(r_grads))

@@ -1737,13 +1737,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
     running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
-    # the spec's formulas in the token kernels; under torch.compile the torch formulas (traced, and fused by the
-    # compiler), since the token kernels' autograd Functions launch Triton directly (no custom op yet)
-    fused = _CHUNK_TOKEN and backend == "triton" and not torch.compiler.is_compiling()
-    if fused:
-        args, tape, leaves = _chunk_token_operands(values, opts, sz, B, T, H, running)
-    else:
-        args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
+    args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
@@ -1768,11 +1762,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
             finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
-    if fused:
-        outs = _chunk_token_outputs(tape, leaves, reads)
-    else:
-        outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0,
-                              cu_seqlens)
+    outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
 
