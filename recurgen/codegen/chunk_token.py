@@ -105,7 +105,7 @@ def _prev_running(e: Expr, running: set[str]) -> Expr:
     return ir.rebuild(e, fn)
 
 
-def _layout(call: CoreCall, name: str, t_dims: tuple[str, ...]) -> tuple[str, ...]:
+def _layout(call: CoreCall, name: str) -> tuple[str, ...]:
     """The dims of one token's operand in the family's layout (scan families never come here)."""
     key = call.dims[0]
     if name == "g":
@@ -136,12 +136,11 @@ def fusable(plan: ChunkPlan) -> bool:
     if len(fold) < len(plan.outputs):
         return True
     for c in plan.calls:
-        t_dims = c.dims
         for n in ARG_NAMES[c.family]:
             e = dict(c.args)[n]
             if e is None and not (n == "v" and c.family == "matmul"):
                 continue
-            if _as_is(e, _layout(c, n, t_dims), c.steps) is None:
+            if _as_is(e, _layout(c, n), c.steps) is None:
                 return True
     return False
 
@@ -165,7 +164,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     for c in plan.calls:
         for n in ARG_NAMES[c.family]:
             e = dict(c.args)[n]
-            name = _as_is(e, _layout(c, n, c.dims), steps)
+            name = _as_is(e, _layout(c, n), steps)
             for node in ir.walk(e) if e is not None else ():
                 if isinstance(node, Var) and node.kind is Kind.INPUT:
                     uses[node.name] = uses.get(node.name, 0) + (1 if name is not None else 2)
@@ -181,7 +180,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
             e = dict(c.args)[n]
             if e is None and not (n == "v" and c.family == "matmul"):
                 continue
-            dims = _layout(c, n, c.dims)
+            dims = _layout(c, n)
             low = n in _DOT_OPERANDS
             name = _as_is(e, dims, steps)
             if name is not None and direct.get(name):  # its family's gradient is the input's whole gradient
@@ -251,9 +250,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
             continue
         leaves[Var(i.name, Kind.INPUT, i.ty)] = f"b_{i.name}"
         loads.append(f"b_{i.name} = {_load(f'x_{i.name}', 'i_tok', i.ty.dims, False)[0]}")
-        for j in range(max(steps, (i.ty.dims and 1) or 0)):
-            if len(i.ty.dims) < 1:
-                break
+        for j in range(steps) if i.ty.dims else ():  # the loop slices `k[j]` the formulas read
             sub = i.ty.dims[1:]
             node = Apply(Op.INDEX, (Var(i.name, Kind.INPUT, i.ty), Const(float(j))), ir.Type(sub), str(j))
             if node in nodes:
@@ -277,12 +274,11 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     leaf_args = [*(f"x_{n}" for n in inputs), *(f"p_{n}" for n in params), *(f"rm_{m}" for m in run),
                  *(f"rmp_{m}" for m in run)]
     opt_args = [f"opt_{o}" for o in options]
-    tag = prefix
 
     def kernel(name: str, extra: list[str], pr: TritonPrinter, stores: list[str], extra_loads: list[str],
                **kw: str) -> TokenKernel:
         code = [*pr.body, *stores, kw.get("dparam_acc", "")]
-        return TokenKernel(f"_{tag}_{name}_kernel", (*leaf_args, *extra, *opt_args), "\n".join(param_loads),
+        return TokenKernel(f"_{prefix}_{name}_kernel", (*leaf_args, *extra, *opt_args), "\n".join(param_loads),
                            "\n".join(pr.prologue), _used_loads([*loads, *extra_loads], code), "\n".join(pr.body),
                            "\n".join(stores), **kw)
 
