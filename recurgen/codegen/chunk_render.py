@@ -12,14 +12,16 @@ in the kernels' epilogue instead (`_chunk_scales`): scaled and stored in the inp
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Apply, Expr, Kind, Op, Var
 from .chunk_core import render_common, render_core
 from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, prev_read
+from .chunk_token import TOKEN_BLOCK, TokenPlan, fusable, plan_tokens
 from .step import unroll
+from .templating import environment
 from .torch_printer import TorchPrinter
 
 ARG_NAMES = {"matmul": ("q", "k", "v", "g"), "wy": ("q", "k", "v", "beta", "g"), "scan": ("a", "b", "c"),
@@ -64,6 +66,16 @@ class ChunkSection:
     has_running: bool = False  # emit the running-max helper
     has_prev: bool = False  # emit `_chunk_prev`: a readout reads `prev(S)` of a scan-family state
     scales: str = ""  # `_chunk_scales`: per state finished in the kernels' epilogue, its readout's scale
+    token: TokenPlan | None = None  # the token kernels (chunk_token), when the spec has formulas around the families
+    token_kernels: tuple[str, ...] = ()
+    token_block: int = TOKEN_BLOCK
+    token_leaves: tuple[tuple[str, str], ...] = ()  # (kind, name) in the kernels' order
+    token_operands: tuple[tuple[object, ...], ...] = ()  # the operands through the token kernels
+    token_direct: tuple[tuple[str, str, str, bool], ...] = ()  # (state, argument, input, dot operand): as they are
+    token_outputs: tuple[tuple[int, str, tuple[str, ...]], ...] = ()  # (index, output, dims) of the epilogue's
+    token_folded: tuple[tuple[int, str], ...] = ()  # (output index, state) of the outputs the families finish
+    token_grads: tuple[tuple[str, str], ...] = ()
+    token_kernel_names: tuple[str, ...] = ()
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -312,5 +324,27 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
     prevs = {prev_read(c) for c in plan.calls}
     has_prev = any(n in prevs for _, e in plan.outputs for n in ir.walk(e))
-    return ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
-                        _running(plan), bool(plan.running), has_prev, _scales(plan))
+    section = ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
+                           _running(plan), bool(plan.running), has_prev, _scales(plan))
+    return _with_tokens(section, plan) if fusable(plan) else section
+
+
+def _with_tokens(section: ChunkSection, plan: ChunkPlan) -> ChunkSection:
+    """The section with the token kernels (chunk_token) and the tables their host code reads."""
+    tk = plan_tokens(plan, f"chunk_{plan.spec.name}")
+    macro = environment().get_template("chunk/_common.py.jinja").module.token_kernel
+    kernels = tuple(str(macro(k, tk.dims)).strip("\n") for k in (tk.prologue, tk.epilogue, tk.dreads, tk.leaves)
+                    if k is not None)  # the ones with work to do
+    leaves = (*(("input", n) for n in tk.inputs), *(("param", n) for n in tk.params),
+              *(("running", m) for m in tk.running), *(("running_prev", f"prev:{m}") for m in tk.running))
+    grads = (*(("input", n) for n in tk.input_grads), *(("param", n) for n in tk.param_grads),
+             *(("running", m) for m in tk.running_grads), *(("running_prev", f"prev:{m}") for m in tk.running_grads))
+    fold = folded(plan)
+    outputs = tuple((i, o.name, o.ty.dims) for i, o in enumerate(plan.spec.outputs) if o.name in tk.outputs)
+    operands = tuple((o.state, o.name, o.source, o.input, o.key, o.dims, o.low) for o in tk.operands
+                     if o.source != "direct")
+    direct = tuple((o.state, o.name, o.input, o.low) for o in tk.operands if o.source == "direct")
+    return replace(section, token=tk, token_kernels=kernels, token_leaves=leaves, token_operands=operands,
+                   token_direct=direct, token_outputs=outputs, token_folded=tuple((i, s) for s, (i, _) in fold.items()),
+                   token_grads=grads,
+                   token_kernel_names=tuple(k.name for k in (tk.prologue, tk.epilogue, tk.dreads, tk.leaves) if k))

@@ -58,7 +58,7 @@ def test_every_chunk_kernel_compiles_for_both_archs(table: list[list[str]]) -> N
 
     for name in CHUNK_VARIANTS:
         module = recurgen.load(name).module
-        for state, family, _, _ in module.CHUNK_KERNELS:
+        for state, family, _, _ in (*module.CHUNK_KERNELS, *module.CHUNK_TOKEN_KERNELS):  # + the token kernels
             for arch in ("sm_80", "sm_90"):
                 rows = [r for r in table if r[0].startswith(f"{name} chunk {state} ({family})") and r[1] == arch]
                 assert len(rows) >= 2, (name, state, arch)  # a forward and a backward kernel at least

@@ -1702,6 +1702,8 @@ def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
 
 
 _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds every state, in this order
+_CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton backend)
+CHUNK_TOKEN_KERNELS = ()
 
 # per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
 _CHUNK_CALLS = (
@@ -1743,7 +1745,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     reads, finals = {}, {m: r[2] for m, r in running.items()}
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
         i = _STATE_INDEX[state]
-        tensors = [None if args[state][n] is None else _interleave(args[state][n]) for n in names]
+        tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
         s0 = None
         if h0 is not None:
             s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
