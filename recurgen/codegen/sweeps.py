@@ -103,12 +103,25 @@ def decompose(spec: ir.Spec, step: Step) -> tuple[Decay, ...] | None:
     return tuple(decays)
 
 
+def _distribute(e: Expr) -> Expr | None:
+    """x @ (A + outer(a, c)) -> x @ A + (x @ a) * c: a readout with a rank-1 term (RWKV's bonus) then has
+    vector-sized gradients for it instead of state-sized temporaries (fewer registers in the forward sweep)."""
+    if not (isinstance(e, Apply) and e.op is Op.MATMUL and len(e.args[0].ty.dims) == 1):
+        return None
+    x, m = e.args
+    if isinstance(m, Apply) and m.op is Op.OUTER:
+        return b.mul(b.matmul(x, m.args[0]), m.args[1])
+    if isinstance(m, Apply) and m.op in (Op.ADD, Op.SUB) and any(
+            isinstance(a, Apply) and a.op is Op.OUTER for a in m.args):
+        parts = [_distribute(b.matmul(x, a)) or b.matmul(x, a) for a in m.args]
+        return (b.add if m.op is Op.ADD else b.sub)(*parts)
+    return None
+
+
 def readouts(spec: ir.Spec) -> tuple[tuple[tuple[str, Expr], ...], bool] | None:
     """The outputs as functions of the states (leaves), and whether they read S_{t-1} (prev(S), as RWKV's
     bonus readout does) rather than S_t; None if they read both."""
-    outs = []
-    for o in spec.outputs:
-        outs.append((o.name, simplify(_substitute(o.value, {}))))
+    outs = [(o.name, ir.rebuild(simplify(_substitute(o.value, {})), _distribute)) for o in spec.outputs]
     news = any(ir.uses(e, {Kind.STATE}) for _, e in outs)
     prevs = any(ir.uses(e, {Kind.PREV_STATE}) for _, e in outs)
     if news and prevs:
@@ -150,21 +163,6 @@ class SweepPlan:
     prev: bool  # the outputs read S_{t-1}: their cotangent R_t joins dS_{t-1}, and a_t pairs S_{t-1} with R_t
 
 
-def _split_by_state(e: Expr) -> tuple[Expr | None, Expr | None]:
-    """e = (terms that read a state) + (terms that do not), along its sums and differences."""
-    if isinstance(e, Apply) and e.op in (Op.ADD, Op.SUB):
-        left, right = _split_by_state(e.args[0]), _split_by_state(e.args[1])
-        op = b.add if e.op is Op.ADD else b.sub
-        parts = []
-        for x, y in zip(left, right, strict=True):
-            parts.append(x if y is None else op(b.const(0.0) if x is None else x, y))
-        return parts[0], parts[1]
-    if isinstance(e, Apply) and e.op is Op.NEG:
-        x, y = _split_by_state(e.args[0])
-        return (None if x is None else b.neg(x)), (None if y is None else b.neg(y))
-    return (e, None) if _uses_state(e) else (None, e)
-
-
 def plan_sweeps(spec: ir.Spec, step: Step) -> SweepPlan | None:
     """The two-sweep form of a spec's backward, or None when it does not apply."""
     decays = decompose(spec, step)
@@ -177,17 +175,11 @@ def plan_sweeps(spec: ir.Spec, step: Step) -> SweepPlan | None:
         r = grads.get(state_var(d.state))
         if r is not None and _uses_state(r):
             return None  # the readout is not linear in the state: R_t would need S_t in the backward sweep
-    # the state-free terms of a readout gradient (RWKV's bonus, Mamba's D * u) are taken in the backward sweep,
-    # so an input they share with the drive gets its gradient from one sweep
+    # an input whose readout gradient does not read the state (RWKV's bonus to k and v, Mamba's D * u) gets it in
+    # the backward sweep, so an input shared with the drive gets its gradient from one sweep
     inputs = {leaf for leaf, _ in _input_grads(grads)}
-    fwd: dict[Expr, Expr] = {}
-    free: dict[Expr, Expr] = {}
-    for leaf, g in grads.items():
-        dep, fr = _split_by_state(g) if leaf in inputs else (g, None)
-        if dep is not None:
-            fwd[leaf] = dep
-        if fr is not None:
-            free[leaf] = fr
+    fwd = {leaf: g for leaf, g in grads.items() if leaf not in inputs or _uses_state(g)}
+    free = {leaf: g for leaf, g in grads.items() if leaf not in fwd}
     bwd_inputs = {_input_name(leaf) for leaf, _ in _input_grads(autodiff.vjp(_bwd_roots(decays)))}
     bwd_inputs |= {_input_name(leaf) for leaf in free}
     if {_input_name(leaf) for leaf, _ in _input_grads(fwd)} & bwd_inputs:
