@@ -48,16 +48,11 @@ class SweepCode:
 
     fwd_prologue: str
     fwd_loads: str
-    fwd_body: str  # readout-side gradients, a_t
-    fwd_stores: str
+    fwd_body: str  # the recompute of S_t, the gradients that read the state, a_t
     bwd_prologue: str
     z_init: str  # z_{T+1} = r(S_T ⊙ dS_T), after the forward sweep
     bwd_loads: str
-    bwd_body: str  # dS += R, z update, gradients through B and L, dS = D ⊙ dS
-    bwd_stores: str
-    bwd_dstate: str  # dS_{t-1} = D_t ⊙ dS_t, after the stores (a gradient may be dS_t itself)
-    fwd_dparam_acc: str
-    bwd_dparam_acc: str
+    bwd_body: str  # the z update, gradients through B and L, dS_{t-1}
     input_grads: tuple[str, ...]
     param_grads: tuple[str, ...]
     scratch: tuple[tuple[str, tuple[str, ...]], ...]  # (state, dims of L): a_t per token (per tile), fp32
@@ -108,15 +103,34 @@ def decompose(spec: ir.Spec, step: Step) -> tuple[Decay, ...] | None:
     return tuple(decays)
 
 
-def readouts(spec: ir.Spec) -> tuple[tuple[str, Expr], ...] | None:
-    """The outputs as functions of the new states (leaves), or None if one reads prev(S)."""
-    outs = []
-    for o in spec.outputs:
-        e = simplify(_substitute(o.value, {}))
-        if ir.uses(e, {Kind.PREV_STATE}):
-            return None
-        outs.append((o.name, e))
-    return tuple(outs)
+def _distribute(e: Expr) -> Expr | None:
+    """x @ (A + outer(a, c)) -> x @ A + (x @ a) * c: a readout with a rank-1 term (RWKV's bonus) then has
+    vector-sized gradients for it instead of state-sized temporaries (fewer registers in the forward sweep)."""
+    if not (isinstance(e, Apply) and e.op is Op.MATMUL and len(e.args[0].ty.dims) == 1):
+        return None
+    x, m = e.args
+    if isinstance(m, Apply) and m.op is Op.OUTER:
+        return b.mul(b.matmul(x, m.args[0]), m.args[1])
+    if isinstance(m, Apply) and m.op in (Op.ADD, Op.SUB) and any(
+            isinstance(a, Apply) and a.op is Op.OUTER for a in m.args):
+        parts = [_distribute(b.matmul(x, a)) or b.matmul(x, a) for a in m.args]
+        return (b.add if m.op is Op.ADD else b.sub)(*parts)
+    return None
+
+
+def readouts(spec: ir.Spec) -> tuple[tuple[tuple[str, Expr], ...], bool] | None:
+    """The outputs as functions of the states (leaves), and whether they read S_{t-1} (prev(S), as RWKV's
+    bonus readout does) rather than S_t; None if they read both."""
+    outs = [(o.name, ir.rebuild(simplify(_substitute(o.value, {})), _distribute)) for o in spec.outputs]
+    news = any(ir.uses(e, {Kind.STATE}) for _, e in outs)
+    prevs = any(ir.uses(e, {Kind.PREV_STATE}) for _, e in outs)
+    if news and prevs:
+        return None
+    if not prevs:
+        return tuple(outs), False
+    # prev(S) becomes the state leaf: the forward sweep reads the readout before the recompute overwrites it
+    return tuple((n, ir.rebuild(e, lambda x: Var(x.name, Kind.STATE, x.ty)
+                                if isinstance(x, Var) and x.kind is Kind.PREV_STATE else None)) for n, e in outs), True
 
 
 def _reduce_to(x: Expr, target: ir.Type) -> Expr:
@@ -144,24 +158,41 @@ def a_var(s: ir.Tensor, ty: ir.Type) -> Var:
 @dataclass(frozen=True, slots=True)
 class SweepPlan:
     decays: tuple[Decay, ...]
-    readout_grads: dict[Expr, Expr]  # leaf -> cotangent from the outputs, S_t as leaves
+    readout_grads: dict[Expr, Expr]  # leaf -> the part of its cotangent from the outputs that reads a state
+    free_grads: dict[Expr, Expr]  # input leaf -> the state-free part (taken in the backward sweep)
+    prev: bool  # the outputs read S_{t-1}: their cotangent R_t joins dS_{t-1}, and a_t pairs S_{t-1} with R_t
 
 
 def plan_sweeps(spec: ir.Spec, step: Step) -> SweepPlan | None:
     """The two-sweep form of a spec's backward, or None when it does not apply."""
     decays = decompose(spec, step)
-    outs = readouts(spec)
-    if decays is None or outs is None:
+    ro = readouts(spec)
+    if decays is None or ro is None:
         return None
+    outs, prev = ro
     grads = autodiff.vjp([(e, cotangent_var(n, e.ty)) for n, e in outs])
     for d in decays:
         r = grads.get(state_var(d.state))
         if r is not None and _uses_state(r):
             return None  # the readout is not linear in the state: R_t would need S_t in the backward sweep
+    # an input whose readout gradient does not read the state (RWKV's bonus to k and v, Mamba's D * u) gets it in
+    # the backward sweep, so an input shared with the drive gets its gradient from one sweep
+    inputs = {leaf for leaf, _ in _input_grads(grads)}
+    fwd = {leaf: g for leaf, g in grads.items() if leaf not in inputs or _uses_state(g)}
+    free = {leaf: g for leaf, g in grads.items() if leaf not in fwd}
     bwd_inputs = {_input_name(leaf) for leaf, _ in _input_grads(autodiff.vjp(_bwd_roots(decays)))}
-    if {_input_name(leaf) for leaf, _ in _input_grads(grads)} & bwd_inputs:
+    bwd_inputs |= {_input_name(leaf) for leaf in free}
+    if {_input_name(leaf) for leaf, _ in _input_grads(fwd)} & bwd_inputs:
         return None  # an input with gradients from both sweeps would need a partial round trip
-    return SweepPlan(decays, grads)
+    return SweepPlan(decays, fwd, free, prev)
+
+
+def _bwd_grads(sp: SweepPlan) -> dict[Expr, Expr]:
+    """The backward sweep's gradients: through the drives and decays, plus the readouts' state-free terms."""
+    grads = dict(autodiff.vjp(_bwd_roots(sp.decays)))
+    for leaf, g in sp.free_grads.items():
+        grads[leaf] = b.add(grads[leaf], g) if leaf in grads else g
+    return grads
 
 
 def _input_grads(grads: dict[Expr, Expr]) -> list[tuple[Expr, Expr]]:
@@ -216,33 +247,34 @@ def _terms(e: Expr) -> list[Expr]:
     return [e]
 
 
-def _state_linear(e: Expr) -> bool:
-    """Every additive term reads a state or a cotangent: the sum over tiles of per-tile values is the value."""
-    return all(ir.uses(t, {Kind.STATE}) or any(isinstance(n, Var) and n.name.startswith("∂") for n in ir.walk(t))
-               for t in _terms(e))
+def _per_tile(e: Expr, d: str, states: set[str]) -> bool:
+    """Every additive term is a tile's part of a sum over `d`: it reads a state (or a state's cotangent, z or a)
+    or it sums over `d`. A term of the outputs' cotangents alone would be counted once per tile."""
+    def part(t: Expr) -> bool:
+        return bool(ir.uses(t, {Kind.STATE})) or _reduces_over(t, d, (Op.SUM, Op.MATMUL)) or any(
+            isinstance(n, Var) and n.name.startswith("∂") and n.name.lstrip("∂").removeprefix("z_")
+            .removeprefix("a_") in states for n in ir.walk(t))
+    return all(part(t) for t in _terms(e))
 
 
 def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
     """The state dim to split the sweeps along: carried by every state, never mixed by the recurrence or the
     readout cotangent, and every gradient of an input without it a sum of per-tile parts. Of those, the one
     most inputs carry (each tile then reads only its slice of them)."""
-    grads2 = autodiff.vjp(_bwd_roots(sp.decays))
+    grads2 = _bwd_grads(sp)
     exprs = [e for d in sp.decays for e in (d.drive, d.factor, d.log) if e is not None]
     exprs += [r for d in sp.decays if (r := sp.readout_grads.get(state_var(d.state))) is not None]
-    leaf_grads = _input_grads(sp.readout_grads) + _input_grads(grads2)
-    params = _param_grads(spec, sp.readout_grads) + _param_grads(spec, grads2)
+    leaf_grads = [(leaf, g, leaf.ty.dims) for leaf, g in _input_grads(sp.readout_grads) + _input_grads(grads2)]
+    leaf_grads += [(None, g, spec.tensor(p).ty.dims)
+                   for p, g in _param_grads(spec, sp.readout_grads) + _param_grads(spec, grads2)]
+    states = {s.name for s in spec.states}
     ok = []
     for d in dict.fromkeys(x for s in spec.states for x in s.ty.dims):
         if any(d not in s.ty.dims for s in spec.states) or any(_reduces_over(e, d, (Op.SUM, Op.MATMUL, *_MIXING))
                                                                 for e in exprs):
             continue
-        bad = False
-        for leaf, g in leaf_grads:
-            dims = leaf.ty.dims
-            if _reduces_over(g, d, _MIXING) or (d in dims and _reduces_over(g, d, (Op.SUM, Op.MATMUL))) or \
-                    (d not in dims and not _state_linear(g)):
-                bad = True
-        if bad or any(not _state_linear(g) for _, g in params):
+        if any(_reduces_over(g, d, _MIXING) or (d in dims and _reduces_over(g, d, (Op.SUM, Op.MATMUL))) or
+               (d not in dims and not _per_tile(g, d, states)) for _, g, dims in leaf_grads):
             continue
         ok.append(d)
     carried = {d: sum(d in i.ty.dims for i in spec.inputs) for d in ok}
@@ -280,7 +312,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f", reserved=taken)
     stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
     acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
-    scratch, a_loads, has_a = [], [], set()
+    scratch, a_loads, has_a = [], [], []
     for d in logs:
         assert d.log is not None
         r = sp.readout_grads.get(state_var(d.state))
@@ -293,8 +325,10 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         stores1 += _store(f"za_{d.state.name}", row, d.log.ty.dims, (tile,))
         scratch.append((d.state.name, d.log.ty.dims))
         a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', row, d.log.ty.dims, False)[0]}")
-        has_a.add(d.state.name)
-    fwd_code = [*rec_code, *f1.body, *stores1, *acc1]
+        has_a.append(d.state.name)
+    # the readout of S_{t-1} is differentiated before the recompute overwrites b_<S>
+    readout_code = [*f1.body, *stores1, *acc1]
+    fwd_code = [*readout_code, *rec_code] if sp.prev else [*rec_code, *readout_code]
 
     # z_{T+1} = r(S_T ⊙ dS_T)
     f0 = TritonPrinter({**leaves, **{dvar[n]: v for n, v in dS.items()}}, lambda e: True, prefix="b_i",
@@ -306,44 +340,49 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         z_init.append(f"b_z_{d.state.name} = {_tile_of(f0.value(z), d.log.ty.dims, False, z.ty.dims)[0]}")
     z_init = [*f0.body, *z_init]
 
-    # backward sweep
+    # backward sweep. Outputs of S_t: dS_t = R_t + D_{t+1} ⊙ dS_{t+1}, z_t = z_{t+1} + a_t - r(B_t ⊙ dS_t).
+    # Outputs of S_{t-1}: dS_{t-1} = D_t ⊙ dS_t + R_t after step t's gradients, and a_t = r(S_{t-1} ⊙ R_t)
+    # joins z there (z_{t-1} = z_t + a_t - r(B_{t-1} ⊙ dS_{t-1})).
     zl = {z_var(d.state, d.log.ty): f"b_z_{d.state.name}" for d in logs if d.log is not None}
     f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl}, varying, prefix="b_s",
                        reserved=taken)
-    for d in sp.decays:
-        r = sp.readout_grads.get(state_var(d.state))
-        if r is not None:  # dS_t = R_t + D_{t+1} ⊙ dS_{t+1}
-            f2.body.append(f"{dS[d.state.name]} += "
-                           f"{_tile_of(f2.value(r), d.state.ty.dims, False, r.ty.dims)[0]}")
+
+    def add_readout() -> None:
+        for d in sp.decays:
+            r = sp.readout_grads.get(state_var(d.state))
+            if r is not None:
+                f2.body.append(f"{dS[d.state.name]} += {_tile_of(f2.value(r), d.state.ty.dims, False, r.ty.dims)[0]}")
+
+    if not sp.prev:
+        add_readout()
     for d in logs:
         assert d.log is not None
         rb = _reduce_product(dvar[d.state.name], d.drive, d.log.ty)
-        a = f"b_a_{d.state.name} - " if d.state.name in has_a else "-"
+        a = f"b_a_{d.state.name} - " if d.state.name in has_a and not sp.prev else "-"
         f2.body.append(f"b_z_{d.state.name} += {a}{_tile_of(f2.value(rb), d.log.ty.dims, False, rb.ty.dims)[0]}")
     if logs:
         # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
         # residue (relative to |S_1 ⊙ dS_1|)
         f2.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)", "    if t == 0:",
                     *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
-    grads2 = autodiff.vjp(_bwd_roots(sp.decays))
+    grads2 = _bwd_grads(sp)
     stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
     acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)
-    body2 = list(f2.body)
+    body2 = [*f2.body, *stores2, *acc2]
     f2.body.clear()
-    dstate = []
+    # dS_{t-1} = D_t ⊙ dS_t, after the stores (a gradient may be dS_t itself)
     for d in sp.decays:
         if d.factor is not None:
             new = b.mul(d.factor, dvar[d.state.name])
-            dstate.append(f"{dS[d.state.name]} = "
-                          f"{_tile_of(f2.value(new), d.state.ty.dims, False, new.ty.dims)[0]}")
-    dstate = [*f2.body, *dstate]
-    bwd_code = [*body2, *stores2, *acc2, *dstate]
+            f2.body.append(f"{dS[d.state.name]} = {_tile_of(f2.value(new), d.state.ty.dims, False, new.ty.dims)[0]}")
+    if sp.prev:
+        add_readout()
+        f2.body += [f"b_z_{n} += b_a_{n}" for n in has_a]
+    bwd_code = [*body2, *f2.body]
     return SweepCode(
         fwd_prologue="\n".join([*rec_prologue, *f1.prologue]), fwd_loads=_used_loads(loads + dy_loads, fwd_code),
-        fwd_body="\n".join(f1.body), fwd_stores="\n".join(stores1), bwd_prologue="\n".join(f2.prologue),
-        z_init="\n".join(z_init), bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code),
-        bwd_body="\n".join(body2), bwd_stores="\n".join(stores2), bwd_dstate="\n".join(dstate),
-        fwd_dparam_acc="\n".join(acc1), bwd_dparam_acc="\n".join(acc2),
+        fwd_body="\n".join(fwd_code), bwd_prologue="\n".join(f2.prologue), z_init="\n".join(z_init),
+        bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code), bwd_body="\n".join(bwd_code),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
         scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
         dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))

@@ -208,7 +208,7 @@ def gla_fused_recurrent_bwd_kernel(
 
 
 
-    # forward sweep: S_t from the initial state; the gradients that read S_t, and a_t of the decay gradient
+    # forward sweep: S_t from the initial state; the gradients that read the state, and a_t of the decay gradient
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
         b_S += tl.load(h0_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],

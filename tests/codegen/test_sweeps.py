@@ -1,0 +1,41 @@
+"""Which bundled specs train with the two-sweep backward (no stored state), and along which dim it splits them.
+
+A spec falling back to checkpoints still computes the right gradients (tests/kernels checks those), but moves
+10-20x the bytes: this pins the choice so that a change to the sweep planner cannot lose a spec silently.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import recurgen
+from recurgen.codegen.plan import plan_recurrent
+
+TWO_SWEEPS = {"gla": "K", "simple_gla": "K", "linear_attn": "K", "retention": "K", "hgrn2": "K",
+              "rwkv5": "K", "rwkv6": "K", "mamba": "E", "mamba2": "P"}
+
+
+@pytest.mark.parametrize(("name", "split"), sorted(TWO_SWEEPS.items()))
+def test_two_sweeps_and_split(name: str, split: str) -> None:
+    sweeps = plan_recurrent(recurgen.load(name).spec).sweeps
+    assert sweeps is not None, f"{name}: backward from checkpoints, not two sweeps"
+    assert sweeps.split == split
+
+
+def test_prev_readout_is_read_before_the_recompute() -> None:
+    """RWKV6 reads S_{t-1}: its dr is taken before b_S is overwritten, and its bonus has no state-sized term."""
+    sweeps = plan_recurrent(recurgen.load("rwkv6").spec).sweeps
+    assert sweeps is not None
+    body = sweeps.fwd_body.splitlines()
+    store_dr = next(i for i, line in enumerate(body) if line.startswith("tl.store(dx_r"))
+    assign = next(i for i, line in enumerate(body) if line.startswith("b_S = "))
+    assert store_dr < assign
+    assert not [line for line in body if line.startswith("b_f") and line.endswith("# [K, V]")]
+
+
+def test_state_free_readout_term_in_the_backward_sweep() -> None:
+    """Mamba's D * u term gives u a readout gradient that reads no state: taken with u's drive gradient."""
+    sweeps = plan_recurrent(recurgen.load("mamba").spec).sweeps
+    assert sweeps is not None
+    assert "dx_u" in sweeps.bwd_body
+    assert "dx_u" not in sweeps.fwd_body
