@@ -26,7 +26,7 @@ from .. import ir
 from ..ir import Apply, Const, Expr, Kind, Op, Var
 from . import autodiff
 from .chunk_plan import ChunkPlan, CoreCall
-from .kernel_text import _load, _store, _tile_of, _used_loads, numel, tile_shape
+from .kernel_text import _load, _store, _tile_of, _used_loads, kernel_names, numel, tile_shape
 from .step import unroll
 from .triton_printer import TritonPrinter, Val
 
@@ -238,7 +238,8 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
             param_loads.append(f"b_{p.name} = {_load(f'p_{p.name}', 'i_h', p.ty.dims, False)[0]}")
     for o in spec.options:
         leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
-    cp = TritonPrinter(dict(leaves), lambda e: False, prefix="b_c")
+    taken = kernel_names(spec)  # no temporary may take an input's tile name (`b_t0` for input `t0`)
+    cp = TritonPrinter(dict(leaves), lambda e: False, prefix="b_c", reserved=taken)
     const_lines = [f"c_{c.name} = {cp.real(c.value)}" for c in spec.consts]
     param_loads += cp.prologue + const_lines
     for c in spec.consts:
@@ -288,7 +289,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     # prologue
     prologue = None
     if formulas:
-        pp = TritonPrinter(dict(leaves), varying, prefix="b_t")
+        pp = TritonPrinter(dict(leaves), varying, prefix="b_t", reserved=taken)
         stores = []
         for (vals, dims, _), key in buffers.items():
             sdims = tuple(d for d in dims if d != "1")
@@ -298,7 +299,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
         prologue = kernel("prologue", [f"a_{k}" for k in formulas], pp, stores, [])
 
     # epilogue
-    ep = TritonPrinter(dict(leaves), varying, prefix="b_t")
+    ep = TritonPrinter(dict(leaves), varying, prefix="b_t", reserved=taken)
     stores = []
     for o, e in outputs:
         tile = _tile_of(ep.value(e), o.ty.dims, False, e.ty.dims)[0]
@@ -320,7 +321,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
         return any(isinstance(n, Var) and n.name.startswith("∂") for n in ir.walk(e))
 
     # dreads: the read-outs' cotangents
-    dp = TritonPrinter(dict(bleaves), lambda e: varying(e) or is_cot(e), prefix="b_g")
+    dp = TritonPrinter(dict(bleaves), lambda e: varying(e) or is_cot(e), prefix="b_g", reserved=taken)
     grads = autodiff.vjp(out_roots)
     stores = []
     for c in plan.calls:
@@ -345,7 +346,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
             bleaves[cv] = f"b_da{k}_{j}"
             da_loads.append(f"b_da{k}_{j} = {_load(f'da_{k}', row(j), dims_v, False)[0]}")
             roots.append((v, cv))
-    lp = TritonPrinter(dict(bleaves), lambda e: varying(e) or is_cot(e), prefix="b_g")
+    lp = TritonPrinter(dict(bleaves), lambda e: varying(e) or is_cot(e), prefix="b_g", reserved=taken)
     grads = autodiff.vjp(roots)
     stores, acc, dinit, dstore = [], [], [], []
     in_grads, p_grads, r_grads = [], [], []
