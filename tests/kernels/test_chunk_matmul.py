@@ -264,9 +264,9 @@ def assert_no_spills(rows: list[list], variants) -> None:
         key = (r[0], r[1], r[2], r[3], r[4])
         if key not in best or r[7] + r[8] < best[key][7] + best[key][8]:
             best[key] = r
-    for decay, prev in variants:  # no cumsum kernel without decay
+    for decay, prev in variants:  # per-channel decay: cumsum, h, a, dh, da, dv, dqk; else h, dh, dqkv
         kernels = {r[2] for r in rows if r[0] == decay and r[1] == prev}
-        assert len(kernels) == (7 if decay == "none" else 8), (decay, prev, kernels)
+        assert len(kernels) == (7 if decay == "channel" else 3), (decay, prev, kernels)
         assert len({k for k in best if k[:2] == (decay, prev)}) == len(kernels) * len(COMBOS)
     spilled = [r for r in best.values() if r[7] or r[8]]
     assert not spilled, "kernels that spill in every warp configuration: " + repr(spilled)
