@@ -1033,7 +1033,7 @@ def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, abs
 #   o_i   = (q_i * exp(bq_i)) S_0 + sum_{j <= i} A_ij v_j                   (in the h-stage, per V tile)
 #   A_ij  = sum_c q_ic k_jc exp(bq_ic - b_jc)                                   (A-stage, parallel)
 # Every exponent used is <= 0, so nothing overflows however strong the decay (see the A kernel).
-# Launches: forward cumsum, A, h; backward cumsum, h, dh, A, dA, dv, dqk.
+# Launches: forward cumsum, h, A, o; backward cumsum, h, dh, A, dA, dv, dqk.
 # Kernels load in the input dtype and compute in fp32; tl.dot operands are fp32 when DOT_FP32 (interpreter,
 # fp32 inputs), else the input dtype (tensor cores) with fp32 accumulation.
 # ---------------------------------------------------------------------------------------------------------------
@@ -1042,7 +1042,7 @@ _chunk_gla_matmul_CONFIGS = _chunk_configs((2, 3))
 _chunk_gla_matmul_SUB = 16  # sub-chunk rows of the exact per-channel intra-chunk blocks (tl.dot needs >= 16)
 # K / V tiles of the sub-chunk kernels (A, dq/dk): 64 spills at K = V = 128
 _chunk_gla_matmul_INTRA = 32
-_chunk_gla_matmul_DQKV_BV = 16  # V tile of dqkv, next to its [BT, K] q, k, dq, dk
+_chunk_gla_matmul_TILE = 64  # K tile of the scalar / no-decay dqk kernel
 # V tile of the state kernels (h, dh: all of K): [K, BV] fp32 state next to the chunk's [BT, K] q and k
 _chunk_gla_matmul_STATE_BV = 32
 
@@ -1069,8 +1069,8 @@ def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, N
 
 # h-stage: one program per (sequence x head, V tile) walks the sequence's chunks holding the state tile
 # S[:, V tile] (all of K, fp32):  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v.
-# STORE_O (the forward): each chunk's output tile on the way, o = (q * exp(bq)) S_0 + A v (A: the chunk's causal
-# attention matrix, read from the A-stage); no state is written.
+# STORE_O (the forward; not with per-channel decay, see the o kernel): each chunk's output tile on the way,
+# o = (q * exp(bq)) S_0 + A v (A: the chunk's causal attention matrix from q k^T); no state is written.
 # STORE_H (the backward's recomputation): each chunk's start state, in the dot dtype (what its readers cast to).
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
@@ -1107,16 +1107,6 @@ def _chunk_gla_matmul_h_kernel(q, k, v, g, gc, A, h0, h, ht, o, scale, cu_seqlen
         b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
         b_bt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
         b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        if STORE_O:
-            b_q = _chunk_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BT, BK]
-            b_bq = tl.trans(b_bt)
-            # only the causal part of A is read: the A kernel never writes the blocks above the diagonal
-            b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :],
-                          mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]), other=0.0)
-            b_o = _chunk_dot(b_q * tl.exp(b_bq), b_h, DT, DOT_FP32) + _chunk_dot(b_a, b_v, DT, DOT_FP32)
-            # the readout's scale and the output's dtype in the epilogue (no torch pass over o)
-            tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
-                     mask=m_t[:, None] & m_v[None, :])
         b_kt = b_kt * tl.exp(b_bl[:, None] - b_bt)
         b_h *= tl.exp(b_bl)[:, None]
         b_h += _chunk_dot(b_kt, b_v, DT, DOT_FP32)
@@ -1189,6 +1179,42 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
         tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i0 + o_j)[None, :], b_a, mask=m_i[:, None])
 
 
+# o-stage (per-channel decay): o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head). (The h-stage
+# holding all of K next to the per-channel decays of q and k would spill: the states go through memory here.)
+@triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
+@triton.jit
+def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
+    # short); with `seq`, also its sequence i_n and the sequence's end eos
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
+    DT = q.dtype.element_ty
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    p_h = h + (i_s.to(tl.int64) * H + i_h) * K * V
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_q = _chunk_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bq = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_q *= tl.exp(b_bq)
+        b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
+    # only the causal part of A is read: the A kernel never writes the blocks above the diagonal
+    b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :],
+                  mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]), other=0.0)
+    b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+    b_o += _chunk_dot(b_a, b_v, DT, DOT_FP32)
+    # the readout's scale and the output's dtype in the epilogue (no torch pass over o)
+    tl.store(o + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
+
+
 # dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk), in
 # the dot dtype;  dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
@@ -1256,12 +1282,14 @@ def _chunk_gla_matmul_da_kernel(v, do, scale, dA, cu_seqlens, chunk_indices, T, 
     tl.store(dA + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], b_da, mask=m_t[:, None])
 
 
-# dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head)
+# dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head), K tiles in turn;
+# A read from the A-stage
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dv_kernel(k, do, scale, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT,
-                                BT: tl.constexpr,
-                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+def _chunk_gla_matmul_dv_kernel(q, k, g, do, scale, gc, dh, A, dv, dgp, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
+                       BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BKG: tl.constexpr,
+                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    # BKG: the K tile of dqk, whose shares of dg this kernel adds
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
     # short); with `seq`, also its sequence i_n and the sequence's end eos
@@ -1482,8 +1510,12 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
         ht = torch.zeros(N, H, K, V, dtype=torch.float32, device=q.device) if h0 is None else h0.float().clone()
         return o, ht
     gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT)
+    h, ht = _chunk_gla_matmul_states(q, k, v, g, gc, None, h0, None, 1.0, cu_seqlens, offsets, output_final_state, dims)
     A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
-    _, ht = _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offsets, output_final_state, dims)
+    BKI = min(BK, _chunk_gla_matmul_INTRA)
+    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, scale, cu_seqlens, table,
+            T, H, K,
+            V, NT, BT=BT, BK=BKI, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return o, ht
 
 
@@ -1527,9 +1559,9 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     BKI, BVI = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
     _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, scale, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BVI,
             IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BVI), H), 4, k, do, scale, gc, dh, A, dv, cu_seqlens,
-            table, T, H, K,
-            V, NT, BT=BT, BK=BKI, BV=BVI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BVI), H), 4, q, k, g, do, scale, gc, dh, A, dv, None, dg,
+            cu_seqlens,
+            table, T, H, K, V, NT, BT=BT, BK=BKI, BV=BVI, BKG=BKI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     _launch(_chunk_gla_matmul_dqk_kernel, (NS, triton.cdiv(K, BKI), H), 4, q, k, v, g, gc, h, dh, do, scale, dA, dq, dk,
             dg,
             cu_seqlens, table, T, H, K, V, NT, BT=BT, BC=BC, BK=BKI, BV=BVI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
@@ -1544,15 +1576,12 @@ def chunk_gla_matmul_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtyp
     # the sub-chunk kernels
     intra = {**tiles, "BK": min(BK, _chunk_gla_matmul_INTRA), "BV": min(BV, _chunk_gla_matmul_INTRA)}
     kernels = {"cumsum": _chunk_gla_matmul_cumsum_kernel, "h": _chunk_gla_matmul_h_kernel,
-               "a": _chunk_gla_matmul_a_kernel, "dh": _chunk_gla_matmul_dh_kernel,
-               "da": _chunk_gla_matmul_da_kernel, "dv": _chunk_gla_matmul_dv_kernel,
+               "a": _chunk_gla_matmul_a_kernel, "o": _chunk_gla_matmul_o_kernel,
+               "dh": _chunk_gla_matmul_dh_kernel, "da": _chunk_gla_matmul_da_kernel, "dv": _chunk_gla_matmul_dv_kernel,
                        "dqk": _chunk_gla_matmul_dqk_kernel}
     consts = {name: tiles if name in ("h", "dh") else intra for name in kernels}
     consts["cumsum"] = {**tiles, "BK": min(64, BK)}
-    # the h kernel twice, as the forward (o, no states) and the backward (states, no o) launch it
-    kernels["h_states"] = kernels["h"]
-    consts["h"] = {**tiles, "STORE_O": True, "STORE_H": False}
-    consts["h_states"] = {**tiles, "STORE_O": False, "STORE_H": True}
+    consts["h"] = {**tiles, "STORE_O": False, "STORE_H": True}
     io = {"q", "k", "v", "do", "o", "dq", "dk", "dv"} | (set() if dot_fp32 else {"h", "dh"})
     return _chunk_compile_specs(kernels, consts, io, K, V, io_dtype)
 
