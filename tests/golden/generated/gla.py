@@ -1033,20 +1033,25 @@ def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, abs
 # Chunks of BT tokens; inside a chunk b = cumsum(g) (chunk-local log-decay, <= 0 and decreasing), bk = b for
 # the key side and bq = b for the query side:
 #   S_end = diag(exp(b_L)) S_0 + sum_j (k_j * exp(b_L - b_j)) v_j^T            (h-stage, sequential over chunks)
-#   o_i   = (q_i * exp(bq_i)) S_0 + sum_{j <= i} A_ij v_j,
-#   A_ij  = sum_c q_ic k_jc exp(bq_ic - b_jc)                                   (A-stage, o-stage: parallel)
+#   o_i   = (q_i * exp(bq_i)) S_0 + sum_{j <= i} A_ij v_j                   (in the h-stage, per V tile)
+#   A_ij  = sum_c q_ic k_jc exp(bq_ic - b_jc)                                   (A-stage, parallel)
 # Every exponent used is <= 0, so nothing overflows however strong the decay (see the A kernel).
+# Launches: forward cumsum, h, A, o; backward cumsum, h, dh, A, dA, dv, dqk.
 # Kernels load in the input dtype and compute in fp32; tl.dot operands are fp32 when DOT_FP32 (interpreter,
 # fp32 inputs), else the input dtype (tensor cores) with fp32 accumulation.
 # ---------------------------------------------------------------------------------------------------------------
 
 _chunk_gla_matmul_CONFIGS = _chunk_configs((2, 3))
 _chunk_gla_matmul_SUB = 16  # sub-chunk rows of the exact per-channel intra-chunk blocks (tl.dot needs >= 16)
-# K / V tiles of the sub-chunk kernels (A, dq/dk): 64 leaves them near 255 registers and spilling at K = V = 128
+# K / V tiles of the sub-chunk kernels (A, dq/dk): 64 spills at K = V = 128
 _chunk_gla_matmul_INTRA = 32
+_chunk_gla_matmul_TILE = 64  # K tile of the scalar / no-decay dqk kernel
+# V tile of the state kernels (h, dh: all of K): [K, BV] fp32 state next to the chunk's [BT, K] q and k
+_chunk_gla_matmul_STATE_BV = 32
 
 
-# chunk-local cumulative log-decay b = cumsum(g) within each chunk (restarting at every chunk and sequence)
+# chunk-local cumulative log-decay b = cumsum(g) within each chunk (restarting at every chunk and sequence); the
+# scalar-decay kernels form it themselves from g (one cumsum of BT values)
 @triton.autotune(configs=[triton.Config({}, num_warps=w) for w in (1, 2, 4)], key=["BT", "BK"])
 @triton.jit
 def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr,
@@ -1065,14 +1070,19 @@ def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, N
     tl.store(p, tl.cumsum(b_g, axis=0), mask=m_t[:, None] & m_k[None, :])
 
 
-# h-stage: walk the chunks of one sequence, storing each chunk's start state (fp32) for the parallel stages:
-#   h[c] = S_0 of chunk c;  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v
+# h-stage: one program per (sequence x head, V tile) walks the sequence's chunks holding the state tile
+# S[:, V tile] (all of K, fp32):  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v.
+# STORE_O (the forward; not with per-channel decay, see the o kernel): each chunk's output tile on the way,
+# o = (q * exp(bq)) S_0 + A v (A: the chunk's causal attention matrix from q k^T); no state is written.
+# STORE_H (the backward's recomputation): each chunk's start state, in the dot dtype (what its readers cast to).
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T, H, K, V, NT, BT: tl.constexpr,
-                      BK: tl.constexpr, BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr,
-                      STORE_FINAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
-    i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+def _chunk_gla_matmul_h_kernel(q, k, v, g, gc, A, h0, h, ht, o, scale, cu_seqlens, chunk_offsets, T, H, K, V, NT,
+                      BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr,
+                      STORE_FINAL_STATE: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
+                      IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)
+    i_k = 0  # BK covers K
     # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
     i_n = (i_nh // H).to(tl.int64)
     i_h = i_nh % H
@@ -1084,11 +1094,13 @@ def _chunk_gla_matmul_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T
     m_v = o_v < V
     m_kv = m_k[:, None] & m_v[None, :]
     p_kv = o_k[:, None] * V + o_v[None, :]
+    DT = k.dtype.element_ty
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
         b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
     for i_c in range(0, n_chunks):
-        tl.store(h + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_h, mask=m_kv)
+        if STORE_H:
+            tl.store(h + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_h.to(h.dtype.element_ty), mask=m_kv)
         t0 = bos + i_c * BT
         L = tl.minimum(eos - t0, BT)
         tb = t0 * H + i_h
@@ -1100,7 +1112,7 @@ def _chunk_gla_matmul_h_kernel(k, v, gc, h0, h, ht, cu_seqlens, chunk_offsets, T
         b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_kt = b_kt * tl.exp(b_bl[:, None] - b_bt)
         b_h *= tl.exp(b_bl)[:, None]
-        b_h += _chunk_dot(b_kt, b_v, k.dtype.element_ty, DOT_FP32)
+        b_h += _chunk_dot(b_kt, b_v, DT, DOT_FP32)
     if STORE_FINAL_STATE:
         tl.store(ht + i_nh.to(tl.int64) * K * V + p_kv, b_h, mask=m_kv)
 
@@ -1170,7 +1182,8 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
         tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i0 + o_j)[None, :], b_a, mask=m_i[:, None])
 
 
-# o-stage: o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head)
+# o-stage (per-channel decay): o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head). (The h-stage
+# holding all of K next to the per-channel decays of q and k would spill: the states go through memory here.)
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
 def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
@@ -1195,7 +1208,7 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_in
         b_q *= tl.exp(b_bq)
         b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
-    # only the causal part of A is read: the per-channel A kernel never writes the blocks above the diagonal
+    # only the causal part of A is read: the A kernel never writes the blocks above the diagonal
     b_a = tl.load(A + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :],
                   mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]), other=0.0)
     b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
@@ -1205,15 +1218,16 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_in
              mask=m_t[:, None] & m_v[None, :])
 
 
-# dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk);
-#   dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
+# dh-stage (reverse): dh[c] = cotangent of the state at the END of chunk c (dht for a sequence's last chunk), in
+# the dot dtype;  dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
 def _chunk_gla_matmul_dh_kernel(q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT,
                                 BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
                        USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
-    i_nh, i_k, i_v = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)
+    i_k = 0  # BK covers K
     # one program per (sequence x head, state tile); s0 = the sequence's first chunk slot in h / dh
     i_n = (i_nh // H).to(tl.int64)
     i_h = i_nh % H
@@ -1230,7 +1244,7 @@ def _chunk_gla_matmul_dh_kernel(q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, c
         b_dh += tl.load(dht + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0).to(tl.float32)
     for i_r in range(0, n_chunks):
         i_c = n_chunks - 1 - i_r
-        tl.store(dh + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_dh, mask=m_kv)
+        tl.store(dh + ((s0 + i_c) * H + i_h) * K * V + p_kv, b_dh.to(dh.dtype.element_ty), mask=m_kv)
         t0 = bos + i_c * BT
         L = tl.minimum(eos - t0, BT)
         tb = t0 * H + i_h
@@ -1271,12 +1285,14 @@ def _chunk_gla_matmul_da_kernel(v, do, scale, dA, cu_seqlens, chunk_indices, T, 
     tl.store(dA + tb * BT + (o_t * (H * BT))[:, None] + o_t[None, :], b_da, mask=m_t[:, None])
 
 
-# dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head)
+# dv-stage: dv = A^T do + (k * exp(b_L - b)) dS_end, one program per (chunk, V tile, head), K tiles in turn;
+# A read from the A-stage
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dv_kernel(k, do, scale, gc, dh, A, dv, cu_seqlens, chunk_indices, T, H, K, V, NT,
-                                BT: tl.constexpr,
-                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+def _chunk_gla_matmul_dv_kernel(q, k, g, do, scale, gc, dh, A, dv, dgp, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
+                       BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BKG: tl.constexpr,
+                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
+    # BKG: the K tile of dqk, whose shares of dg this kernel adds
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
     # short); with `seq`, also its sequence i_n and the sequence's end eos
@@ -1302,48 +1318,60 @@ def _chunk_gla_matmul_dv_kernel(k, do, scale, gc, dh, A, dv, cu_seqlens, chunk_i
                    mask=m_t[None, :] & (o_t[None, :] >= o_t[:, None]), other=0.0)  # A^T, its causal part
     b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale
     b_dv += _chunk_dot(b_at, b_do, DT, DOT_FP32)
-    tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv, mask=m_t[:, None] & m_v[None, :])
+    tl.store(dv + tb * V + (o_t * (H * V))[:, None] + o_v[None, :], b_dv.to(dv.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
 
 
-# dqk-stage: one program per (chunk, K tile, head), sub-chunk by sub-chunk (BC rows) in reverse order:
+# dqk-stage: one program per (chunk, K tile, head). The inter-chunk parts for the whole chunk first (S_0 and
+# dS_end read once), then the intra-chunk parts sub-chunk by sub-chunk (BC rows) in reverse order:
 #   dq_I = exp(bq_I) * (do_I S_0^T) + sum_{J <= I} (dA_IJ * exp(bq_I - b_J)) k_J
 #   dk_I = exp(b_L - b_I) * (v_I dS_end^T) + sum_{I' >= I} (dA_I'I * exp(bq_I' - b_I))^T q_I'
 # and the decay gradient from  d/dbq_i = q_i dq_i,  d/db_j = -k_j dk_j,  d/db_L = sum_v S_end dS_end:
 #   dg_s = sum_{t >= s} (q dq - k dk)_t + sum_v (S_end * dS_end)   (reverse cumsum in the chunk)
-# Per-channel decay blocks are re-centred (off-diagonal) or exact (diagonal) as in the A kernel.
+# where sum_v S_end dS_end = exp(b_L) sum_v S_0 dS_end + sum_j k_j (dk_j's inter part): no read of S_end.
+# Off-diagonal blocks are re-centred and diagonal blocks exact, as in the A kernel.
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H,
-                                 K, V, NT,
+def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, dh, do, scale, dA, dq, dk, dg, cu_seqlens, chunk_indices, T, H, K,
+                                 V, NT,
                         BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                         IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
     # short); with `seq`, also its sequence i_n and the sequence's end eos
-    i_n, t0, L, eos = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
+    _, t0, L, _ = _chunk_span(chunk_indices, cu_seqlens, i_s, T, NT, BT, IS_VARLEN)
     tb = t0 * H + i_h  # int64 row of (token t0, head i_h) in [B, T, H, ...]
     DT = q.dtype.element_ty
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
+    o_t = tl.arange(0, BT)
+    m_t = o_t < L
     o_j = tl.arange(0, BC)
     row_l = t0 + L - 1
     p_h = h + (i_s.to(tl.int64) * H + i_h) * K * V
     p_dh = dh + (i_s.to(tl.int64) * H + i_h) * K * V
     b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
-    # d/db_L: the state at the chunk's end is h of the next chunk, or the final state for the sequence's last
-    is_last = t0 + BT >= eos
-    if is_last:  # noqa: SIM108  (Triton has no conditional expression on a runtime condition)
-        p_end = ht + (i_n * H + i_h) * K * V
-    else:
-        p_end = h + ((i_s.to(tl.int64) + 1) * H + i_h) * K * V
-    b_dgl = tl.zeros([BK], dtype=tl.float32)
+    # inter-chunk part of the whole chunk: through its start state and the cotangent of its end state
+    b_dqc = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dkc = tl.zeros([BT, BK], dtype=tl.float32)
+    b_sds = tl.zeros([BK], dtype=tl.float32)  # sum_v S_0 dS_end
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
-        m_kv = m_k[:, None] & (o_v < V)[None, :]
-        b_se = tl.load(p_end + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
-        b_dse = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
-        b_dgl += tl.sum(b_se * b_dse, axis=1)
-    b_carry = b_dgl
+        m_v = o_v < V
+        b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale
+        b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)
+        # [BV, BK] transposed tiles of S_0 and dS_end
+        m_vk = m_v[:, None] & m_k[None, :]
+        b_st = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
+        b_dst = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
+        b_dqc += _chunk_dot(b_do, b_st, DT, DOT_FP32)
+        b_dkc += _chunk_dot(b_v, b_dst, DT, DOT_FP32)
+        b_sds += tl.sum(b_st.to(tl.float32) * b_dst.to(tl.float32), axis=0)
+    # padded rows take b_L so that every exponent stays <= 0 (their q, k, do are 0)
+    b_bt = tl.where(m_t[:, None], _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k), b_bl[None, :])
+    b_dqc *= tl.exp(b_bt)
+    b_dkc *= tl.exp(b_bl[None, :] - b_bt)
+    b_carry = tl.exp(b_bl) * b_sds + tl.sum(_chunk_rows(k + tb * K, o_t, H * K, o_k, m_t, m_k) * b_dkc, axis=0)
     n_sub = tl.cdiv(L, BC)
     for i_r in range(0, n_sub):
         i_sub = n_sub - 1 - i_r
@@ -1354,22 +1382,8 @@ def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, d
         b_k = _chunk_rows(k + tb * K, o_i, H * K, o_k, m_i, m_k)
         b_bi = tl.where(m_i[:, None], _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k), b_bl[None, :])
         b_bqi = b_bi
-        # inter-chunk part: through the chunk's start state and the cotangent of its end state
-        b_dq = tl.zeros([BC, BK], dtype=tl.float32)
-        b_dk = tl.zeros([BC, BK], dtype=tl.float32)
-        for i_v in range(0, tl.cdiv(V, BV)):
-            o_v = i_v * BV + tl.arange(0, BV)
-            m_v = o_v < V
-            b_do = _chunk_rows(do + tb * V, o_i, H * V, o_v, m_i, m_v) * scale
-            b_v = _chunk_rows(v + tb * V, o_i, H * V, o_v, m_i, m_v)
-            # [BV, BK] transposed tiles of S_0 and dS_end
-            m_vk = m_v[:, None] & m_k[None, :]
-            b_st = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
-            b_dst = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_vk, other=0.0)
-            b_dq += _chunk_dot(b_do, b_st, DT, DOT_FP32)
-            b_dk += _chunk_dot(b_v, b_dst, DT, DOT_FP32)
-        b_dq *= tl.exp(b_bqi)
-        b_dk *= tl.exp(b_bl[None, :] - b_bi)
+        b_dq = _chunk_gla_matmul_rows_of(b_dqc, i_sub, BT // BC, BC, BK)
+        b_dk = _chunk_gla_matmul_rows_of(b_dkc, i_sub, BT // BC, BC, BK)
         # intra-chunk part, dq: sub-chunks J < I (the diagonal below)
         for i_j in range(0, i_sub):
             o_jj = i_j * BC + o_j
@@ -1406,22 +1420,31 @@ def _chunk_gla_matmul_dqk_kernel(q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, d
             b_dk += b_darow[:, None] * b_qc[None, :] * tl.exp(tl.where(m_kk, b_bqc[None, :] - b_bi, float("-inf")))
         m_ik = m_i[:, None] & m_k[None, :]
         p_o = tb * K + (o_i * (H * K))[:, None] + o_k[None, :]
-        tl.store(dq + p_o, b_dq, mask=m_ik)
-        tl.store(dk + p_o, b_dk, mask=m_ik)
-        b_u = b_q * b_dq
-        b_x = b_u - b_k * b_dk
+        tl.store(dq + p_o, b_dq.to(dq.dtype.element_ty), mask=m_ik)
+        tl.store(dk + p_o, b_dk.to(dk.dtype.element_ty), mask=m_ik)
+        b_x = b_q * b_dq - b_k * b_dk
         b_dg = tl.cumsum(b_x, axis=0, reverse=True) + b_carry[None, :]
         b_carry += tl.sum(b_x, axis=0)
-        tl.store(dg + p_o, b_dg, mask=m_ik)
+        tl.store(dg + p_o, b_dg.to(dg.dtype.element_ty), mask=m_ik)
+
+
+@triton.jit
+def _chunk_gla_matmul_rows_of(x, i, N: tl.constexpr, R: tl.constexpr, D: tl.constexpr):
+    # rows [i R, (i + 1) R) of a [N R, D] register block (Triton has no dynamic slice of a block)
+    x3 = tl.reshape(x, [N, R, D])
+    return tl.sum(tl.where((tl.arange(0, N) == i)[:, None, None], x3, 0.0), axis=0)
+
+
 
 
 def _chunk_gla_matmul_blocks(K: int, V: int, chunk_size: int) -> tuple[int, int, int, int]:
-    """BT (chunk), BC (sub-chunk), BK, BV: powers of two >= 16 (tl.dot), K and V tiles of at most 64."""
+    """BT (chunk), BC (sub-chunk), BK, BV: powers of two >= 16 (tl.dot). The state kernels hold all of
+    K (BK >= K) and V tiles of BV."""
     BT = int(chunk_size)
     if BT < 16 or BT & (BT - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
-    BK = min(64, max(16, triton.next_power_of_2(K)))
-    BV = min(64, max(16, triton.next_power_of_2(V)))
+    BK = max(16, triton.next_power_of_2(K))
+    BV = min(_chunk_gla_matmul_STATE_BV, max(16, triton.next_power_of_2(V)))
     return BT, min(_chunk_gla_matmul_SUB, BT), BK, BV
 
 
@@ -1439,34 +1462,37 @@ def _chunk_gla_matmul_setup(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g
     return B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32
 
 
-def _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK):
+def _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT):
+    BK = min(64, max(16, triton.next_power_of_2(K)))
     gc = torch.empty(g.shape, dtype=torch.float32, device=g.device)
-    nk = triton.cdiv(K, BK)
-    _launch(_chunk_gla_matmul_cumsum_kernel, (NS, nk, H), 1, g, gc, cu_seqlens, table, T, H, K, NT, BT=BT, BK=BK,
+    _launch(_chunk_gla_matmul_cumsum_kernel, (NS, triton.cdiv(K, BK), H), 1, g, gc, cu_seqlens, table, T, H, K, NT,
+            BT=BT, BK=BK,
             IS_VARLEN=cu_seqlens is not None)
     return gc
-
-
-def _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, store_ht, dims):
-    _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
-    h = torch.empty(NS, H, K, V, dtype=torch.float32, device=k.device)
-    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
-    grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
-    _launch(_chunk_gla_matmul_h_kernel, grid, 4, k, v, gc, h0, h, ht, cu_seqlens, offsets, T, H, K, V, NT, BT=BT, BK=BK,
-            BV=BV,
-            USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=store_ht, IS_VARLEN=cu_seqlens is not None,
-            DOT_FP32=dot_fp32)
-    return h, ht
 
 
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
     # the per-channel A kernel leaves the blocks above the diagonal unwritten: its readers mask them
     A = torch.empty(B, T, H, BT, dtype=torch.float32, device=q.device)
-    grid = (NS, BT // BC, H)
-    _launch(_chunk_gla_matmul_a_kernel, grid, 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT, BC=BC,
+    _launch(_chunk_gla_matmul_a_kernel, (NS, BT // BC, H), 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT,
+            BC=BC,
             BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return A
+
+
+def _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offsets, store_ht, dims):
+    """The h-stage: with `o`, the forward (o written, no states); without, the chunks' start states h [NS, H, K, V]
+    in the dot dtype. Returns (h or None, ht or None)."""
+    _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
+    h = None if o is not None else \
+        torch.empty(NS, H, K, V, dtype=torch.float32 if dot_fp32 else k.dtype, device=k.device)
+    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
+    _launch(_chunk_gla_matmul_h_kernel, (N * H, triton.cdiv(V, BV)), 4, q, k, v, g, gc, A, h0, h, ht, o, scale,
+            cu_seqlens,
+            offsets, T, H, K, V, NT, BT=BT, BK=BK, BV=BV, USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=store_ht,
+            STORE_H=o is None, STORE_O=o is not None, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+    return h, ht
 
 
 def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
@@ -1474,7 +1500,7 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
                      chunk_size: int = 64, scale: float = 1.0, low: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked forward: o [B, T, H, V] (times `scale`; fp32, or q's dtype when `low`) and (if output_final_state)
-    the final states ht [N, H, K, V] fp32."""
+    the final states ht [N, H, K, V] fp32. The h-stage computes o on its way: no chunk state is stored."""
     B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
                                                                                    cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
@@ -1486,11 +1512,13 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
             return o, None
         ht = torch.zeros(N, H, K, V, dtype=torch.float32, device=q.device) if h0 is None else h0.float().clone()
         return o, ht
-    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
-    h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, output_final_state, dims)
+    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT)
+    h, ht = _chunk_gla_matmul_states(q, k, v, g, gc, None, h0, None, 1.0, cu_seqlens, offsets, output_final_state, dims)
     A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
+    BKI = min(BK, _chunk_gla_matmul_INTRA)
     _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, scale, cu_seqlens, table,
-            T, H, K, V, NT, BT=BT, BK=BK, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
+            T, H, K,
+            V, NT, BT=BT, BK=BKI, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return o, ht
 
 
@@ -1501,8 +1529,8 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     """Chunked backward: (dq, dk, dv, dg) in the inputs' dtypes and dh0 fp32; dg is None without decay, dh0
     None without h0; `do` is the cotangent of the forward's o (times `scale`).
 
-    Recomputes the chunk states and A (cheaper than storing them), then the reverse dh-stage and the
-    parallel dA, dv and dq/dk/dg stages."""
+    Recomputes the chunk states (cheaper than storing them), then the reverse dh-stage and the
+    parallel dA, dv and dq/dk/dg stages (A recomputed)."""
     B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
                                                                                    cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
@@ -1521,29 +1549,25 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
         return dq, dk, dv, dg, dh0
     do = do.contiguous()
     is_varlen = cu_seqlens is not None
-    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT, BK)
-    # the dg term of a sequence's last chunk needs its final state
-    h, ht = _chunk_gla_matmul_states(k, v, gc, h0, cu_seqlens, offsets, True, dims)
-    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
-    dh = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
+    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT)
+    h, _ = _chunk_gla_matmul_states(q, k, v, g, gc, None, h0, None, 1.0, cu_seqlens, offsets, False, dims)
+    dh = torch.empty(NS, H, K, V, dtype=h.dtype, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
-    grid = (N * H, triton.cdiv(K, BK), triton.cdiv(V, BV))
-    _launch(_chunk_gla_matmul_dh_kernel, grid, 4, q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, offsets, T, H, K, V,
-            NT, BT=BT, BK=BK,
-            BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None, USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen,
-            DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dh_kernel, (N * H, triton.cdiv(V, BV)), 4, q, do, scale, g, gc, dht, dh, dh0, cu_seqlens,
+            offsets,
+            T, H, K, V, NT, BT=BT, BK=BK, BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None,
+            USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
     dA = torch.empty(B, T, H, BT, dtype=torch.float32, device=dev)
-    _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, scale, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BV,
+    BKI, BVI = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
+    _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, scale, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BVI,
             IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BV), H), 4, k, do, scale, gc, dh, A, dv, cu_seqlens, table,
-            T, H, K, V, NT,
-            BT=BT, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    BK, BV = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
-    nk = triton.cdiv(K, BK)
-    dg_parts = dg
-    _launch(_chunk_gla_matmul_dqk_kernel, (NS, nk, H), 4, q, k, v, g, gc, h, ht, dh, do, scale, dA, dq, dk, dg_parts,
-            cu_seqlens, table,
-            T, H, K, V, NT, BT=BT, BC=BC, BK=BK, BV=BV, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BVI), H), 4, q, k, g, do, scale, gc, dh, A, dv, None, dg,
+            cu_seqlens,
+            table, T, H, K, V, NT, BT=BT, BK=BKI, BV=BVI, BKG=BKI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
+    _launch(_chunk_gla_matmul_dqk_kernel, (NS, triton.cdiv(K, BKI), H), 4, q, k, v, g, gc, h, dh, do, scale, dA, dq, dk,
+            dg,
+            cu_seqlens, table, T, H, K, V, NT, BT=BT, BC=BC, BK=BKI, BV=BVI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     return dq, dk, dv, dg, dh0
 
 
@@ -1555,12 +1579,14 @@ def chunk_gla_matmul_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtyp
     # the sub-chunk kernels
     intra = {**tiles, "BK": min(BK, _chunk_gla_matmul_INTRA), "BV": min(BV, _chunk_gla_matmul_INTRA)}
     kernels = {"cumsum": _chunk_gla_matmul_cumsum_kernel, "h": _chunk_gla_matmul_h_kernel,
-               "a": _chunk_gla_matmul_a_kernel,
-               "o": _chunk_gla_matmul_o_kernel, "dh": _chunk_gla_matmul_dh_kernel, "da": _chunk_gla_matmul_da_kernel,
-                       "dv": _chunk_gla_matmul_dv_kernel,
-               "dqk": _chunk_gla_matmul_dqk_kernel}
-    consts = {name: intra if name in ("a", "dqk") else tiles for name in kernels}
-    return _chunk_compile_specs(kernels, consts, {"q", "k", "v", "do", "o"}, K, V, io_dtype)
+               "a": _chunk_gla_matmul_a_kernel, "o": _chunk_gla_matmul_o_kernel,
+               "dh": _chunk_gla_matmul_dh_kernel, "da": _chunk_gla_matmul_da_kernel, "dv": _chunk_gla_matmul_dv_kernel,
+                       "dqk": _chunk_gla_matmul_dqk_kernel}
+    consts = {name: tiles if name in ("h", "dh") else intra for name in kernels}
+    consts["cumsum"] = {**tiles, "BK": min(64, BK)}
+    consts["h"] = {**tiles, "STORE_O": False, "STORE_H": True}
+    io = {"q", "k", "v", "do", "o", "dq", "dk", "dv"} | (set() if dot_fp32 else {"h", "dh"})
+    return _chunk_compile_specs(kernels, consts, io, K, V, io_dtype)
 
 
 def _chunk_prepare(values, opts, sz, B, T, H, running):
