@@ -135,6 +135,13 @@ def test_bf16_inputs(core: tuple[str, ModuleType]) -> None:
     check(gate, mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, dtype=torch.bfloat16, seed=4)
 
 
+def test_fp16_inputs_run_the_gpu_path(core: tuple[str, ModuleType]) -> None:
+    # fp16 dot operands and intermediates (W, U, the new values, gated q and k) stored in fp16, as on a GPU: the
+    # error is the half dtype's rounding, not the fp32 bound
+    gate, mod = core
+    check(gate, mod, B=1, T=33, H=1, K=16, V=16, chunk_size=16, dtype=torch.float16, seed=4, tol=2.0 ** -7)
+
+
 def test_epilogue_scale_and_dtype(core: tuple[str, ModuleType]) -> None:
     # the readout's scale and the output dtype in the o kernel's epilogue; do scaled as the backward loads it
     gate, mod = core
