@@ -49,6 +49,7 @@ class Op(Enum):
     EYE = "I"
     TRANSPOSE = "T"
     SUM = "sum"
+    AMAX = "amax"  # the largest element (attr: along that dim only); `max(x, N)` / `max(x)` in a spec
     NORM = "norm"
     NORMALIZE = "normalize"
     INDEX = "index"

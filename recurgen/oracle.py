@@ -143,6 +143,11 @@ class Evaluator:
             if e.attr:
                 return x.sum(dim=_N + src.index(e.attr))
             return x.sum(dim=tuple(range(_N, x.dim()))) if src else x
+        if op is Op.AMAX:
+            src = e.args[0].ty.dims
+            if e.attr:
+                return x.amax(dim=_N + src.index(e.attr))
+            return x.amax(dim=tuple(range(_N, x.dim())))
         if op is Op.NORM:
             src = e.args[0].ty.dims
             return x.abs().square().sum(dim=tuple(range(_N, x.dim()))).sqrt() if src else x.abs()

@@ -145,6 +145,9 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
         return (b.index(g, int(n.attr)),)
     if op in (Op.SUM, Op.BROADCAST):
         return (b.broadcast_to(g, x.ty) if op is Op.SUM else b.unbroadcast(g, x.ty),)
+    if op is Op.AMAX:  # to the maximal entries (inside softmax and logsumexp the max's gradient cancels: ~0)
+        at_max = b.unary(Op.STEP, b.sub(x, b.broadcast_to(n, x.ty)))
+        return (b.mul(b.broadcast_to(g, x.ty), at_max),)
     if op is Op.NORM:
         return (b.mul(g, b.div(x, n)),)
     if op is Op.NORMALIZE:

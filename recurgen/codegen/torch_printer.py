@@ -145,6 +145,9 @@ class TorchPrinter:
                 return vals[0]
             axes = (src.index(e.attr),) if e.attr else tuple(range(len(src)))
             return self._new(f"{vals[0]}.sum(dim={tuple(a - len(src) for a in axes)})")
+        if op is Op.AMAX:
+            axes = (src.index(e.attr),) if e.attr else tuple(range(len(src)))
+            return self._new(f"{vals[0]}.amax(dim={tuple(a - len(src) for a in axes)})")
         if op is Op.NORM:
             axes = tuple(range(-len(src), 0))
             return self._new(f"{vals[0]}.abs().square().sum(dim={axes}).sqrt()" if src else f"{vals[0]}.abs()")

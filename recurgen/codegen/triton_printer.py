@@ -171,6 +171,12 @@ class TritonPrinter:
         if op is Op.EMBED:
             body = self.align(x, src, dims) if src else x
             return f"tl.where({self._row(dims, e.attr)}, {body}, 0.0)"
+        if op is Op.AMAX:  # padding lanes hold -inf, never the max of a valid lane
+            axes = (src.index(e.attr),) if e.attr else tuple(range(len(src)))
+            out = f"tl.where({self.mask(src, axes)}, {x}, float('-inf'))"
+            for ax in sorted(axes, reverse=True):
+                out = f"tl.max({out}, axis={ax})"
+            return out
         if op is Op.NORM:
             return f"tl.sqrt({self._masked_sum(f'{x} * {x}', src, tuple(range(len(src))))})"
         if op is Op.NORMALIZE:

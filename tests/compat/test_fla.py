@@ -37,6 +37,7 @@ except Exception as err:  # missing, or failing to import without a GPU: either 
     pytest.skip(f"flash-linear-attention is not importable ({type(err).__name__})", allow_module_level=True)
 
 B, T, H, K, V = 2, 6, 2, 16, 16  # fla's kernels want power-of-two head dims of at least 16
+M = 32  # GSA's slots: unlike K and V, so a transposed slot state cannot pass
 Args = dict[str, Any]
 
 
@@ -181,6 +182,9 @@ CASES = [
          lambda gen: {**(qkv := _qkv(gen, normal_k=True)),
                       "p": qkv["k"] * torch.sigmoid(_randn(gen, H))[:, None],
                       "g": _logdecay(gen, B, T, H), "beta": torch.sigmoid(_randn(gen, B, T, H))}),
+    # GSA: slot write weights s = 1 − α and log α as fla's layer computes them (its g, here passed apart)
+    Case("gsa", "gsa.chunk_gsa", _fused("gsa.fused_recurrent_gsa"),
+         lambda gen: {**_qkv(gen), "s": 1 - torch.exp(g := _logdecay(gen, B, T, H, M)), "g": g}),
     Case("delta_product", "gated_delta_product.chunk_gated_delta_product", _delta_product_ref,
          lambda gen: {"q": _randn(gen, B, T, H, K), "k": _unit_key(gen, B, T, H, 2, K),
                       "v": _randn(gen, B, T, H, 2, V), "beta": torch.sigmoid(_randn(gen, B, T, H, 2))}),
@@ -214,6 +218,8 @@ def _first_config() -> Iterator[None]:
 def _state_shapes(args: Args, spec_name: str) -> list[tuple[int, ...]]:
     if spec_name == "hgrn":
         return [(B, args["x"].shape[-1])]
+    if spec_name == "gsa":
+        return [(B, H, K, M), (B, H, M, V)]
     heads = max(x.shape[2] for x in args.values() if isinstance(x, torch.Tensor) and x.dim() >= 3)
     return [(B, heads, K, V)] + ([(B, heads, K)] if args.get("normalize") else [])  # normalize: the key sum z
 

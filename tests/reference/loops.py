@@ -557,3 +557,26 @@ def mamba3(x: Tensor, dt: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im
             y[b, t, hh] = h.T @ Ct + D[hh] * x[b, t, hh]
         h_T[b, hh], u_T[b, hh] = cplx(h), cplx(u)
     return {"y": y}, {"h": h_T, "_prev_B_re_B_im_x": u_T}
+
+
+def gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, g: Tensor, *, scale: float | None = None,
+        init: tuple[Tensor, ...] | None = None) -> Result:
+    """Zhang et al. 2024 (Gated Slot Attention), eq. (8), in the paper's M×K and M×V slot layout:
+    K̃_t = diag(α_t) K̃_{t-1} + s_t k_tᵀ,  Ṽ_t = diag(α_t) Ṽ_{t-1} + s_t v_tᵀ,  o_t = Ṽ_tᵀ softmax(scale · K̃_t q_t),
+    α_t = exp(g_t), s_t = 1 − α_t in the paper (fla passes it apart). The softmax by its definition, exp over sum."""
+    B, T, H, K = q.shape
+    V, M = v.shape[-1], s.shape[-1]
+    scale = _default_scale(K, scale)
+    o, hk_T, hv_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, M), q.new_zeros(B, H, M, V)
+    for b, h in _heads(B, H):
+        Kt = _init(init, 0, b, h, (K, M), q).T
+        Vt = _init(init, 1, b, h, (M, V), q)
+        for t in range(T):
+            alpha = torch.exp(g[b, t, h])
+            Kt = alpha[:, None] * Kt + torch.outer(s[b, t, h], k[b, t, h])
+            Vt = alpha[:, None] * Vt + torch.outer(s[b, t, h], v[b, t, h])
+            logits = scale * (Kt @ q[b, t, h])
+            weights = torch.exp(logits) / torch.exp(logits).sum()
+            o[b, t, h] = Vt.T @ weights
+        hk_T[b, h], hv_T[b, h] = Kt.T, Vt
+    return {"o": o}, {"hk": hk_T, "hv": hv_T}
