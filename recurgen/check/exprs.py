@@ -235,11 +235,12 @@ class ExprChecks:
             lhs, a = _fix_eye(lhs, b[0]), (b[0], b[0])
         if UNKNOWN in b:
             rhs, b = _fix_eye(rhs, a[-1]), (a[-1], a[-1])
-        if len(a) > 2 or len(b) > 2:
+        if (len(a) > 2 or len(b) > 2) and 1 not in (len(a), len(b)):
             big = e.lhs.span if len(a) > 2 else e.rhs.span
             self.r.error(e.span, f"`@` takes vectors and matrices, but {self._quote(big, 'one side')} has shape "
-                         f"{_fmt_shape(a if len(a) > 2 else b)}", "reduce the other dims first (`sum(x, N)`) or, "
-                         "in a `for` update, index the loop dim: `k[j] @ S`")
+                         f"{_fmt_shape(a if len(a) > 2 else b)} and the other is no vector",
+                         "a 3-dim side contracts with a vector (`q @ S2`); reduce the other dims first (`sum(x, N)`) "
+                         "or, in a `for` update, index the loop dim: `k[j] @ S`")
             return None
         if a[-1] != b[0]:
             left = f"`{ta}` has shape" if ta else "the left side has shape"
@@ -296,9 +297,12 @@ class ExprChecks:
         x = typed[0]
         if op is Op.OUTER:
             y = typed[1]
-            if len(x.ty.dims) != 1 or len(y.ty.dims) != 1:
-                self.r.error(e.span, f"`outer` takes two vectors, got {_fmt_shape(x.ty.dims)} and "
-                             f"{_fmt_shape(y.ty.dims)}", "index the loop dim first: `outer(k[j], v[j])`")
+            both = x.ty.dims + y.ty.dims
+            if not x.ty.dims or not y.ty.dims or len(both) > 3 or UNKNOWN in both:
+                self.r.error(e.span, f"`outer` takes two vectors, or a vector and a matrix, got "
+                             f"{_fmt_shape(x.ty.dims)} and {_fmt_shape(y.ty.dims)}",
+                             "a tensor has at most 3 dims (`outer(outer(k, k), v)` is [K, K, V]); in a loop, index "
+                             "the loop dim first: `outer(k[j], v[j])`")
                 return None
             return ir.Apply(op, (x, y), Type(x.ty.dims + y.ty.dims, x.ty.complex or y.ty.complex), span=e.span)
         if op is Op.DIAG:

@@ -106,6 +106,14 @@ def outer(a: Expr, b: Expr) -> Expr:
     return Apply(Op.OUTER, (a, b), Type(a.ty.dims + b.ty.dims, a.ty.complex or b.ty.complex))
 
 
+def tensordot(a: Expr, c: Expr, n: int) -> Expr:
+    """The last n dims of `a` contracted with the first n of `c` (the adjoints of 3-dim products)."""
+    if a.ty.dims[len(a.ty.dims) - n:] != c.ty.dims[:n]:
+        raise InternalError("autodiff", f"bad contraction {a.ty} . {c.ty} over {n} dims")
+    ty = Type(a.ty.dims[:len(a.ty.dims) - n] + c.ty.dims[n:], a.ty.complex or c.ty.complex)
+    return Apply(Op.TENSORDOT, (a, c), ty, str(n))
+
+
 def transpose(a: Expr) -> Expr:
     if isinstance(a, Apply) and a.op is Op.TRANSPOSE:
         return a.args[0]

@@ -263,8 +263,9 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
     read = Var(f"chunk_out_{t.state}", Kind.INPUT, Type(dims, t.linear.ty.complex))
     if t.coupled or t.kind is TransitionKind.DENSE:
         raise NoChunkForm(no_chunk_reason(t))
-    if not dims:
-        raise NoChunkForm(f"`{t.state}` is a scalar state; the chunk kernels hold vector or matrix states")
+    if not dims or len(dims) > 2:
+        what = "a scalar state" if not dims else f"a {len(dims)}-dim state"
+        raise NoChunkForm(f"`{t.state}` is {what}; the chunk kernels hold vector or matrix states")
     if t.kind is TransitionKind.DPLR:
         if not DPLR_READY:
             raise NoChunkForm(f"`{t.state}` is diagonal plus rank-1: its generalised WY kernels are not generated yet")

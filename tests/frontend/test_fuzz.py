@@ -126,9 +126,13 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         return f"({e(())} {op} {e(())})"
     if len(shape) == 1:
         (d,) = shape
-        form = draw(st.integers(-1, 9))
-        if form in (5, 6, 8, 9) and not others:
+        form = draw(st.integers(-1, 10))
+        if form in (5, 6, 8, 9, 10) and not others:
             form = 7
+        if form == 10:  # issue 16: a 3-dim tensor from outer products, contracted twice (Based's (q·k)² v)
+            o = draw(st.sampled_from(others))
+            x = e((o,))
+            return f"({x} @ ({x} @ outer(outer({e((o,))}, {e((o,))}), {e(shape)})))"
         if form == 7:  # issue 16: a stable softmax along the vector's dim, or a reduction of a matrix
             return f"softmax({e(shape)}, {d})" if draw(st.booleans()) else f"softmax({e(shape)})"
         if form in (8, 9):
@@ -320,6 +324,7 @@ SNIPPETS = (
     "**", "[", "]", ",", ":", "=", "==", "^", "$", ";", "{", "}", "<", "!", "\n" * 3, "recurrence", "api f(",
     "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".", "new(", "new(S)", "sin(", "cos(x)", ".T[1]",
     "(2 * k)[0]", "softmax(", "softmax(q @ S, V)", "logsumexp(", "max(S, K)", "max(q)",
+    "outer(outer(k, k), v)", "q @ S2", "S2 @ v",
 )
 
 

@@ -580,3 +580,40 @@ def gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, g: Tensor, *, scale: float |
             o[b, t, h] = Vt.T @ weights
         hk_T[b, h], hv_T[b, h] = Kt.T, Vt
     return {"o": o}, {"hk": hk_T, "hv": hv_T}
+
+
+def based(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None, use_norm: float = 1.0,
+          init: tuple[Tensor, ...] | None = None) -> Result:
+    """Arora et al. 2024 (Based), Section 3: linear attention with the Taylor feature map
+    φ(x) = [1, x, vec(x xᵀ)/√2], so φ(q̃)ᵀφ(k) = 1 + q̃·k + (q̃·k)²/2 with q̃ = scale · q. The loop keeps the
+    paper's running sums of φ(k_s) v_sᵀ (a (1 + K + K²) × V matrix) and of φ(k_s), and reads them with φ(q̃_t)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    scale = _default_scale(K, scale)
+
+    def phi(x: Tensor) -> Tensor:
+        return torch.cat([x.new_ones(1), x, torch.outer(x, x).reshape(-1) / math.sqrt(2)])
+
+    o = q.new_zeros(B, T, H, V)
+    finals = {n: q.new_zeros(B, H, *s) for n, s in (("S0", (V,)), ("S1", (K, V)), ("S2", (K, K, V)), ("z0", ()),
+                                                    ("z1", (K,)), ("z2", (K, K)))}
+    for b, h in _heads(B, H):
+        # the spec's initial states are the blocks of the paper's sums (the 1/√2 of φ folded in or out)
+        kv, z = q.new_zeros(1 + K + K * K, V), q.new_zeros(1 + K + K * K)
+        if init is not None:
+            kv = torch.cat([init[0][b, h][None], init[1][b, h], init[2][b, h].reshape(K * K, V) / math.sqrt(2)])
+            if use_norm:
+                z = torch.cat([init[3][b, h].reshape(1), init[4][b, h], init[5][b, h].reshape(-1) / math.sqrt(2)])
+        for t in range(T):
+            fk = phi(k[b, t, h])
+            kv = kv + torch.outer(fk, v[b, t, h])
+            z = z + fk
+            fq = phi(scale * q[b, t, h])
+            o[b, t, h] = fq @ kv / (fq @ z + 1e-6) if use_norm else fq @ kv
+        finals["S0"][b, h], finals["S1"][b, h] = kv[0], kv[1:1 + K]
+        finals["S2"][b, h] = kv[1 + K:].reshape(K, K, V) * math.sqrt(2)
+        finals["z0"][b, h], finals["z1"][b, h] = z[0], z[1:1 + K]
+        finals["z2"][b, h] = z[1 + K:].reshape(K, K) * math.sqrt(2)
+    if not use_norm:
+        finals = {n: finals[n] for n in ("S0", "S1", "S2")}
+    return {"o": o}, finals

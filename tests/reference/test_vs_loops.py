@@ -39,6 +39,7 @@ LOOPS: dict[str, Callable[..., loops.Result]] = {
     "rwkv7": loops.rwkv7, "mlstm": loops.mlstm, "lru": loops.lru, "s5": loops.s5, "s4d": loops.s4d,
     "gateloop": loops.gateloop, "comba": loops.comba, "rwkv5": loops.rwkv5, "hawk": loops.hawk,
     "mingru": loops.mingru, "mamba3": loops.mamba3, "gsa": loops.gsa,
+    "based": loops.based,
 }
 
 Inputs = dict[str, torch.Tensor]
