@@ -34,8 +34,9 @@ ALL_CHUNK_VARIANTS = ("linear_attn", "simple_gla", "gla", "rwkv6", "mamba2", "ml
 SPEC_DIMS = {"based": ("--dim", "K=16"), "gsa": ("--dim", "M=64")}
 # Kernels that spill at these sizes, with the stack (bytes) they may use at most on either arch, so that a
 # regression still fails: GSA's backward holds the slot keys [K, M] and their cotangent whole in every V tile
-# (the softmax over M mixes them), plus the [K, M] products of the softmax's backward.
-SPILL_BOUNDS = {"gsa_fused_recurrent_bwd_kernel": 512}
+# (the softmax over M mixes them), plus the [K, M] products of the softmax's backward; LinOSS's backward holds its
+# complex [P, D] projections B and C (four real tiles) and their gradient accumulators, P = D = 64.
+SPILL_BOUNDS = {"gsa_fused_recurrent_bwd_kernel": 512, "linoss_fused_recurrent_bwd_kernel": 512}
 
 
 def _inspect(specs: tuple[str, ...], kernels: str, dims: tuple[str, ...] = ()) -> list[list[str]]:
