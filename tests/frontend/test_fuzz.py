@@ -129,6 +129,8 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         form = draw(st.integers(-1, 10))
         if form in (5, 6, 8, 9, 10) and not others:
             form = 7
+        if form == -1 and d == FIXED:  # a row of an [E, E] value: which E the index takes is ambiguous (rejected)
+            form = 0
         if form == 10:  # issue 16: a 3-dim tensor from outer products, contracted twice (Based's (q·k)² v)
             o = draw(st.sampled_from(others))
             x = e((o,))
