@@ -240,7 +240,11 @@ def product_subscripts(e: Apply) -> str:
     an outer product none. Positional, so a 3-dim `[K, K, V]` that repeats a name is read right."""
     la, lb = len(e.args[0].ty.dims), len(e.args[1].ty.dims)
     n = {Op.MATMUL: 1, Op.OUTER: 0}[e.op] if e.op is not Op.TENSORDOT else int(e.attr)
-    lhs, shared, rhs = "abcd"[:la - n], "ijkl"[:n], "uvwx"[:lb - n]
+    if n == 0 and la == lb == 1:
+        return "...a,...b->...ab"
+    # vectors and matrices keep the letters the generated modules have always had: [a] b [c]
+    lhs, shared, rhs = ("a"[:la - n], "b", "c"[:lb - n]) if n == 1 and la <= 2 and lb <= 2 else \
+        ("adef"[:la - n], "bghi"[:n], "cjkl"[:lb - n])
     return f"...{lhs}{shared},...{shared}{rhs}->...{lhs}{rhs}"
 
 
