@@ -42,6 +42,8 @@ def expr_text(e: ir.Expr, parent: int = 0) -> str:
         return f"{expr_text(e.args[0], 5)}[{idx.name if isinstance(idx, Var) else e.attr}]"
     name = _FUNCS.get(op, op.value)
     args = [expr_text(a) for a in e.args]
-    if op is Op.SUM and e.attr:
+    if op is Op.AMAX:
+        name = "max"
+    if op in (Op.SUM, Op.AMAX) and e.attr:
         args.append(e.attr)
     return f"{name}({', '.join(args)})"

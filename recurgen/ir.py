@@ -49,6 +49,7 @@ class Op(Enum):
     EYE = "I"
     TRANSPOSE = "T"
     SUM = "sum"
+    AMAX = "amax"  # the largest element (attr: along that dim only); `max(x, N)` / `max(x)` in a spec
     NORM = "norm"
     NORMALIZE = "normalize"
     INDEX = "index"
@@ -75,6 +76,7 @@ class Op(Enum):
     SIGN = "sign"
     DIAGONAL = "diagonal"  # the diagonal of a square matrix
     BROADCAST = "broadcast"  # expand to `ty.dims`
+    TENSORDOT = "tensordot"  # the last `attr` dims of args[0] contracted with the first `attr` dims of args[1]
     EMBED = "embed"  # the adjoint of INDEX: args[0] placed at position `attr` of a new first dim `ty.dims[0]`
 
 
@@ -231,6 +233,26 @@ class Output:
     @property
     def ty(self) -> Type:
         return self.value.ty
+
+
+def product_subscripts(e: Apply) -> str:
+    """The einsum of a product over leading batch dims (`...`): `@` contracts one dim, a tensordot `attr` dims,
+    an outer product none. Positional, so a 3-dim `[K, K, V]` that repeats a name is read right."""
+    la, lb = len(e.args[0].ty.dims), len(e.args[1].ty.dims)
+    n = {Op.MATMUL: 1, Op.OUTER: 0}[e.op] if e.op is not Op.TENSORDOT else int(e.attr)
+    if n == 0 and la == lb == 1:
+        return "...a,...b->...ab"
+    # vectors and matrices keep the letters the generated modules have always had: [a] b [c]
+    lhs, shared, rhs = ("a"[:la - n], "b", "c"[:lb - n]) if n == 1 and la <= 2 and lb <= 2 else \
+        ("adef"[:la - n], "bghi"[:n], "cjkl"[:lb - n])
+    return f"...{lhs}{shared},...{shared}{rhs}->...{lhs}{rhs}"
+
+
+def reduced_axes(e: Apply) -> tuple[int, ...]:
+    """The axes of its argument a sum or max reduces: every axis named `attr` ([K, K, V] summed over K loses both
+    K), or all of them."""
+    src = e.args[0].ty.dims
+    return tuple(i for i, d in enumerate(src) if d == e.attr) if e.attr else tuple(range(len(src)))
 
 
 def presence_option(tensor: str) -> str:

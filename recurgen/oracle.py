@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ir
-from .ir import Kind, Op
+from .ir import Kind, Op, product_subscripts, reduced_axes
 
 Value = torch.Tensor  # shape [B, H, *dims] (batch dims may be 1 for params and consts)
 _N = 2  # number of leading batch dims: (batch, head)
@@ -126,23 +126,17 @@ class Evaluator:
         x = args[0]
         if op in ir.ELEMENTWISE_UNARY:
             return _UNARY[op](x)
-        if op is Op.MATMUL:
-            la, lb = len(e.args[0].ty.dims), len(e.args[1].ty.dims)
-            lhs = "ab"[:la] if la == 2 else "b"
-            rhs = "bc" if lb == 2 else "b"
-            out = (lhs[:-1] + rhs[1:])
-            return torch.einsum(f"...{lhs},...{rhs}->...{out}", x, args[1])
-        if op is Op.OUTER:
-            return torch.einsum("...a,...b->...ab", x, args[1])
+        if op in (Op.MATMUL, Op.OUTER, Op.TENSORDOT):
+            return torch.einsum(product_subscripts(e), x, args[1])
         if op is Op.DIAG:
             return torch.diag_embed(x)
         if op is Op.TRANSPOSE:
             return x.transpose(-1, -2)
         if op is Op.SUM:
             src = e.args[0].ty.dims
-            if e.attr:
-                return x.sum(dim=_N + src.index(e.attr))
-            return x.sum(dim=tuple(range(_N, x.dim()))) if src else x
+            return x.sum(dim=tuple(_N + i for i in reduced_axes(e))) if src else x
+        if op is Op.AMAX:
+            return x.amax(dim=tuple(_N + i for i in reduced_axes(e)))
         if op is Op.NORM:
             src = e.args[0].ty.dims
             return x.abs().square().sum(dim=tuple(range(_N, x.dim()))).sqrt() if src else x.abs()

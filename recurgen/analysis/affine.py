@@ -22,7 +22,8 @@ from .pretty import PLAIN, pretty
 
 # Functions that are not linear: a state may not appear in their arguments.
 _NONLINEAR = frozenset({Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT, Op.ABS,
-                        Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.NORM, Op.NORMALIZE, Op.POW, Op.MAX, Op.MIN})
+                        Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.NORM, Op.NORMALIZE, Op.POW, Op.MAX, Op.MIN,
+                        Op.AMAX})
 # Linear in their (only) state-carrying argument: the map commutes with them.
 _LINEAR_UNARY = frozenset({Op.TRANSPOSE, Op.SUM, Op.RE, Op.IM, Op.CONJ, Op.DIAG, Op.INDEX})
 
@@ -104,8 +105,8 @@ class _Splitter:
         op, a = e.op, e.args
         stateful = [bool(p) for _, p in subs]
         if op in _NONLINEAR:
-            fn = op.value if op is not Op.POW else "a power"
-            what = f"`{op.value}(...)`" if op is not Op.POW else "a power (`**`)"
+            fn = {Op.POW: "a power", Op.AMAX: "a max over a dim (softmax, logsumexp)"}.get(op, op.value)
+            what = {Op.POW: "a power (`**`)", Op.AMAX: "`max(...)`"}.get(op, f"`{op.value}(...)`")
             raise NotAffine(e.span, f"not affine in the state: {what} of `{pretty(e, PLAIN)}` reads the state "
                             f"{_names(e)}", f"{HINT} ({fn} is not linear)")
         if op is Op.ADD or op is Op.SUB:

@@ -147,6 +147,9 @@ class _P:
         if op is Op.SUM:
             sub = f"_{e.attr}" if e.attr else ""
             return f"Σ{sub}({self.show(a[0])[0]})", _ATOM
+        if op is Op.AMAX:
+            sub = f"_{e.attr}" if e.attr else ""
+            return f"max{sub}({self.show(a[0])[0]})", _ATOM
         if op is Op.NORM:
             return f"‖{self.show(a[0])[0]}‖", _ATOM
         if op is Op.ABS:

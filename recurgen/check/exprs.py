@@ -21,6 +21,7 @@ from .language import (
     MAX_EXPR_DEPTH,
     MAX_EXPR_NODES,
     REAL_ONLY,
+    SOFT_REDUCTIONS,
     UNKNOWN,
     _a,
     _fix_eye,
@@ -159,7 +160,7 @@ class ExprChecks:
                          "declare names above the statements that use them")
         elif n == "inf":
             self.r.error(e.span, "`inf` is only allowed as an interval bound", "use a finite number")
-        elif n in FUNCTIONS or n in ("prev", "new"):
+        elif n in FUNCTIONS or n in ("prev", "new", *SOFT_REDUCTIONS):
             self.r.error(e.span, f"`{n}` is a function", f"call it: `{n}(...)`")
         else:
             pool = [*(k for k in self.scope.decl if self.scope.decl[k][0] != "output"), *self.dims]
@@ -234,11 +235,12 @@ class ExprChecks:
             lhs, a = _fix_eye(lhs, b[0]), (b[0], b[0])
         if UNKNOWN in b:
             rhs, b = _fix_eye(rhs, a[-1]), (a[-1], a[-1])
-        if len(a) > 2 or len(b) > 2:
+        if (len(a) > 2 or len(b) > 2) and 1 not in (len(a), len(b)):
             big = e.lhs.span if len(a) > 2 else e.rhs.span
             self.r.error(e.span, f"`@` takes vectors and matrices, but {self._quote(big, 'one side')} has shape "
-                         f"{_fmt_shape(a if len(a) > 2 else b)}", "reduce the other dims first (`sum(x, N)`) or, "
-                         "in a `for` update, index the loop dim: `k[j] @ S`")
+                         f"{_fmt_shape(a if len(a) > 2 else b)} and the other is no vector",
+                         "a 3-dim side contracts with a vector (`q @ S2`); reduce the other dims first (`sum(x, N)`) "
+                         "or, in a `for` update, index the loop dim: `k[j] @ S`")
             return None
         if a[-1] != b[0]:
             left = f"`{ta}` has shape" if ta else "the left side has shape"
@@ -263,6 +265,9 @@ class ExprChecks:
                 return None
             d = e.args[0].name
             return ir.Apply(Op.EYE, (), Type((d, d)), d, e.span)
+        if f in SOFT_REDUCTIONS or (f == "max" and (len(e.args) == 1 or (
+                len(e.args) == 2 and isinstance(e.args[1], S.Name) and e.args[1].name in self.dims))):
+            return self._reduction(e)
         if f not in FUNCTIONS:
             self._unknown_function(e)
             return None
@@ -292,9 +297,12 @@ class ExprChecks:
         x = typed[0]
         if op is Op.OUTER:
             y = typed[1]
-            if len(x.ty.dims) != 1 or len(y.ty.dims) != 1:
-                self.r.error(e.span, f"`outer` takes two vectors, got {_fmt_shape(x.ty.dims)} and "
-                             f"{_fmt_shape(y.ty.dims)}", "index the loop dim first: `outer(k[j], v[j])`")
+            both = x.ty.dims + y.ty.dims
+            if not x.ty.dims or not y.ty.dims or len(both) > 3 or UNKNOWN in both:
+                self.r.error(e.span, f"`outer` takes two vectors, or a vector and a matrix, got "
+                             f"{_fmt_shape(x.ty.dims)} and {_fmt_shape(y.ty.dims)}",
+                             "a tensor has at most 3 dims (`outer(outer(k, k), v)` is [K, K, V]); in a loop, index "
+                             "the loop dim first: `outer(k[j], v[j])`")
                 return None
             return ir.Apply(op, (x, y), Type(x.ty.dims + y.ty.dims, x.ty.complex or y.ty.complex), span=e.span)
         if op is Op.DIAG:
@@ -325,8 +333,8 @@ class ExprChecks:
             self.r.error(e.func_span, f"`{f}` is {_a(what)}, not a function", hint)
             return
         hint = FUNCTION_ALIASES.get(f.lower()) or self._suggest(
-            f, [*FUNCTIONS, "prev", "new", "I"], f"the functions are: {', '.join(sorted(FUNCTIONS, key=str.lower))}, "
-            "prev, new, I")
+            f, [*FUNCTIONS, *SOFT_REDUCTIONS, "prev", "new", "I"],
+            f"the functions are: {', '.join(sorted([*FUNCTIONS, *SOFT_REDUCTIONS], key=str.lower))}, prev, new, I")
         self.r.error(e.func_span, f"unknown function `{f}`", hint)
 
     def _sum_over(self, e: S.Call) -> ir.Expr | None:
@@ -341,6 +349,52 @@ class ExprChecks:
             return None
         dims = tuple(n for n in x.ty.dims if n != d.name)
         return ir.Apply(Op.SUM, (x,), Type(dims, x.ty.complex), d.name, e.span)
+
+    def _reduction(self, e: S.Call) -> ir.Expr | None:
+        """`max(x, N)`, `softmax(x, N)`, `logsumexp(x, N)` (along the dim N; without it, over every element).
+
+        softmax and logsumexp are written out in the stable form, `m = max(x, N)`, `exp(x - m) / sum(exp(x - m), N)`
+        and `m + log(sum(exp(x - m), N))`: no exp sees a positive argument, so large logits cannot overflow.
+        """
+        f = e.func
+        example = f"`{f}(x, N)` along the dim N of x, `{f}(x)` over every element"
+        if len(e.args) not in (1, 2):
+            self.r.error(e.span, f"`{f}` takes 1 or 2 arguments, got {len(e.args)}", example)
+            return None
+        x = self.expr(e.args[0])
+        if x is None:
+            return None
+        dim = e.args[1] if len(e.args) == 2 else None
+        if f == "max" and isinstance(dim, S.Name) and dim.name not in x.ty.dims:  # a dim's size, as a number
+            return self._elementwise(Op.MAX, x, ir.Var(dim.name, Kind.DIM, SCALAR, dim.span), e.span, f,
+                                     (e.args[0].span, dim.span))
+        if x.ty.complex:
+            self.r.error(e.span, f"complex/real mixing: `{f}` takes real values, but "
+                         f"{self._quote(e.args[0].span, 'its argument')} is complex", "take Re(...) or abs(...) first")
+            return None
+        if UNKNOWN in x.ty.dims:
+            self.r.error(e.span, f"cannot infer the size of `I` in `{f}`", "write `I(K)` with its dimension")
+            return None
+        if not x.ty.dims:
+            what = "itself" if f != "softmax" else "1"
+            self.r.error(e.span, f"`{f}` of a scalar is {what}: {self._quote(e.args[0].span, 'its argument')} has "
+                         "shape []", f"{f} reduces a vector or a matrix: {example}")
+            return None
+        if dim is not None and (not isinstance(dim, S.Name) or x.ty.dims.count(dim.name) != 1):
+            self.r.error(dim.span, f"the second argument of `{f}` must be one dim of "
+                         f"{self._quote(e.args[0].span, 'the first')}, which has shape {_fmt_shape(x.ty.dims)}",
+                         f"e.g. `{f}(x, {x.ty.dims[-1]})` reduces the dim `{x.ty.dims[-1]}`")
+            return None
+        along = dim.name if isinstance(dim, S.Name) else ""
+        rest = Type(tuple(d for d in x.ty.dims if d != along) if along else ())
+        m = ir.Apply(Op.AMAX, (x,), rest, along, e.span)
+        if f == "max":
+            return m
+        z = ir.Apply(Op.EXP, (ir.Apply(Op.SUB, (x, m), x.ty, span=e.span),), x.ty, span=e.span)
+        total = ir.Apply(Op.SUM, (z,), rest, along, e.span)
+        if f == "softmax":
+            return ir.Apply(Op.DIV, (z, total), x.ty, span=e.span)
+        return ir.Apply(Op.ADD, (m, ir.Apply(Op.LOG, (total,), rest, span=e.span)), rest, span=e.span)
 
     def _select(self, e: S.Call) -> ir.Expr | None:
         """`select(switch, on, off)`: one of two expressions, chosen per call by a switch option (0 or 1).

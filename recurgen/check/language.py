@@ -25,6 +25,9 @@ FUNCTIONS: dict[str, Op] = {
     "conj": Op.CONJ, "max": Op.MAX, "min": Op.MIN, "outer": Op.OUTER, "diag": Op.DIAG, "sum": Op.SUM,
     "norm": Op.NORM, "normalize": Op.NORMALIZE, "complex": Op.COMPLEX,
 }
+# Reductions that are not ops of their own: the checker writes them out with `max(x, N)` (Op.AMAX), `exp`, `sum`
+# and `log`, in the stable form (the max subtracted first), so every later stage knows them already.
+SOFT_REDUCTIONS = ("softmax", "logsumexp")
 ARITY = {Op.MAX: 2, Op.MIN: 2, Op.OUTER: 2, Op.COMPLEX: 2}
 REAL_ONLY = frozenset({Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.MAX,
                        Op.MIN, Op.COMPLEX})
@@ -35,7 +38,7 @@ FUNCTION_ALIASES = {
     "pow": "powers are written `a ** b`", "eye": "the identity is `I` (or `I(K)`)",
     "identity": "the identity is `I` (or `I(K)`)", "mean": "write `sum(x, N) / N`",
     "rsqrt": "write `1 / sqrt(x)`", "exp2": "write `exp(x * log(2))`", "square": "write `x * x` or `x ** 2`",
-    "softmax": "a softmax is not a linear recurrence; apply it outside the spec",
+    "logsoftmax": "write `x - logsumexp(x, N)`", "amax": "the largest element is `max(x)`, along a dim `max(x, N)`",
     "l2norm": "write `normalize(x)`", "cumsum": "cumulative sums are what the recurrence computes",
 }
 DOMAIN_WORDS = {
@@ -52,7 +55,8 @@ DOMAIN_WORDS = {
 _LANGUAGE_NAMES = {
     "I": "the identity matrix", "prev": "the function `prev(S)`", "new": "the function `new(M)`",
     "head": "the head index of a `const`",
-    "given": "the function `given(x)`", "select": "the function `select(switch, a, b)`",
+    "given": "the function `given(x)`", "softmax": "the function `softmax(x, N)`",
+    "logsumexp": "the function `logsumexp(x, N)`", "select": "the function `select(switch, a, b)`",
     "H": "the number of heads in a `const`", "inf": "infinity in intervals", "pi": "the constant pi",
     "j": "the imaginary unit's suffix", "real": "an annotation", "complex": "an annotation and a function",
     # Lark lexes a keyword as a name where only a name fits, so `let output = ...` would parse; a reader

@@ -132,7 +132,10 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
     if op is Op.MATMUL:
         return _matmul_rule(x, args[1], g)
     if op is Op.OUTER:
-        return b.matmul(g, b.conj(args[1])), b.matmul(b.conj(x), g)
+        y = args[1]
+        gx = b.matmul(g, b.conj(y)) if len(y.ty.dims) == 1 else b.tensordot(g, b.conj(y), len(y.ty.dims))
+        gy = b.matmul(b.conj(x), g) if len(x.ty.dims) == 1 else b.tensordot(b.conj(x), g, len(x.ty.dims))
+        return gx, gy
     if op is Op.DIAG:
         return (b.diagonal(g),)
     if op is Op.DIAGONAL:
@@ -145,6 +148,9 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
         return (b.index(g, int(n.attr)),)
     if op in (Op.SUM, Op.BROADCAST):
         return (b.broadcast_to(g, x.ty) if op is Op.SUM else b.unbroadcast(g, x.ty),)
+    if op is Op.AMAX:  # to the maximal entries (inside softmax and logsumexp the max's gradient cancels: ~0)
+        at_max = b.unary(Op.STEP, b.sub(x, b.broadcast_to(n, x.ty)))
+        return (b.mul(b.broadcast_to(g, x.ty), at_max),)
     if op is Op.NORM:
         return (b.mul(g, b.div(x, n)),)
     if op is Op.NORMALIZE:
@@ -164,6 +170,10 @@ def _position(n: Apply) -> int:
 def _matmul_rule(a: Expr, c: Expr, g: Expr) -> tuple[Expr, Expr]:
     ra, rc = len(a.ty.dims), len(c.ty.dims)
     ca, cc = b.conj(a), b.conj(c)
+    if ra == 1 and rc == 3:  # [i] @ [i, j, k] -> [j, k]
+        return b.tensordot(cc, g, 2), b.outer(ca, g)
+    if ra == 3 and rc == 1:  # [i, j, k] @ [k] -> [i, j]
+        return b.outer(g, cc), b.tensordot(g, ca, 2)
     if ra == 1 and rc == 1:  # dot product
         return b.mul(g, cc), b.mul(g, ca)
     if ra == 1:  # [i] @ [i, j] -> [j]

@@ -28,8 +28,8 @@ from ..errors import InternalError
 from ..ir import SCALAR, Apply, Const, Expr, Op, Type
 
 __all__ = ["add", "binary", "broadcast_to", "conj", "const", "diag", "diagonal", "div", "embed", "im", "index",
-           "is_const", "matmul", "mul", "neg", "outer", "re", "sub", "sum_all", "sum_over", "to_complex",
-           "transpose", "unary", "unbroadcast"]
+           "is_const", "matmul", "mul", "neg", "outer", "re", "sub", "sum_all", "sum_over", "tensordot",
+           "to_complex", "transpose", "unary", "unbroadcast"]
 
 
 def is_const(e: Expr, value: float) -> bool:
@@ -48,6 +48,14 @@ def to_complex(re_part: Expr, im_part: Expr) -> Expr:
     dims = broadcast(re_part.ty.dims, im_part.ty.dims)
     assert dims is not None
     return Apply(Op.COMPLEX, (re_part, im_part), Type(dims, True))
+
+
+def tensordot(a: Expr, c: Expr, n: int) -> Expr:
+    """The last n dims of `a` contracted with the first n of `c` (the adjoints of 3-dim products)."""
+    if a.ty.dims[len(a.ty.dims) - n:] != c.ty.dims[:n]:
+        raise InternalError("autodiff", f"bad contraction {a.ty} . {c.ty} over {n} dims")
+    ty = Type(a.ty.dims[:len(a.ty.dims) - n] + c.ty.dims[n:], a.ty.complex or c.ty.complex)
+    return Apply(Op.TENSORDOT, (a, c), ty, str(n))
 
 
 def sum_all(a: Expr) -> Expr:

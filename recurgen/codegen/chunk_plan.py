@@ -263,8 +263,9 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
     read = Var(f"chunk_out_{t.state}", Kind.INPUT, Type(dims, t.linear.ty.complex))
     if t.coupled or t.kind is TransitionKind.DENSE:
         raise NoChunkForm(no_chunk_reason(t))
-    if not dims:
-        raise NoChunkForm(f"`{t.state}` is a scalar state; the chunk kernels hold vector or matrix states")
+    if not dims or len(dims) > 2:
+        what = "a scalar state" if not dims else f"a {len(dims)}-dim state"
+        raise NoChunkForm(f"`{t.state}` is {what}; the chunk kernels hold vector or matrix states")
     if t.kind is TransitionKind.DPLR:
         if not DPLR_READY:
             raise NoChunkForm(f"`{t.state}` is diagonal plus rank-1: its generalised WY kernels are not generated yet")
@@ -320,9 +321,25 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
     return tuple(out)
 
 
+def _state_query(a: Analysis) -> None:
+    """A readout that contracts a state with a value computed from another state's read (GSA's
+    `softmax(q @ hk) @ hv`) needs two chunk passes with the function applied per token between them: not generated."""
+    states = frozenset({Kind.STATE, Kind.PREV_STATE})
+    for o in a.spec.outputs:
+        for n in ir.walk(o.value):
+            if isinstance(n, Apply) and n.op in (Op.MATMUL, Op.OUTER) and \
+                    all(ir.uses(x, states) for x in n.args):
+                lhs, rhs = (sorted(ir.uses(x, states)) for x in n.args)
+                raise NoChunkForm(f"output `{o.name}` contracts a read of `{lhs[0]}` with a read of `{rhs[0]}`: the "
+                                  "chunk kernels take queries made of inputs; a readout that feeds one state's "
+                                  "read into another's (two chunk passes with the function per token between "
+                                  "them) is not generated")
+
+
 def plan_chunk(a: Analysis) -> ChunkPlan:
     """The chunk plan of an analysed spec; `reason` says why not when a state has no family form."""
     try:
+        _state_query(a)
         calls, running = [], []
         for sa in a.states:
             rm = sa.transition.running_max

@@ -128,7 +128,7 @@ def _splittable(d: str, step: Step) -> bool:
         src = n.args[0].ty.dims if n.args else ()
         if n.op is Op.MATMUL and src and src[-1] == d:
             return False
-        if n.op is Op.SUM and (n.attr == d or (not n.attr and d in src)):
+        if n.op in (Op.SUM, Op.AMAX) and (n.attr == d or (not n.attr and d in src)):
             return False
         if n.op in (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE) and \
                 (d in src or d in n.ty.dims):

@@ -221,7 +221,8 @@ def _bwd_roots(decays: tuple[Decay, ...]) -> list[tuple[Expr, Expr]]:
     return roots
 
 
-_MIXING = (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE, Op.MAX, Op.MIN)
+_MIXING = (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE, Op.MAX, Op.MIN, Op.AMAX,
+           Op.TENSORDOT)
 
 
 def _reduces_over(e: Expr, d: str, ops: tuple[Op, ...]) -> bool:

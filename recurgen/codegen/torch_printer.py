@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InternalError
-from ..ir import Apply, Const, Expr, Kind, Op, Var
+from ..ir import Apply, Const, Expr, Kind, Op, Var, product_subscripts, reduced_axes
 
 _MATH = {Op.NEG: "-{0}", Op.EXP: "math.exp({0})", Op.LOG: "math.log({0})", Op.SQRT: "math.sqrt({0})",
          Op.ABS: "abs({0})", Op.SIN: "math.sin({0})", Op.COS: "math.cos({0})"}
@@ -128,23 +128,18 @@ class TorchPrinter:
             if op is Op.COMPLEX:
                 return self._new(f"_complex({a}, {b})")
             return self._new(f"{a} {op.value} {b}")
-        if op is Op.MATMUL:
-            la, lb = len(args[0].ty.dims), len(args[1].ty.dims)
-            lhs = "ab" if la == 2 else "b"
-            rhs = "bc" if lb == 2 else "b"
-            return self._new(f"_einsum('...{lhs},...{rhs}->...{lhs[:-1] + rhs[1:]}', {vals[0]}, {vals[1]})")
-        if op is Op.OUTER:
-            return self._new(f"_einsum('...a,...b->...ab', {vals[0]}, {vals[1]})")
+        if op in (Op.MATMUL, Op.OUTER, Op.TENSORDOT):
+            return self._new(f"_einsum({product_subscripts(e)!r}, {vals[0]}, {vals[1]})")
         if op is Op.DIAG:
             return self._new(f"torch.diag_embed({vals[0]})")
         if op is Op.TRANSPOSE:
             return self._new(f"{vals[0]}.transpose(-1, -2)")
         src = args[0].ty.dims
-        if op is Op.SUM:
+        if op in (Op.SUM, Op.AMAX):
             if not src:
                 return vals[0]
-            axes = (src.index(e.attr),) if e.attr else tuple(range(len(src)))
-            return self._new(f"{vals[0]}.sum(dim={tuple(a - len(src) for a in axes)})")
+            axes = tuple(a - len(src) for a in reduced_axes(e))
+            return self._new(f"{vals[0]}.{'sum' if op is Op.SUM else 'amax'}(dim={axes})")
         if op is Op.NORM:
             axes = tuple(range(-len(src), 0))
             return self._new(f"{vals[0]}.abs().square().sum(dim={axes}).sqrt()" if src else f"{vals[0]}.abs()")

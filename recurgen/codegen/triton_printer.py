@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InternalError
-from ..ir import Apply, Const, Expr, Kind, Op, Var
+from ..ir import Apply, Const, Expr, Kind, Op, Var, reduced_axes
 
 Val = str | tuple[str, str]  # a real tile's name, or a complex tile's (re, im) names
 
@@ -146,12 +146,12 @@ class TritonPrinter:
             return self._new(e, f"{a} {op.value} {b}")
         if op is Op.POW:
             return self._new(e, self._pow(e))
-        if op is Op.MATMUL:
+        if op in (Op.MATMUL, Op.TENSORDOT):
             return self._new(e, self._matmul(self.real(e.args[0]), self.real(e.args[1]), e.args[0].ty.dims,
-                                             e.args[1].ty.dims))
+                                             e.args[1].ty.dims, int(e.attr) if op is Op.TENSORDOT else 1))
         if op is Op.OUTER:
-            a, b = self.real(e.args[0]), self.real(e.args[1])
-            return self._new(e, f"{a}[:, None] * {b}[None, :]")
+            return self._new(e, self._outer(self.real(e.args[0]), self.real(e.args[1]), e.args[0].ty.dims,
+                                            e.args[1].ty.dims))
         return self._new(e, self._structural(e, self.real(e.args[0]) if e.args else ""))
 
     def _structural(self, e: Apply, x: str) -> str:
@@ -170,8 +170,7 @@ class TritonPrinter:
         if op is Op.TRANSPOSE:
             return f"tl.trans({x})"
         if op is Op.SUM:
-            axes = (src.index(e.attr),) if e.attr else tuple(range(len(src)))
-            return self._masked_sum(x, src, axes) if src else x
+            return self._masked_sum(x, src, reduced_axes(e)) if src else x
         if op is Op.BROADCAST:
             return f"tl.zeros([{', '.join(f'B{d}' for d in dims)}], dtype=tl.float32) + {self.align(x, src, dims)}"
         if op in (Op.INDEX, Op.EMBED) and x == "0.0":  # the imaginary part of a real value stays a literal
@@ -181,6 +180,12 @@ class TritonPrinter:
         if op is Op.EMBED:
             body = self.align(x, src, dims) if src else x
             return f"tl.where({self._row(dims, e.attr)}, {body}, 0.0)"
+        if op is Op.AMAX:  # padding lanes hold -inf, never the max of a valid lane
+            axes = reduced_axes(e)
+            out = f"tl.where({self.mask(src, axes)}, {x}, float('-inf'))"
+            for ax in sorted(axes, reverse=True):
+                out = f"tl.max({out}, axis={ax})"
+            return out
         if op is Op.NORM:
             return f"tl.sqrt({self._masked_sum(f'{x} * {x}', src, tuple(range(len(src))))})"
         if op is Op.NORMALIZE:
@@ -204,15 +209,31 @@ class TritonPrinter:
                 return f"1.0 / {xs}"
         return f"tl.exp({self.real(c)} * tl.log({xs}))"
 
-    def _matmul(self, a: str, b: str, da: tuple[str, ...], db: tuple[str, ...]) -> str:
+    def _matmul(self, a: str, b: str, da: tuple[str, ...], db: tuple[str, ...], n: int = 1) -> str:
+        """`a @ b` (n = 1) or a tensordot over n dims, positionally: the last n dims of a with the first n of b."""
         k = da[-1]
-        if len(da) == 1 and len(db) == 1:
+        if n == 1 and len(da) == 1 and len(db) == 1:
             return f"tl.sum(tl.where(m_{k}, {a} * {b}, 0.0), axis=0)"
-        if len(da) == 1:
+        if n == 1 and len(da) == 1 and len(db) == 2:
             return f"tl.sum(tl.where(m_{k}[:, None], {a}[:, None] * {b}, 0.0), axis=0)"
-        if len(db) == 1:
+        if n == 1 and len(da) == 2 and len(db) == 1:
             return f"tl.sum(tl.where(m_{k}[None, :], {a} * {b}[None, :], 0.0), axis=1)"
-        return f"tl.sum(tl.where(m_{k}[None, :, None], {a}[:, :, None] * {b}[None, :, :], 0.0), axis=1)"
+        if n == 1 and len(da) == 2 and len(db) == 2:
+            return f"tl.sum(tl.where(m_{k}[None, :, None], {a}[:, :, None] * {b}[None, :, :], 0.0), axis=1)"
+        # the general product (3-dim operands): both sides laid out over (a's free, shared, b's free) axes
+        free_a, rank = len(da) - n, len(da) + len(db) - n
+        ia = ", ".join(":" if i < len(da) else "None" for i in range(rank))
+        ib = ", ".join(":" if i >= free_a else "None" for i in range(rank))
+        shared = tuple(range(free_a, len(da)))
+        prod = f"{a}[{ia}] * {b}[{ib}]"
+        return self._masked_sum(prod, da + db[n:], shared)
+
+    @staticmethod
+    def _outer(a: str, b: str, da: tuple[str, ...], db: tuple[str, ...]) -> str:
+        rank = len(da) + len(db)
+        ia = ", ".join(":" if i < len(da) else "None" for i in range(rank))
+        ib = ", ".join(":" if i >= len(da) else "None" for i in range(rank))
+        return f"{a}[{ia}] * {b}[{ib}]"
 
     # --- complex ----------------------------------------------------------------------------
     def _apply_complex(self, e: Apply) -> Val:
@@ -249,14 +270,15 @@ class TritonPrinter:
                                    _combine(_times(ar, bi), "+", _times(ai, br)))
             den = self._new(e, f"{br} * {br} + {bi} * {bi}")
             return self._new_c(e, f"({ar} * {br} + {ai} * {bi}) / {den}", f"({ai} * {br} - {ar} * {bi}) / {den}")
-        if op in (Op.MATMUL, Op.OUTER):
+        if op in (Op.MATMUL, Op.OUTER, Op.TENSORDOT):
             (ar, ai), (br, bi) = self.cplx(args[0]), self.cplx(args[1])
             da, db = args[0].ty.dims, args[1].ty.dims
+            n = int(e.attr) if op is Op.TENSORDOT else 1
 
             def prod(x: str, y: str) -> str | None:
                 if "0.0" in (x, y):  # an imaginary part of a real operand: the term vanishes
                     return None
-                return self._matmul(x, y, da, db) if op is Op.MATMUL else f"{x}[:, None] * {y}[None, :]"
+                return self._outer(x, y, da, db) if op is Op.OUTER else self._matmul(x, y, da, db, n)
             return self._new_c(e, _combine(prod(ar, br), "-", prod(ai, bi)),
                                _combine(prod(ar, bi), "+", prod(ai, br)))
         if op in (Op.TRANSPOSE, Op.SUM, Op.BROADCAST, Op.DIAG, Op.DIAGONAL, Op.INDEX, Op.EMBED):

@@ -190,8 +190,10 @@ def compare(outcome: Outcome, label: str, actual: torch.Tensor | None, expected:
     a, e = _wide(actual), _wide(expected)
     scale = float(e.abs().max()) if e.numel() else 1.0
     # an exactly-zero expected value (a decay's gradient at T = 1, an unused input's) is a cancellation of terms
-    # of the inputs' size, which strategies draw of order 1: judge its roundoff against that unit scale
-    floor = 1.0 if scale == 0.0 else 1e-3
+    # of the inputs' size, which strategies draw of order 1: judge its roundoff against that unit scale. So is
+    # one below the dtype's tolerance at that scale (Based's dq at T = 1: o = v φ / (φ + 1e-6), terms of size 1
+    # cancelling to 1e-6), which the dtype's roundoff of those terms cannot resolve.
+    floor = 1.0 if scale < tol else 1e-3
     rel = math.inf
     if tuple(a.shape) == tuple(e.shape):
         rel = float((a - e).abs().max()) / max(scale, floor) if e.numel() else 0.0

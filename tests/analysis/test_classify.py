@@ -43,6 +43,10 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "rwkv5": ((K.DIAGONAL, Axis.ROWS, True, 1),),
     "hawk": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
     "mingru": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
+    "gsa": ((K.DIAGONAL, Axis.COLUMNS, False, 1), (K.DIAGONAL, Axis.ROWS, False, 1)),
+    "based": ((K.IDENTITY, None, True, 1),) * 6,  # S0, S1, S2 ([K, K, V]) and the normaliser's z0, z1, z2
+    # the oscillator's 2x2 block per channel: z and y read each other, one joint (dense) transition
+    "linoss": ((K.DENSE, None, True, 1), (K.DENSE, Axis.ELEMENTWISE, True, 1)),
 }
 
 
@@ -50,7 +54,7 @@ def test_every_bundled_spec_has_an_expectation() -> None:
     assert set(EXPECTED) == set(bundled_spec_names())
 
 
-COUPLED = {"mamba3"}  # bundled specs with coupled states: recurrent only
+COUPLED = {"mamba3", "linoss"}  # bundled specs with coupled states: recurrent only
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -60,7 +64,8 @@ def test_bundled_classification(name: str) -> None:
     assert got == EXPECTED[name]
     coupled = name in COUPLED
     for t in a.transitions:
-        assert t.side is Side.LEFT
+        # GSA's slot keys hk: [K, M] decay per slot, on their last dim: S diag(α), a right-side transition
+        assert t.side is (Side.RIGHT if (name, t.state) == ("gsa", "hk") else Side.LEFT)
         if t.coupled:  # the evidence names the state it reads
             assert coupled, name
             assert t.evidence.startswith(f"{t.state}'s update reads "), t.evidence

@@ -24,7 +24,7 @@ from tests.helpers import close
 
 from .evaluate import environment, evaluate, inner, sample
 
-SIZES = {"K": 3, "V": 2, "D": 3, "N": 2, "E": 3, "P": 2, "J": 2}
+SIZES = {"K": 3, "V": 2, "D": 3, "N": 2, "E": 3, "P": 2, "J": 2, "M": 4}
 
 
 def _setup(name: str, seed: int) -> tuple[ir.Spec, dict, dict[str, int]]:

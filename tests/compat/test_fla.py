@@ -37,6 +37,7 @@ except Exception as err:  # missing, or failing to import without a GPU: either 
     pytest.skip(f"flash-linear-attention is not importable ({type(err).__name__})", allow_module_level=True)
 
 B, T, H, K, V = 2, 6, 2, 16, 16  # fla's kernels want power-of-two head dims of at least 16
+M = 32  # GSA's slots: unlike K and V, so a transposed slot state cannot pass
 Args = dict[str, Any]
 
 
@@ -181,6 +182,9 @@ CASES = [
          lambda gen: {**(qkv := _qkv(gen, normal_k=True)),
                       "p": qkv["k"] * torch.sigmoid(_randn(gen, H))[:, None],
                       "g": _logdecay(gen, B, T, H), "beta": torch.sigmoid(_randn(gen, B, T, H))}),
+    # GSA: slot write weights s = 1 − α and log α as fla's layer computes them (its g, here passed apart)
+    Case("gsa", "gsa.chunk_gsa", _fused("gsa.fused_recurrent_gsa"),
+         lambda gen: {**_qkv(gen), "s": 1 - torch.exp(g := _logdecay(gen, B, T, H, M)), "g": g}),
     Case("delta_product", "gated_delta_product.chunk_gated_delta_product", _delta_product_ref,
          lambda gen: {"q": _randn(gen, B, T, H, K), "k": _unit_key(gen, B, T, H, 2, K),
                       "v": _randn(gen, B, T, H, 2, V), "beta": torch.sigmoid(_randn(gen, B, T, H, 2))}),
@@ -214,6 +218,8 @@ def _first_config() -> Iterator[None]:
 def _state_shapes(args: Args, spec_name: str) -> list[tuple[int, ...]]:
     if spec_name == "hgrn":
         return [(B, args["x"].shape[-1])]
+    if spec_name == "gsa":
+        return [(B, H, K, M), (B, H, M, V)]
     heads = max(x.shape[2] for x in args.values() if isinstance(x, torch.Tensor) and x.dim() >= 3)
     return [(B, heads, K, V)] + ([(B, heads, K)] if args.get("normalize") else [])  # normalize: the key sum z
 
@@ -272,3 +278,33 @@ def test_same_call_as_fla(case: Case) -> None:
     assert ours[:n_tensors] == theirs[:n_tensors]
     common = {"scale", "initial_state", "output_final_state", "cu_seqlens", "normalize"} & set(theirs)
     assert common <= set(ours), f"fla's {case.api} takes {sorted(common - set(ours))}; recurgen's call does not"
+
+
+@pytest.mark.parametrize("use_norm", [True, False])
+def test_based_same_numbers_as_fla(use_norm: bool) -> None:
+    """Based has no state in fla's call (its kernels are parallel or chunked, fresh at t = 0): outputs and the
+    gradients of q, k, v against fla's torch reference (head-first), with and without the normaliser. Based's
+    feature dim is 16 (fla's kernels support no more)."""
+    gen = torch.Generator().manual_seed(0)
+    args = _qkv(gen)
+    ref = _fla("based.naive.naive_parallel_based")
+
+    def fla_based(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return ref(*(x.transpose(1, 2) for x in (q, k, v)), use_norm=use_norm).transpose(1, 2)
+
+    outs, grads = [], []
+    for fn in (lambda q, k, v: recurgen.load("based")(q, k, v, use_norm=use_norm)[0], fla_based):
+        leaves = {n: x.detach().clone().requires_grad_() for n, x in args.items()}
+        o = fn(**leaves)
+        (o * torch.randn(o.shape, generator=torch.Generator().manual_seed(7))).sum().backward()
+        outs.append(o.detach())
+        grads.append([leaves[n].grad for n in sorted(leaves)])
+    close(f"based (use_norm={use_norm}): output", outs[0], outs[1], FLA_TOL, rtol=0.0, floor=1.0)
+    for n, g, g_ref in zip(sorted(args), *grads, strict=True):
+        close(f"based (use_norm={use_norm}): gradient of {n}", g, g_ref, FLA_TOL, rtol=0.0, floor=1.0)
+
+
+def test_based_same_call_as_fla() -> None:
+    ours = _params(recurgen.load("based").module.fused_recurrent_based)
+    theirs = _params(_fla("based.parallel_based"))
+    assert ours[:5] == theirs[:5] == ["q", "k", "v", "scale", "use_norm"]

@@ -30,7 +30,7 @@ from recurgen.testing.sampling import random_cotangents, random_inputs, random_s
 from tests.helpers import close
 
 B, H = 1, 2
-SIZES = {"K": 4, "V": 4, "D": 4, "N": 3, "E": 3, "P": 3}
+SIZES = {"K": 4, "V": 4, "D": 4, "N": 3, "E": 3, "P": 3, "M": 5}
 RTOL, ATOL = 2e-4, 2e-5  # fp32 kernels against fp32 kernels, only the association order differs
 TOLS = {"tol": ATOL, "rtol": RTOL, "floor": 1.0}  # atol ATOL × max(1, max|expected|)
 

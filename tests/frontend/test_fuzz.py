@@ -104,7 +104,11 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         return _expr(draw, s, env, dims, sub)
 
     if not shape:
-        form = draw(st.integers(0, 7))
+        form = draw(st.integers(0, 9))
+        if form == 8:  # issue 16: reductions over a dim
+            return f"logsumexp({e((draw(st.sampled_from(dims)),))})"
+        if form == 9:
+            return f"max({e((draw(st.sampled_from(dims)),))})"
         if form == 7:  # indexing a computed vector
             return f"{e((FIXED,))}[{draw(st.integers(0, 1))}]"
         if form == 0:
@@ -122,7 +126,20 @@ def _form(draw: DrawFn, shape: Shape, env: _Env, dims: tuple[str, ...], depth: i
         return f"({e(())} {op} {e(())})"
     if len(shape) == 1:
         (d,) = shape
-        form = draw(st.integers(-1, 6 if others else 4))
+        form = draw(st.integers(-1, 10))
+        if form in (5, 6, 8, 9, 10) and not others:
+            form = 7
+        if form == -1 and d == FIXED:  # a row of an [E, E] value: which E the index takes is ambiguous (rejected)
+            form = 0
+        if form == 10:  # issue 16: a 3-dim tensor from outer products, contracted twice (Based's (q·k)² v)
+            o = draw(st.sampled_from(others))
+            x = e((o,))
+            return f"({x} @ ({x} @ outer(outer({e((o,))}, {e((o,))}), {e(shape)})))"
+        if form == 7:  # issue 16: a stable softmax along the vector's dim, or a reduction of a matrix
+            return f"softmax({e(shape)}, {d})" if draw(st.booleans()) else f"softmax({e(shape)})"
+        if form in (8, 9):
+            o = draw(st.sampled_from(others))
+            return f"{'logsumexp' if form == 8 else 'max'}({e((d, o))}, {o})"
         if form == -1:  # a row or a column of a computed matrix (RoPE's `k.T[0]`)
             i = draw(st.integers(0, 1))
             return f"{e((FIXED, d))}[{i}]" if draw(st.booleans()) else f"{e((d, FIXED))}.T[{i}]"
@@ -308,7 +325,8 @@ SNIPPETS = (
     "prev(S)", "I", "I(", "head", "H", "scale", "lambda", "torch", "in (1, 0)", "in (-inf, inf)", "complex", "@",
     "**", "[", "]", ",", ":", "=", "==", "^", "$", ";", "{", "}", "<", "!", "\n" * 3, "recurrence", "api f(",
     "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".", "new(", "new(S)", "sin(", "cos(x)", ".T[1]",
-    "(2 * k)[0]",
+    "(2 * k)[0]", "softmax(", "softmax(q @ S, V)", "logsumexp(", "max(S, K)", "max(q)",
+    "outer(outer(k, k), v)", "q @ S2", "S2 @ v",
 )
 
 

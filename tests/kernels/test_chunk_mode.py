@@ -18,7 +18,7 @@ from tests.helpers import close, random_inputs, random_state
 from tests.kernels.test_fused_recurrent import TOL, _stable, _tuple, check_against_oracle, check_varlen
 
 CHUNKED = [n for n in bundled_spec_names() if recurgen.load(n).chunk_reason is None]
-SIZES = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3}
+SIZES = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3, "M": 4}
 DENSE = """recurrence dense_rnn "a dense per-head transition: no chunk form"
 input  k: [K], v: [V], q: [K]
 param  A: [K, K]

@@ -148,7 +148,7 @@ def check_varlen(name: str, *, cu: list[int], backend: str, seed: int, mode: str
     """Packed sequences (`cu_seqlens`): each from its own initial state, nothing crossing a boundary."""
     rec = recurgen.load(name)
     spec = rec.spec
-    sizes = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3}
+    sizes = {"K": 5, "V": 3, "N": 4, "D": 3, "E": 3, "P": 3, "M": 4}
     cu_t = torch.tensor(cu, dtype=torch.int32)
     xs = _stable(name, random_inputs(spec, 1, cu[-1], 2, sizes, torch.float32, seed))
     h0 = random_state(spec, len(cu) - 1, 2, sizes, torch.float32, seed)

@@ -557,3 +557,88 @@ def mamba3(x: Tensor, dt: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im
             y[b, t, hh] = h.T @ Ct + D[hh] * x[b, t, hh]
         h_T[b, hh], u_T[b, hh] = cplx(h), cplx(u)
     return {"y": y}, {"h": h_T, "_prev_B_re_B_im_x": u_T}
+
+
+def gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, g: Tensor, *, scale: float | None = None,
+        init: tuple[Tensor, ...] | None = None) -> Result:
+    """Zhang et al. 2024 (Gated Slot Attention), eq. (8), in the paper's M×K and M×V slot layout:
+    K̃_t = diag(α_t) K̃_{t-1} + s_t k_tᵀ,  Ṽ_t = diag(α_t) Ṽ_{t-1} + s_t v_tᵀ,  o_t = Ṽ_tᵀ softmax(scale · K̃_t q_t),
+    α_t = exp(g_t), s_t = 1 − α_t in the paper (fla passes it apart). The softmax by its definition, exp over sum."""
+    B, T, H, K = q.shape
+    V, M = v.shape[-1], s.shape[-1]
+    scale = _default_scale(K, scale)
+    o, hk_T, hv_T = q.new_zeros(B, T, H, V), q.new_zeros(B, H, K, M), q.new_zeros(B, H, M, V)
+    for b, h in _heads(B, H):
+        Kt = _init(init, 0, b, h, (K, M), q).T
+        Vt = _init(init, 1, b, h, (M, V), q)
+        for t in range(T):
+            alpha = torch.exp(g[b, t, h])
+            Kt = alpha[:, None] * Kt + torch.outer(s[b, t, h], k[b, t, h])
+            Vt = alpha[:, None] * Vt + torch.outer(s[b, t, h], v[b, t, h])
+            logits = scale * (Kt @ q[b, t, h])
+            weights = torch.exp(logits) / torch.exp(logits).sum()
+            o[b, t, h] = Vt.T @ weights
+        hk_T[b, h], hv_T[b, h] = Kt.T, Vt
+    return {"o": o}, {"hk": hk_T, "hv": hv_T}
+
+
+def based(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None, use_norm: float = 1.0,
+          init: tuple[Tensor, ...] | None = None) -> Result:
+    """Arora et al. 2024 (Based), Section 3: linear attention with the Taylor feature map
+    φ(x) = [1, x, vec(x xᵀ)/√2], so φ(q̃)ᵀφ(k) = 1 + q̃·k + (q̃·k)²/2 with q̃ = scale · q. The loop keeps the
+    paper's running sums of φ(k_s) v_sᵀ (a (1 + K + K²) × V matrix) and of φ(k_s), and reads them with φ(q̃_t)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    scale = _default_scale(K, scale)
+
+    def phi(x: Tensor) -> Tensor:
+        return torch.cat([x.new_ones(1), x, torch.outer(x, x).reshape(-1) / math.sqrt(2)])
+
+    o = q.new_zeros(B, T, H, V)
+    finals = {n: q.new_zeros(B, H, *s) for n, s in (("S0", (V,)), ("S1", (K, V)), ("S2", (K, K, V)), ("z0", ()),
+                                                    ("z1", (K,)), ("z2", (K, K)))}
+    for b, h in _heads(B, H):
+        # the spec's initial states are the blocks of the paper's sums (the 1/√2 of φ folded in or out)
+        kv, z = q.new_zeros(1 + K + K * K, V), q.new_zeros(1 + K + K * K)
+        if init is not None:
+            kv = torch.cat([init[0][b, h][None], init[1][b, h], init[2][b, h].reshape(K * K, V) / math.sqrt(2)])
+            if use_norm:
+                z = torch.cat([init[3][b, h].reshape(1), init[4][b, h], init[5][b, h].reshape(-1) / math.sqrt(2)])
+        for t in range(T):
+            fk = phi(k[b, t, h])
+            kv = kv + torch.outer(fk, v[b, t, h])
+            z = z + fk
+            fq = phi(scale * q[b, t, h])
+            o[b, t, h] = fq @ kv / (fq @ z + 1e-6) if use_norm else fq @ kv
+        finals["S0"][b, h], finals["S1"][b, h] = kv[0], kv[1:1 + K]
+        finals["S2"][b, h] = kv[1 + K:].reshape(K, K, V) * math.sqrt(2)
+        finals["z0"][b, h], finals["z1"][b, h] = z[0], z[1:1 + K]
+        finals["z2"][b, h] = z[1 + K:].reshape(K, K) * math.sqrt(2)
+    if not use_norm:
+        finals = {n: finals[n] for n in ("S0", "S1", "S2")}
+    return {"o": o}, finals
+
+
+def linoss(u: Tensor, A_diag: Tensor, steps: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im: Tensor,
+           D_skip: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
+    """Rusch & Rus 2025 (LinOSS-IMEX), eq. (6) as the paper writes it: per channel i a 2x2 transition on x = (z, y),
+    x_t = M_i x_{t-1} + F_t,  M_i = [[1, −Δt_i A_i], [Δt_i, 1 − Δt_i² A_i]],  F_t = [Δt_i (B u_t)_i, Δt_i² (B u_t)_i],
+    A = relu(A_diag), Δt = sigmoid(steps), o_t = Re(C y_t) + D ⊙ u_t."""
+    Bsz, T, H, D = u.shape
+    P = A_diag.shape[-1]
+    o = u.new_zeros(Bsz, T, H, D)
+    z_T, y_T = (torch.zeros(Bsz, H, P, dtype=torch.complex128) for _ in range(2))
+    for b, h in _heads(Bsz, H):
+        a, dt = torch.relu(A_diag[h]), _sigmoid(steps[h])
+        Bc, Cc = torch.complex(B_re[h], B_im[h]), torch.complex(C_re[h], C_im[h])
+        x = [torch.stack([_init(init, 0, b, h, (P,), u, True)[i], _init(init, 1, b, h, (P,), u, True)[i]])
+             for i in range(P)]
+        for t in range(T):
+            bu = Bc @ u[b, t, h].to(torch.complex128)
+            for i in range(P):
+                M = torch.tensor([[1.0, -dt[i] * a[i]], [dt[i], 1.0 - dt[i] ** 2 * a[i]]], dtype=torch.complex128)
+                x[i] = M @ x[i] + torch.stack([dt[i] * bu[i], dt[i] ** 2 * bu[i]])
+            y = torch.stack([xi[1] for xi in x])
+            o[b, t, h] = (Cc @ y).real + D_skip[h] * u[b, t, h]
+        z_T[b, h], y_T[b, h] = torch.stack([xi[0] for xi in x]), torch.stack([xi[1] for xi in x])
+    return {"o": o}, {"z": z_T, "y": y_T}

@@ -18,7 +18,7 @@ from recurgen.resources import bundled_spec_names
 from tests.helpers import assert_close, random_inputs, random_state
 
 B, T, H = 2, 5, 3
-SIZES = {"K": 4, "V": 5, "D": 3, "N": 2, "E": 3, "P": 2}
+SIZES = {"K": 4, "V": 5, "D": 3, "N": 2, "E": 3, "P": 2, "M": 3}
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from . import loops
 ATOL = RTOL = 1e-10
 B, H = 2, 3  # H = 3: per-head constants (RetNet's γ_h) differ across heads
 # Distinct sizes wherever a spec has two dims, so a transposed state or readout cannot pass by accident.
-SIZES = {"K": 4, "V": 3, "D": 3, "N": 5, "E": 3, "P": 3}
+SIZES = {"K": 4, "V": 3, "D": 3, "N": 5, "E": 3, "P": 2, "M": 6}
 
 LOOPS: dict[str, Callable[..., loops.Result]] = {
     "linear_attn": loops.linear_attn, "retention": loops.retention, "simple_gla": loops.simple_gla,
@@ -38,7 +38,8 @@ LOOPS: dict[str, Callable[..., loops.Result]] = {
     "gated_delta_rule": loops.gated_delta_rule, "delta_product": loops.delta_product, "kda": loops.kda,
     "rwkv7": loops.rwkv7, "mlstm": loops.mlstm, "lru": loops.lru, "s5": loops.s5, "s4d": loops.s4d,
     "gateloop": loops.gateloop, "comba": loops.comba, "rwkv5": loops.rwkv5, "hawk": loops.hawk,
-    "mingru": loops.mingru, "mamba3": loops.mamba3,
+    "mingru": loops.mingru, "mamba3": loops.mamba3, "gsa": loops.gsa,
+    "based": loops.based, "linoss": loops.linoss,
 }
 
 Inputs = dict[str, torch.Tensor]

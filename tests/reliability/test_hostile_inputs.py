@@ -18,7 +18,7 @@ import recurgen
 from tests.helpers import random_inputs, random_state
 
 BACKENDS = ("torch", "triton")
-SIZES = {"K": 4, "V": 3, "D": 4, "N": 4, "E": 4, "P": 4}
+SIZES = {"K": 4, "V": 3, "D": 4, "N": 4, "E": 4, "P": 4, "M": 5}
 # One spec per shape of host code: no params, params, two states, a complex state, a Householder loop.
 SPECS = ("gla", "mamba", "mlstm", "lru", "delta_product")
 

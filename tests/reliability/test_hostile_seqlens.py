@@ -19,7 +19,7 @@ import recurgen
 from tests.helpers import random_inputs
 
 T = 5
-SIZES = {"K": 4, "V": 3, "D": 4, "N": 4, "E": 4, "P": 4}
+SIZES = {"K": 4, "V": 3, "D": 4, "N": 4, "E": 4, "P": 4, "M": 5}
 # (backend, mode): the recurrent kernels, the chunk kernels, the pure-torch path
 PATHS = [("triton", "recurrent"), ("triton", "chunk"), ("torch", "recurrent")]
 VALUES = "must start at 0, never decrease, and end at T=5"
