@@ -209,7 +209,7 @@ def render_module(plans: ModulePlans) -> str:
     }
     key = ["H", *plan.dims]  # retune when a size changes
     kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, autotune_key=key, **names, **args)
-    block = plan_scan_block(chunk_plan, plan)  # chunk mode of an elementwise spec: a blocked-scan forward kernel
+    block = plan_scan_block(chunk_plan)  # chunk mode of an elementwise spec: a blocked-scan forward kernel
     scan_block_name = f"{prefix}_chunk_scan_fwd_kernel" if block is not None else ""
     if block is not None:
         kernels = kernels.rstrip("\n") + "\n\n\n" + env.get_template("chunk/scan.py.jinja").render(

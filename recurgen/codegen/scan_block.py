@@ -23,7 +23,6 @@ from .. import ir
 from ..ir import Apply, Const, Expr, Kind, Op, Type, Var
 from .chunk_plan import ChunkPlan
 from .kernel_text import _names, _val, numel
-from .plan import RecurrentPlan
 from .simplify import simplify
 from .step import _substitute
 from .triton_printer import TritonPrinter
@@ -46,8 +45,7 @@ class ScanBlock:
     scan: str  # per state: the block's states from the carried one, and the carry
     outputs: str  # the outputs of the block, printed
     stores: str
-    combine: tuple[bool, ...]  # combine functions to emit: (real, complex)
-    math: tuple[str, ...]
+    combine: tuple[bool, ...]  # the combine functions to emit: False real, True complex
 
 
 def _lift_type(ty: Type) -> Type:
@@ -139,7 +137,7 @@ def _full(code: str, src: tuple[str, ...], dims: tuple[str, ...]) -> str:
     return f"{TritonPrinter.align(code, src, (TOK, *dims))} + {zero}" if src != (TOK, *dims) else code
 
 
-def plan_scan_block(chunk: ChunkPlan, rec: RecurrentPlan) -> ScanBlock | None:
+def plan_scan_block(chunk: ChunkPlan) -> ScanBlock | None:
     """The blocked-scan forward of a spec whose every state is in the scan family; None when it has none."""
     spec = chunk.spec
     if not chunk.chunkable or chunk.running or any(c.family != "scan" or c.steps != 1 for c in chunk.calls):
@@ -156,10 +154,10 @@ def plan_scan_block(chunk: ChunkPlan, rec: RecurrentPlan) -> ScanBlock | None:
         outs = [(n, lift(e, varying)) for n, e in outputs]
     except NoLift:
         return None
-    return _print(spec, rec, calls, outs)
+    return _print(spec, calls, outs)
 
 
-def _print(spec: ir.Spec, rec: RecurrentPlan, calls: dict[str, tuple[Expr, Expr]],
+def _print(spec: ir.Spec, calls: dict[str, tuple[Expr, Expr]],
            outs: list[tuple[str, Expr]]) -> ScanBlock:
     leaves: dict[Expr, object] = {}
     for p in spec.params:
@@ -220,4 +218,4 @@ def _print(spec: ir.Spec, rec: RecurrentPlan, calls: dict[str, tuple[Expr, Expr]
                       f"mask={m})")
     cplx = tuple(sorted({states[n].ty.complex for n in calls}))
     return ScanBlock("\n".join(pr.prologue), "\n".join(loads), "\n".join(body), "\n".join(scan),
-                     "\n".join(pr.body), "\n".join(stores), cplx, ())
+                     "\n".join(pr.body), "\n".join(stores), cplx)
