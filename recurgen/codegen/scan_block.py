@@ -134,7 +134,8 @@ def _token_rows(name: str | None) -> str:
 def _full(code: str, src: tuple[str, ...], dims: tuple[str, ...]) -> str:
     """`code` (dims `src`) as a full [BT, *dims] tile."""
     zero = f"tl.zeros([{', '.join(f'B{d}' for d in (TOK, *dims))}], dtype=tl.float32)"
-    return f"{TritonPrinter.align(code, src, (TOK, *dims))} + {zero}" if src != (TOK, *dims) else code
+    literal = code.lstrip("-").replace(".", "", 1).isdigit()  # e.g. the imaginary part of a real value
+    return f"{TritonPrinter.align(code, src, (TOK, *dims))} + {zero}" if literal or src != (TOK, *dims) else code
 
 
 def plan_scan_block(chunk: ChunkPlan) -> ScanBlock | None:
