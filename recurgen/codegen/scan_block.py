@@ -160,13 +160,10 @@ def plan_scan_block(chunk: ChunkPlan) -> ScanBlock | None:
 
 def _print(spec: ir.Spec, calls: dict[str, tuple[Expr, Expr]],
            outs: list[tuple[str, Expr]]) -> ScanBlock:
-    leaves: dict[Expr, object] = {}
-    for p in spec.params:
-        leaves[Var(p.name, Kind.PARAM, p.ty)] = f"b_{p.name}"
-    for o in spec.options:
-        leaves[Var(o.name, Kind.OPTION, ir.SCALAR)] = f"opt_{o.name}"
-    for c in spec.consts:
-        leaves[Var(c.name, Kind.CONST, ir.SCALAR)] = f"c_{c.name}"
+    # params, consts and options under the names the fused recurrent prologue loads them as
+    leaves: dict[Expr, object] = {Var(p.name, Kind.PARAM, p.ty): f"b_{p.name}" for p in spec.params}
+    leaves |= {Var(x.name, kind, ir.SCALAR): f"{pre}_{x.name}"
+               for kind, pre, xs in ((Kind.OPTION, "opt", spec.options), (Kind.CONST, "c", spec.consts)) for x in xs}
     loads = []
     for i in spec.inputs:
         leaves[Var(i.name, Kind.INPUT, _lift_type(i.ty))] = f"b_{i.name}"
