@@ -95,14 +95,22 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
     for d in all_dims:
         sz.setdefault(d, sizes.get(d, 128))
     rows: list[KernelReport] = []
-    for kind in ("fwd", "bwd") if kernels in ("all", "recurrent") else ():
-        budget = module.STATE_TILE_BUDGET if kind == "fwd" else module.BWD_STATE_TILE_BUDGET
-        tiled = module.TILED_DIM if kind == "fwd" else getattr(module, "BWD_TILED_DIM", module.TILED_DIM)
+    # the fused recurrent kernels, and the blocked-scan forward of chunk mode when the module has one
+    recurrent, chunk = kernels in ("all", "recurrent"), kernels in ("all", "chunk")
+    kinds = ("fwd", "bwd") * recurrent + ("scan",) * (chunk and getattr(module, "SCAN_BLOCK", False))
+    for kind in kinds:
+        budget = module.BWD_STATE_TILE_BUDGET if kind == "bwd" else module.STATE_TILE_BUDGET
+        tiled = getattr(module, "BWD_TILED_DIM", module.TILED_DIM) if kind == "bwd" else module.TILED_DIM
         blocks, _ = module._blocks(sz, budget, None, tiled)
-        fn = getattr(module, f"{name}_fused_recurrent_{kind}_kernel")
+        fn = getattr(module, f"{name}_chunk_scan_fwd_kernel" if kind == "scan" else
+                     f"{name}_fused_recurrent_{kind}_kernel")
         fn = getattr(fn, "fn", fn)  # the autotuner wraps the JIT function
         consts: dict[str, Any] = {f"B{d}": b for d, b in blocks.items() if f"B{d}" in fn.arg_names}
         consts.update({f: (16 if f == "CKPT" else True) for f in _FLAGS if f in fn.arg_names})
+        if kind == "scan":  # as the launcher picks it at the default chunk size and checkpoint interval
+            tile = max(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
+            bt = min(module.CHUNK_SIZE, 16, max(1, module.SCAN_BLOCK_BUDGET // tile))
+            consts["Btok_"] = 1 << (bt.bit_length() - 1)
         if "SEG_ON_CHIP" in fn.arg_names:  # as the launcher decides it, at the default checkpoint interval
             tiles = sum(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
             consts.update(BCKPT=16, SEG_ON_CHIP=16 * tiles <= module.SEGMENT_ON_CHIP_BUDGET)

@@ -373,6 +373,11 @@ def describe(plan: ChunkPlan) -> tuple[str, ...]:
         lines += [f"  {m}" for m in c.math]
         args = [f"{n} = {pretty(e, st)}" for n, e in c.args if e is not None]
         lines.append("  with " + ",  ".join(args))
+    from .scan_block import plan_scan_block  # local: scan_block reads plans of this module
+
+    if plan_scan_block(plan) is not None:
+        lines.append("Triton: one blocked-scan forward kernel instead (a, b and the outputs formed from the inputs in "
+                     "registers, never stored), then the recurrent backward")
     prevs = {prev_read(c) for c in plan.calls}
     for name, e in plan.outputs:
         legend = "chunk_out_S: the kernels' o_t of state S" + \

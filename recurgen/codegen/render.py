@@ -20,6 +20,7 @@ from ..version import __version__
 from .chunk_plan import ChunkPlan, describe
 from .chunk_render import render_chunk_section
 from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, SWEEP_TILE_BUDGET, RecurrentPlan
+from .scan_block import plan_scan_block
 from .step import build_step, state_var
 from .templating import environment
 from .torch_printer import TorchPrinter
@@ -211,6 +212,11 @@ def render_module(plans: ModulePlans) -> str:
     }
     key = ["H", *plan.dims]  # retune when a size changes
     kernels = env.get_template("fused_recurrent.py.jinja").render(plan=plan, autotune_key=key, **names, **args)
+    block = plan_scan_block(chunk_plan)  # chunk mode of an elementwise spec: a blocked-scan forward kernel
+    scan_block_name = f"{prefix}_chunk_scan_fwd_kernel" if block is not None else ""
+    if block is not None:
+        kernels = kernels.rstrip("\n") + "\n\n\n" + env.get_template("chunk/scan.py.jinja").render(
+            block=block, plan=plan, name=scan_block_name, autotune_key=key, **args)
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
     forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
     chunk = env.get_template("chunk_mode.py.jinja").render(
@@ -234,5 +240,6 @@ def render_module(plans: ModulePlans) -> str:
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
         sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
+        scan_block_name=scan_block_name,
         **names, **args, **_call_context(spec),
     )

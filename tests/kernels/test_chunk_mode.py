@@ -182,3 +182,28 @@ def check_long_decays(name: str, log_decay: float, T: int, calls: list[dict[str,
         for label, x, rx_ in zip(xs, grads, rgrads, strict=True):
             assert torch.isfinite(x).all(), f"{name} {how}: non-finite d{label}"
             close(f"{name} {how} g={log_decay}: d{label}", x, rx_, 10 * tol)
+
+
+# every state elementwise: chunk mode on Triton runs the spec's blocked-scan forward kernel (a_t, b_t formed in it)
+SCAN_BLOCK = ("gateloop", "hawk", "hgrn", "longhorn", "lru", "mamba", "mingru", "s4d", "s5")
+
+
+@pytest.mark.interpret
+def test_scan_family_chunk_mode_runs_the_blocked_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tuple(n for n in CHUNKED if recurgen.load(n).module.SCAN_BLOCK) == SCAN_BLOCK
+    rec = recurgen.load("mamba")
+    module = rec.module
+    launched: list[str] = []
+    launch = module._launch
+    monkeypatch.setattr(module, "_launch", lambda k, *a, **kw: launched.append(k.fn.__name__) or launch(k, *a, **kw))
+    monkeypatch.setattr(module, "_chunk_forward", lambda *a, **k: pytest.fail("a, b built by torch glue"))
+    xs = random_inputs(rec.spec, 1, 20, 1, {"E": 3, "N": 4}, torch.float32, 0)
+    args = [x.requires_grad_() for x in xs.values()]
+    out_c, _ = rec(*args, mode="chunk", chunk_size=16)
+    grads_c = torch.autograd.grad(out_c.sum(), args)
+    assert launched == ["mamba_chunk_scan_fwd_kernel", "mamba_fused_recurrent_bwd_kernel"]
+    out_r, _ = rec(*args, mode="recurrent")
+    grads_r = torch.autograd.grad(out_r.sum(), args)
+    close("mamba blocked scan", out_c, out_r, TOL[torch.float32])
+    for x, y in zip(grads_c, grads_r, strict=True):
+        close("mamba blocked scan grad", x, y, TOL[torch.float32])

@@ -75,6 +75,9 @@ def test_every_chunk_kernel_compiles_for_both_archs(table: list[list[str]]) -> N
             for arch in ("sm_80", "sm_90"):
                 rows = [r for r in table if r[0].startswith(f"{name} chunk {state} ({family})") and r[1] == arch]
                 assert len(rows) >= 2, (name, state, arch)  # a forward and a backward kernel at least
+        if module.SCAN_BLOCK:  # chunk mode's blocked-scan forward (scan family)
+            for arch in ("sm_80", "sm_90"):
+                assert any(r[0] == f"{name}_chunk_scan_fwd_kernel" and r[1] == arch for r in table), (name, arch)
 
 
 def test_no_register_spills(table: list[list[str]]) -> None:

@@ -72,7 +72,12 @@ def test_custom_op_passes_torch_opcheck() -> None:
     m = rec.module
     xs = list(random_inputs(rec.spec, 1, 3, 1, {"K": 4, "V": 2}, torch.float32, 0).values())
     xs = [x.requires_grad_() for x in xs]
-    torch.library.opcheck(m._fwd_op, (xs, [], [0.5], True, True, 2, None),
+    torch.library.opcheck(m._fwd_op, (xs, [], [0.5], True, True, 2, None, 0),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    # the same op running chunk mode's blocked-scan forward (block_t > 0) of a scan-family spec
+    hgrn = recurgen.load("hgrn")
+    ys = [x.requires_grad_() for x in random_inputs(hgrn.spec, 1, 5, 1, {"D": 4}, torch.float32, 0).values()]
+    torch.library.opcheck(hgrn.module._fwd_op, (ys, [], [], True, True, 2, None, 16),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 

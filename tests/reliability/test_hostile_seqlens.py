@@ -104,7 +104,7 @@ def test_the_ops_check_cu_seqlens_themselves() -> None:
     xs = _gla()
     for cu in (torch.tensor([0, 3, 2, 5], dtype=torch.int32), torch.tensor([0, 9], dtype=torch.int32)):
         with pytest.raises(ValueError, match=rf"`cu_seqlens` {VALUES}"):
-            m._fwd_op(xs, [], [], True, False, 2, cu)
+            m._fwd_op(xs, [], [], True, False, 2, cu, 0)  # 0: the token loop (no blocked scan)
 
 
 # --- under torch.compile(fullgraph=True) the host cannot read values: the ops check them ----------------------

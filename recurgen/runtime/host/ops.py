@@ -42,7 +42,8 @@ _OP = f"{SPEC_NAME}_{_own_hash()}"
 
 
 def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[float], output_final_state: bool,
-              save_ckpt: bool, ckpt_every: int, cu_seqlens: torch.Tensor | None) -> list[torch.Tensor]:
+              save_ckpt: bool, ckpt_every: int, cu_seqlens: torch.Tensor | None, block_t: int) -> list[torch.Tensor]:
+    """block_t > 0: chunk mode, the blocked-scan forward (block_t tokens at once); 0: the token loop."""
     values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
@@ -51,12 +52,12 @@ def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[fl
     ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
     ys, ht, ck = _fwd_launcher(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), h0 or None,
                                output_final_state, save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype,
-                               (cu_seqlens, N))
+                               (cu_seqlens, N), block_t)
     finals = [ht[n] for n, _, _ in STATES] if ht is not None else []
     return [ys[n] for n, _, _ in OUTPUTS] + finals + ([ck[n] for n, _, _ in STATES] if save_ckpt else [])
 
 
-def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens):
+def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens, block_t):
     values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
@@ -101,7 +102,7 @@ def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
 
 
 def _setup_context(ctx, inputs, output):
-    xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens = inputs  # _: save_ckpt
+    xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens, _ = inputs  # save_ckpt, block_t
     n_fin = len(STATES) if output_final_state else 0
     ck = list(h0) if TWO_SWEEP else output[len(OUTPUTS) + n_fin:]  # what the backward restarts from
     ctx.save_for_backward(*xs_list, *ck)
@@ -129,7 +130,7 @@ def _backward(ctx, grads):
     dh0 = [g.to(dt) for g, dt in zip(dh0, h0_dtypes, strict=True)] if has_h0 else []
     # one entry per input, in the inputs' structure: torch flattens a non-empty float list to one leaf,
     # but keeps an empty one as a list
-    return dxs, dh0, (None if opts else []), None, None, None, None
+    return dxs, dh0, (None if opts else []), None, None, None, None, None
 
 
 def _register(name, impl, fake):

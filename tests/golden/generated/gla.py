@@ -49,6 +49,8 @@ BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and tempora
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
 TWO_SWEEP = True
+# chunk mode runs a blocked-scan forward (templates/chunk/scan.py.jinja), then this module's backward
+SCAN_BLOCK = False
 _INPUT_NAMES = frozenset(name for name, _, _ in INPUTS)
 WARP_CONFIGS = (4, 8, 2, 1, 16)  # what the autotuner tries on a GPU (16: a whole 128 x 128 state per program)
 NUM_WARPS = 4  # used where nothing can be timed (the interpreter)
@@ -519,7 +521,8 @@ def _real_view(x):
     return torch.view_as_real(x) if x.is_complex() else x
 
 
-def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq):
+def fused_recurrent_gla_fwd(xs, ps, opts, h0, output_final_state, save_ckpt, ckpt_every, sz, B, T, H, out_dtype, seq,
+                            block_t=0):
     cu, N = seq  # N sequences: batch rows, or cu_seqlens slices of the one packed row
     hs = _heads({**xs, **ps})
     blocks, NV = _blocks(sz, STATE_TILE_BUDGET, N * H)
@@ -675,7 +678,8 @@ _OP = f"{SPEC_NAME}_{_own_hash()}"
 
 
 def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[float], output_final_state: bool,
-              save_ckpt: bool, ckpt_every: int, cu_seqlens: torch.Tensor | None) -> list[torch.Tensor]:
+              save_ckpt: bool, ckpt_every: int, cu_seqlens: torch.Tensor | None, block_t: int) -> list[torch.Tensor]:
+    """block_t > 0: chunk mode, the blocked-scan forward (block_t tokens at once); 0: the token loop."""
     values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
@@ -684,12 +688,12 @@ def _fwd_impl(xs_list: list[torch.Tensor], h0: list[torch.Tensor], opts: list[fl
     ps = {n: values[n].contiguous() for n, _, _ in PARAMS}
     ys, ht, ck = _fwd_launcher(xs, ps, dict(zip((n for n, _ in OPTIONS), opts, strict=True)), h0 or None,
                                output_final_state, save_ckpt, ckpt_every, sz, B, T, H, xs[INPUTS[0][0]].dtype,
-                               (cu_seqlens, N))
+                               (cu_seqlens, N), block_t)
     finals = [ht[n] for n, _, _ in STATES] if ht is not None else []
     return [ys[n] for n, _, _ in OUTPUTS] + finals + ([ck[n] for n, _, _ in STATES] if save_ckpt else [])
 
 
-def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens):
+def _fwd_fake(xs_list, h0, opts, output_final_state, save_ckpt, ckpt_every, cu_seqlens, block_t):
     values = dict(zip(ARG_ORDER, xs_list, strict=True))
     B, T, H, sz = _sizes(values)
     N = cu_seqlens.numel() - 1 if cu_seqlens is not None else B
@@ -734,7 +738,7 @@ def _bwd_fake(xs_list, has_h0, ck_list, dys, dht, opts, ckpt_every, cu_seqlens):
 
 
 def _setup_context(ctx, inputs, output):
-    xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens = inputs  # _: save_ckpt
+    xs_list, h0, opts, output_final_state, _, ckpt_every, cu_seqlens, _ = inputs  # save_ckpt, block_t
     n_fin = len(STATES) if output_final_state else 0
     ck = list(h0) if TWO_SWEEP else output[len(OUTPUTS) + n_fin:]  # what the backward restarts from
     ctx.save_for_backward(*xs_list, *ck)
@@ -762,7 +766,7 @@ def _backward(ctx, grads):
     dh0 = [g.to(dt) for g, dt in zip(dh0, h0_dtypes, strict=True)] if has_h0 else []
     # one entry per input, in the inputs' structure: torch flattens a non-empty float list to one leaf,
     # but keeps an empty one as a list
-    return dxs, dh0, (None if opts else []), None, None, None, None
+    return dxs, dh0, (None if opts else []), None, None, None, None, None
 
 
 def _register(name, impl, fake):
@@ -1930,7 +1934,8 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
         raise ValueError(f"{SPEC_NAME}: `backend` must be 'triton', 'torch' or None, got {backend!r}")
     if mode == "auto" and backend == "torch":  # the crossover measured on CPU, not the GPU kernels' CHUNK_AUTO_MIN_T
         mode = "chunk" if TORCH_CHUNK_AUTO_MIN_T is not None and T >= TORCH_CHUNK_AUTO_MIN_T else "recurrent"
-    if _chunk_mode(mode, T, backend):
+    chunked = _chunk_mode(mode, T, backend)
+    if chunked and (backend == "torch" or not SCAN_BLOCK):
         res = _chunk_forward(values, opts, h0, output_final_state, seq[0], _chunk_size(chunk_size), backend)
     elif backend == "torch":
         res = _torch_forward(values, opts, h0, output_final_state, seq[0])
@@ -1940,8 +1945,9 @@ def fused_recurrent_gla(q, k, v, g, scale=None, initial_state=None, output_final
             raise ValueError(f"{SPEC_NAME}: `checkpoint_every` must be >= 1, got {ckpt}")
         xs_list = [values[n] for n in ARG_ORDER]
         save = not TWO_SWEEP and torch.is_grad_enabled() and any(x.requires_grad for x in [*xs_list, *(h0 or [])])
+        # chunk mode of a scan-family spec: the blocked-scan forward, then the same backward
         res = _fwd_op(xs_list, list(h0 or []), [opts[n] for n, _ in OPTIONS], output_final_state, save, ckpt,
-                      seq[0])
+                      seq[0], _chunk_size(chunk_size) if chunked else 0)
     # the op also returns the checkpoints it saved for the backward pass: not part of the result
     outs = res[: len(OUTPUTS)]
     finals = res[len(OUTPUTS): len(OUTPUTS) + (len(STATES) if output_final_state else 0)]
