@@ -18,13 +18,15 @@ from .analysis.report import _line, explain
 from .analysis.result import Analysis
 from .codegen.autodiff import is_leaf
 from .codegen.chunk_plan import describe, plan_chunk
+from .codegen.scan_block import plan_scan_block
 from .codegen.step import build_adjoint, build_step
 
 _MIN_NAMED = 4  # nodes in a shared sub-expression before it gets a name (`exp(g_t)` stays inline)
 
 
 def explain_report(analysis: Analysis, path: str | None = None) -> str:
-    lines = describe(plan_chunk(analysis))
+    plan = plan_chunk(analysis)
+    lines = describe(plan, plan_scan_block(plan) is not None)
     return explain(analysis, path, backward_lines(analysis.spec)) + "".join(
         _line("chunk mode" if i == 0 else "", ln) + "\n" for i, ln in enumerate(lines))
 

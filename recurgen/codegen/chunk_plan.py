@@ -353,8 +353,9 @@ def plan_chunk(a: Analysis) -> ChunkPlan:
         return ChunkPlan(a.spec, (), (), str(e))
 
 
-def describe(plan: ChunkPlan) -> tuple[str, ...]:
-    """What `mode="chunk"` runs, in math, for `recurgen explain` (one line when there is no chunk form)."""
+def describe(plan: ChunkPlan, scan_block: bool = False) -> tuple[str, ...]:
+    """What `mode="chunk"` runs, in math, for `recurgen explain` (one line when there is no chunk form);
+    `scan_block`: Triton runs the spec's blocked-scan forward (codegen/scan_block.py) instead of the kernels."""
     from ..analysis.pretty import Style, pretty
 
     if not plan.chunkable:
@@ -373,9 +374,7 @@ def describe(plan: ChunkPlan) -> tuple[str, ...]:
         lines += [f"  {m}" for m in c.math]
         args = [f"{n} = {pretty(e, st)}" for n, e in c.args if e is not None]
         lines.append("  with " + ",  ".join(args))
-    from .scan_block import plan_scan_block  # local: scan_block reads plans of this module
-
-    if plan_scan_block(plan) is not None:
+    if scan_block:
         lines.append("Triton: one blocked-scan forward kernel instead (a, b and the outputs formed from the inputs in "
                      "registers, never stored), then the recurrent backward")
     prevs = {prev_read(c) for c in plan.calls}

@@ -123,20 +123,18 @@ def _as_is(e: Expr | None, dims: tuple[str, ...], steps: int) -> str | None:
     return None
 
 
-def fusable(plan: ChunkPlan) -> bool:
+def fusable(plan: ChunkPlan, fold: dict[str, tuple[int, Expr]], arg_names: dict[str, tuple[str, ...]]) -> bool:
     """The token kernels serve every family but the scan's (it forms its a_t, b_t itself); a spec needs them when
-    an operand is not an input as it is or an output is not finished by the families."""
-    from .chunk_render import ARG_NAMES, folded
-
+    an operand is not an input as it is or an output is not finished by the families. `fold`: the outputs the
+    families finish (chunk_render.folded); `arg_names`: each family's operand names (chunk_render.ARG_NAMES)."""
     if not plan.chunkable or any(c.family == "scan" for c in plan.calls):
         return False
     if any(c.steps != 1 for c in plan.calls):  # sub-steps: the operands and read-outs are interleaved rows
         return False
-    fold = folded(plan)
     if len(fold) < len(plan.outputs):
         return True
     for c in plan.calls:
-        for n in ARG_NAMES[c.family]:
+        for n in arg_names[c.family]:
             e = dict(c.args)[n]
             if e is None and not (n == "v" and c.family == "matmul"):
                 continue
@@ -145,13 +143,12 @@ def fusable(plan: ChunkPlan) -> bool:
     return False
 
 
-def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
-    from .chunk_render import ARG_NAMES, folded
-
+def plan_tokens(plan: ChunkPlan, prefix: str, fold: dict[str, tuple[int, Expr]],
+                arg_names: dict[str, tuple[str, ...]]) -> TokenPlan:
+    """The token kernels of `plan` (`fold`, `arg_names`: as for `fusable`)."""
     spec = plan.spec
     running = {r.state for r in plan.running}
     steps = plan.calls[0].steps
-    fold = folded(plan)
     folded_outputs = {i for i, _ in fold.values()}
 
     # operands: per call and argument, an input as it is or a buffer (one per distinct formula and layout)
@@ -162,7 +159,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     # an input passed as it is to one family and read by no formula skips the token kernels
     uses: dict[str, int] = {}
     for c in plan.calls:
-        for n in ARG_NAMES[c.family]:
+        for n in arg_names[c.family]:
             e = dict(c.args)[n]
             name = _as_is(e, _layout(c, n), steps)
             for node in ir.walk(e) if e is not None else ():
@@ -176,7 +173,7 @@ def plan_tokens(plan: ChunkPlan, prefix: str) -> TokenPlan:
     direct = {n: k == 1 for n, k in uses.items()}
     for c in plan.calls:
         loop = spec.updates[[u.state for u in spec.updates].index(c.state)].loop
-        for n in ARG_NAMES[c.family]:
+        for n in arg_names[c.family]:
             e = dict(c.args)[n]
             if e is None and not (n == "v" and c.family == "matmul"):
                 continue

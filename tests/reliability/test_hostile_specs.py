@@ -190,10 +190,15 @@ def test_no_eval_or_exec_in_the_package() -> None:
 
     Importing a generated *file* with importlib (`loader.exec_module`, runtime/cache.py) is how modules load
     and is not matched; the syntax check in codegen/tidy.py (`compile(source, ...)`, which compiles but never
-    runs) is the one allowed `compile`. The cache's entry file pickles the checked `ir.Spec` recurgen built
+    runs) is the one allowed `compile` of generated text; a standalone module execs recurgen's carried torch
+    chunk families (runtime/host/carried.py). The cache's entry file pickles the checked `ir.Spec` recurgen built
     itself, beside the module it imports from the same trusted directory: spec text never reaches it.
     """
+    # runtime/host/carried.py: a standalone module runs recurgen's own torch chunk families, carried as text
+    # inside it (runtime/chunk_torch.py's source, fixed at compile time; no spec text reaches it)
     allowed = {("codegen/tidy.py", 'compile(source, f"<recurgen:{spec_name}>", "exec")'),
+               ("runtime/host/carried.py",
+                'exec(compile(_CHUNK_TORCH_SOURCE, f"<{module.__name__}>", "exec"), module.__dict__)'),
                ("runtime/cache.py", "import pickle"), ("runtime/cache.py", "digest, meta = pickle.load(f)"),
                ("runtime/cache.py", '_write_atomic(path.with_suffix(".entry"), pickle.dumps((_digest(data), meta), '
                                     "protocol=pickle.HIGHEST_PROTOCOL))")}

@@ -1485,6 +1485,13 @@ def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     return A
 
 
+def _chunk_gla_matmul_h_tiles(BT: int, BV: int, store_o: bool, dot_fp32: bool) -> tuple[int, int]:
+    """The h kernel's chunk and V tile. The forward with fp32 dot operands holds [BT, K] fp32 q and k beside the
+    state and output tiles, which spills at K = 128 and BT = 64 (32 too, with a scalar decay): it walks 16-token
+    chunks (it stores no states, so its chunking is its own; the backward recomputes them at the caller's size)."""
+    return (min(BT, 16), BV) if store_o and dot_fp32 else (BT, BV)
+
+
 def _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offsets, store_ht, dims):
     """The h-stage: with `o`, the forward (o written, no states); without, the chunks' start states h [NS, H, K, V]
     in the dot dtype. Returns (h or None, ht or None)."""
@@ -1492,6 +1499,7 @@ def _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offset
     h = None if o is not None else \
         torch.empty(NS, H, K, V, dtype=torch.float32 if dot_fp32 else k.dtype, device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
+    BT, BV = _chunk_gla_matmul_h_tiles(BT, BV, o is not None, dot_fp32)
     _launch(_chunk_gla_matmul_h_kernel, (N * H, triton.cdiv(V, BV)), 4, q, k, v, g, gc, A, h0, h, ht, o, scale,
             cu_seqlens,
             offsets, T, H, K, V, NT, BT=BT, BK=BK, BV=BV, USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=store_ht,
