@@ -196,9 +196,10 @@ print(json.dumps(rows))
 """
 
 
-# ~25 s per gate when Triton's cache is cold: the channel gate (the largest kernels) in the default run
-@pytest.mark.parametrize("gate", [pytest.param("none", marks=pytest.mark.slow),
-                                  pytest.param("scalar", marks=pytest.mark.slow), "channel"])
+# ~25-60 s per gate when Triton's cache is cold: all under -m slow (the default run compiles kda's chunk kernels,
+# the channel gate, with their spill check in tests/kernels/test_gpu_compile.py)
+@pytest.mark.slow
+@pytest.mark.parametrize("gate", ["none", "scalar", "channel"])
 def test_compiles_for_gpus_without_spills(gate: str) -> None:
     """Every kernel at K = V = 128, chunk 64, for sm_80 and sm_90 (both dot operand settings on sm_90): some
     warp configuration the autotuner tries compiles without register spills."""
