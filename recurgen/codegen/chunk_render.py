@@ -326,12 +326,12 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
     has_prev = any(n in prevs for _, e in plan.outputs for n in ir.walk(e))
     section = ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
                            _running(plan), bool(plan.running), has_prev, _scales(plan))
-    return _with_tokens(section, plan) if fusable(plan, folded(plan), ARG_NAMES) else section
+    return _with_tokens(section, plan, fold) if fusable(plan, fold, ARG_NAMES) else section
 
 
-def _with_tokens(section: ChunkSection, plan: ChunkPlan) -> ChunkSection:
-    """The section with the token kernels (chunk_token) and the tables their host code reads."""
-    tk = plan_tokens(plan, f"chunk_{plan.spec.name}", folded(plan), ARG_NAMES)
+def _with_tokens(section: ChunkSection, plan: ChunkPlan, fold: dict[str, tuple[int, Expr]]) -> ChunkSection:
+    """The section with the token kernels (chunk_token) and the tables their host code reads; `fold`: folded(plan)."""
+    tk = plan_tokens(plan, f"chunk_{plan.spec.name}", fold, ARG_NAMES)
     macro = environment().get_template("chunk/_common.py.jinja").module.token_kernel
     kernels = tuple(str(macro(k, tk.dims)).strip("\n") for k in (tk.prologue, tk.epilogue, tk.dreads, tk.leaves)
                     if k is not None)  # the ones with work to do
@@ -339,7 +339,6 @@ def _with_tokens(section: ChunkSection, plan: ChunkPlan) -> ChunkSection:
               *(("running", m) for m in tk.running), *(("running_prev", f"prev:{m}") for m in tk.running))
     grads = (*(("input", n) for n in tk.input_grads), *(("param", n) for n in tk.param_grads),
              *(("running", m) for m in tk.running_grads), *(("running_prev", f"prev:{m}") for m in tk.running_grads))
-    fold = folded(plan)
     outputs = tuple((i, o.name, o.ty.dims) for i, o in enumerate(plan.spec.outputs) if o.name in tk.outputs)
     operands = tuple((o.state, o.name, o.source, o.input, o.key, o.dims, o.low) for o in tk.operands
                      if o.source != "direct")
