@@ -259,7 +259,7 @@ def gla_fused_recurrent_bwd_kernel(
         b_z_S += b_a_S - b_s3
         if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)
             if t == 0:
-                b_z_S = b_z_S * 0.0
+                b_z_S = tl.zeros_like(b_z_S)
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
         tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
@@ -1727,6 +1727,17 @@ def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue):
     return fwd_op
 
 
+def _chunk_s0(h0, transposed, vector):
+    """A state's initial value in its family's layout, fp32 (complex64 for a complex state)."""
+    s0 = h0.unsqueeze(-1) if vector else (h0.transpose(-1, -2) if transposed else h0)
+    return s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+
+
+def _chunk_final(ht, transposed, vector):
+    """A family's final state in the state's own layout."""
+    return ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+
+
 def _interleave(parts):
     """Sub-steps j = 0..J-1 of each token as consecutive rows: [B, T, H, ...] x J -> [B, T*J, H, ...]."""
     if len(parts) == 1:
@@ -1784,10 +1795,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
         i = _STATE_INDEX[state]
         tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
-        s0 = None
-        if h0 is not None:
-            s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
-            s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+        s0 = None if h0 is None else _chunk_s0(h0[i], transposed, vector)
         cu = None if cu_seqlens is None else cu_seqlens * steps
         scale = scales.get(state)  # None: the readout finishes this state's output in torch
         if backend == "torch":
@@ -1802,7 +1810,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
             o = o.unflatten(1, (T, steps))[:, :, -1]
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
-            finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+            finals[state] = _chunk_final(ht, transposed, vector)
     outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
