@@ -62,7 +62,9 @@ _torch_step: Callable[..., tuple[list[torch.Tensor], list[torch.Tensor]]] | None
 _bwd_op: Callable[..., list[torch.Tensor]] | None = None
 # the ops section's and the chunk section's helpers
 _OP: str = "no_spec"
-_register: Callable[..., Callable[..., list[torch.Tensor]]] | None = None
+# the token op of the chunk section (registered by templates/chunk_mode.py.jinja from host/chunk_token.py)
+_token_fwd_op: Callable[..., list[torch.Tensor]] | None = None
+_token_bwd_op: Callable[..., list[torch.Tensor]] | None = None
 _chunk_fake_outputs: Callable[..., list[torch.Tensor]] | None = None
 _chunk_seqlens: Callable[..., torch.Tensor | None] | None = None
 _chunk_scales: Callable[..., dict[str, float]] | None = None

@@ -20,7 +20,6 @@ from .bound import (
     _CHUNK_CALLS,
     _CHUNK_FAMILIES,
     _CHUNK_NUM_WARPS,
-    _OP,
     _STATE_INDEX,
     _TOKEN_BUFFERS,
     _TOKEN_DIMS,
@@ -42,7 +41,8 @@ from .bound import (
     _chunk_s0,
     _chunk_scales,
     _chunk_seqlens,
-    _register,
+    _token_bwd_op,
+    _token_fwd_op,
 )
 from .common import _launch
 
@@ -212,10 +212,6 @@ def _token_bwd_fake(x0, leaves, directs, s0s, cu_seqlens, bufs, os, dys, dos, dh
                           scales, True)
 
 
-_token_fwd_op = _register(f"{_OP}_chunk_tokens_fwd", _token_fwd, _token_fwd_fake)
-_token_bwd_op = _register(f"{_OP}_chunk_tokens_bwd", _token_bwd, _token_bwd_fake)
-
-
 def _token_setup_context(ctx, inputs, output):
     x0, leaves, directs, s0s, cu_seqlens, opts, dims, output_final_state, chunk_size, scales = inputs
     n_y, n_c = len(_TOKEN_OUTPUTS), len(_CHUNK_CALLS)
@@ -247,12 +243,6 @@ def _token_backward(ctx, grads):
     # one entry per input, in the inputs' structure (an empty list stays a list; see `ops`)
     return (None, dleaves, list(ddirect), list(dh0s), None, None if opts else [], None if dims else [], None, None,
             None if scales else [])
-
-
-if hasattr(_token_fwd_op, "register_fake"):
-    _token_fwd_op.register_fake(_token_fwd_fake)
-    _token_bwd_op.register_fake(_token_bwd_fake)
-    _token_fwd_op.register_autograd(_token_backward, setup_context=_token_setup_context)
 
 
 def _chunk_token_call(values, opts, h0, output_final_state, cu_seqlens, chunk_size, running, sz, x0):
