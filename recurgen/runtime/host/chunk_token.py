@@ -44,7 +44,7 @@ from .bound import (
     _token_bwd_op,
     _token_fwd_op,
 )
-from .common import _launch
+from .common import _launch, _sum_parts
 
 _T = torch.Tensor | None
 
@@ -188,8 +188,8 @@ def _token_bwd_run(x0, leaves, directs, s0s, cu_seqlens, bufs, os, dys, dos, dht
         _token_launch(leaves_kernel, sz, B, T, H, *leaves, *reads, *dys, *dys_list, *grads.values(), *opts)
     out = []
     for (kind, name), g in grads.items():
-        if kind == "param":  # per-program partial sums, added in a fixed order
-            g = g.sum(0).to(leaves[index[name]].dtype)
+        if kind == "param":  # per-program (chunk of tokens) partial sums, added by a kernel in program order
+            g = _sum_parts(g, leaves[index[name]].dtype)
         out.append(g)
     ddirect = [None] * len(directs)
     for state, name, x_name, _ in _TOKEN_DIRECT:

@@ -652,7 +652,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     # sum the tiles' partial gradients, then the heads of each group
     grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
                g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
-    grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
+    # a param's partials (per tile and sequence; per head of a group) added by a kernel in a fixed order
+    grads_p = {name: _sum_parts(g.flatten(0, 1) if hs[name] == H else
+                                g.unflatten(2, (hs[name], H // hs[name])).movedim(3, 0).flatten(0, 2).contiguous(),
+                                ps[name].dtype) for name, g in dp.items()}
     grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
