@@ -562,8 +562,8 @@ CHUNK_STORED_OPERANDS.items())}: stored in the input dtype (fp16; bf16 stays fp3
 - Recurrent gradients of per-head parameters summed over every token (mamba's A, rwkv5's w, rwkv6's u) carry the
   fp32 rounding of the two-sweep backward's state-sized terms, which cancel to a far smaller sum (the order of the
   sums is not the cause: with compensated sums in the kernel rwkv5's strong row measured 1.46e-3 against 1.50e-3;
-  the partials of tiles and sequences are added by a kernel in a fixed order): allowed {"; ".join(f"`{n}` {d}: " + ", ".join(
-  f"{t} {v:g}" for t, v in b.items()) for (n, d), b in PARAM_GRAD_SUM.items())}.
+  the partials of tiles and sequences are added by a kernel in a fixed order): allowed {"; ".join(
+  f"`{n}` {d}: " + ", ".join(f"{t} {v:g}" for t, v in b.items()) for (n, d), b in PARAM_GRAD_SUM.items())}.
 - A gradient whose exact value lies beyond its dtype's range is compared as that value rounded to the dtype:
   `rwkv5`'s dw with near-1 decays is ≈ 6.1e5 at T = 1024 (the state grows like T, and dw sums a state-sized
   term over every token), beyond fp16's 65504, so an fp16 `w` gets inf there from any backward (torch's own

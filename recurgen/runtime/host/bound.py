@@ -65,6 +65,7 @@ _OP: str = "no_spec"
 # the token op of the chunk section (registered by templates/chunk_mode.py.jinja from host/chunk_token.py)
 _token_fwd_op: Callable[..., list[torch.Tensor]] | None = None
 _token_bwd_op: Callable[..., list[torch.Tensor]] | None = None
+_running_max_bwd_op: Callable[..., list[torch.Tensor]] | None = None
 _chunk_fake_outputs: Callable[..., list[torch.Tensor]] | None = None
 _chunk_seqlens: Callable[..., torch.Tensor | None] | None = None
 _chunk_scales: Callable[..., dict[str, float]] | None = None

@@ -1748,7 +1748,7 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
-def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
+def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):
     """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
     return {}
 
@@ -1791,7 +1791,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     x0 = values[INPUTS[0][0]]
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
-    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
+    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
