@@ -46,3 +46,34 @@ def test_running_max_op_passes_torch_opcheck() -> None:
     m0 = torch.randn(1, 2, generator=gen).requires_grad_()
     torch.library.opcheck(m._running_max_fwd_op, (a, b, m0, None),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+_COMPILE = """
+import recurgen
+from recurgen.gpu import _compile_row
+m = recurgen.load("mlstm").module
+fwd = dict.fromkeys(("a", "b", "m0", "prev", "new", "last"), "*fp32")
+bwd = dict.fromkeys(("a", "b", "prev", "dprev", "dnew", "dlast", "da", "db", "dm0"), "*fp32")
+for fn, sig in ((m._running_max_fwd_kernel, fwd), (m._running_max_bwd_kernel, bwd)):
+    consts = {"BT": m.RUNNING_BLOCK, "IS_VARLEN": True, "USE_M0": True}
+    consts.update({"USE_DLAST": True} if "dlast" in sig else {})
+    sig = {**sig, "cu_seqlens": "*i32", "T": "i32", "H": "i32", **dict.fromkeys(consts, "constexpr")}
+    for arch in ("sm_80", "sm_90"):
+        r = _compile_row(fn, sig, consts, None, arch, {"num_warps": 1}, fn.__name__, "")
+        print(r.kernel, arch, r.spills + r.stack)
+"""
+
+
+def test_running_max_kernels_compile_for_gpus_without_spills() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.split("\n")
+    rows = [ln.split() for ln in lines if ln.startswith("_running_max_")]
+    assert len(rows) == 4
+    assert all(r[2] == "0" for r in rows), proc.stdout
