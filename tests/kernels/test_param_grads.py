@@ -10,12 +10,12 @@ import torch
 import recurgen
 from tests.helpers import random_inputs
 
-SIZES = {"K": 8, "V": 4, "D": 4, "N": 4, "E": 4, "P": 4}
+SIZES = {"K": 4, "V": 4}
 
 
 def _param_grads(name: str, mode: str) -> list[torch.Tensor]:
     rec = recurgen.load(name)
-    xs = random_inputs(rec.spec, 2, 70, 2, SIZES, torch.float32, seed=5, requires_grad=True)
+    xs = random_inputs(rec.spec, 2, 40, 2, SIZES, torch.float32, seed=5, requires_grad=True)  # 3 chunks per row
     out, _ = rec(*xs.values(), mode=mode, backend="triton", chunk_size=16)
     outs = out if isinstance(out, tuple) else (out,)
     gen = torch.Generator().manual_seed(1)
@@ -26,8 +26,7 @@ def _param_grads(name: str, mode: str) -> list[torch.Tensor]:
 
 
 @pytest.mark.interpret
-@pytest.mark.parametrize(("name", "mode"), [("simple_gla", "chunk"), ("rwkv6", "chunk"), ("rwkv5", "recurrent"),
-                                            ("mamba", "recurrent")])
+@pytest.mark.parametrize(("name", "mode"), [("simple_gla", "chunk"), ("rwkv6", "chunk"), ("rwkv5", "recurrent")])
 def test_param_gradients_are_deterministic(name: str, mode: str) -> None:
     first, second = _param_grads(name, mode), _param_grads(name, mode)
     for a, b in zip(first, second, strict=True):
