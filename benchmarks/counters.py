@@ -320,7 +320,7 @@ def _custom_op_body(func: Any) -> Callable[..., Any] | None:
 
 
 @contextlib.contextmanager
-def count_torch(enter_custom_ops: bool = True) -> Iterator[Tally]:
+def count_torch(enter_custom_ops: bool | Callable[[str], bool] = True) -> Iterator[Tally]:
     """Count the global-memory traffic of every torch (aten) op run inside the block, one `Launch` per op.
 
     Reads are the op's distinct floating-point tensor inputs, writes its tensor outputs, each counted by
@@ -331,7 +331,8 @@ def count_torch(enter_custom_ops: bool = True) -> Iterator[Tally]:
     measures the kernel itself).
     A custom op (a kernel wrapper registered with `torch.library`) is not itself glue: its body is entered
     so the torch ops inside it are counted, its kernels by `count()` (`enter_custom_ops=False`: neither, to see
-    only the glue around the custom ops). FLOPs of glue are not counted.
+    only the glue around the custom ops; a predicate on the op's name: only the ops it accepts are entered).
+    FLOPs of glue are not counted.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -358,7 +359,8 @@ def count_torch(enter_custom_ops: bool = True) -> Iterator[Tally]:
                                kwargs: dict[str, Any] | None = None) -> Any:
             kwargs = kwargs or {}
             if func.namespace != "aten":
-                body = _custom_op_body(func) if enter_custom_ops else None
+                enter = enter_custom_ops(func._schema.name) if callable(enter_custom_ops) else enter_custom_ops
+                body = _custom_op_body(func) if enter else None
                 if body is None:  # an op we cannot look into: neither glue nor counted
                     return func(*args, **kwargs)
                 with self:  # a kernel wrapper: count the torch ops in its body, not its arguments

@@ -119,15 +119,19 @@ INTERPRETER_EXP = {("simple_gla", "near-1", "triton"): 3e-5, ("rwkv5", "near-1",
 # Gradients of a per-head parameter sum a term over every token (mamba's A, rwkv5's decay w, rwkv6's bonus u): in
 # the two-sweep recurrent backward (docs/recurrent_backward.md) that running sum carries fp32 rounding over T = 1024
 # tokens, the cancellation simple_gla's g_gamma shows (measured: mamba 3.8e-5, rwkv5 6.1e-5 random and 1.5e-3
-# strong, rwkv6 1.5e-5 strong). Issue 15's next step for them: sum per chunk, then the chunks in a fixed order.
+# strong, rwkv6 1.5e-5 strong). Not the order of the sums: with both running sums (the decay's z_t and dw = Σ_t z_t)
+# compensated (Kahan) in the kernel, rwkv5's dw measured 7.0e-5 random and 1.46e-3 strong (T = 1024, fp32). The
+# error is the rounding of the state-sized terms z_t differences (S_(t-1) ⊙ R_t against B_t ⊙ dS_t), which cancel
+# to a far smaller dw. The partials across tiles and sequences are added by a kernel in a fixed order (_sum_parts).
 PARAM_GRAD_SUM: dict[tuple[str, str], dict[str, float]] = {
     ("mamba", "random"): {"fp32": 1e-4}, ("rwkv5", "random"): {"fp32": 1e-4},
     ("rwkv5", "strong"): {"fp32": 3e-3, "fp16": 3e-3}, ("rwkv5", "near-1"): {"fp32": 1e-4},
     ("rwkv6", "strong"): {"fp32": 3e-5},
 }
-# Rows that are defects, not bounds: kept in the table, named here so any other row still fails the test.
-# rwkv5 recurrent, near-1 decays, fp16 inputs: dw overflows to inf (on the checkpointed backward as well).
-KNOWN_DEFECTS = {("rwkv5", "near-1", "triton", "fp16", "gradient")}
+# A gradient beyond its dtype's range is compared as the reference rounded to that dtype (`_representable`):
+# rwkv5's per-head decay gradient with near-1 decays and fp16 inputs is dw ≈ 6.1e5 at T = 1024 (the state grows
+# like T and dw sums a state-sized term over every token), beyond fp16's 65504, so every backward of an fp16 w
+# (torch's own too) stores inf there.
 
 
 def tolerance(spec: str, decay: str, dtype: str, backend: str = "triton") -> float:
@@ -279,6 +283,19 @@ def _upstream(tensors: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
             .to(t.dtype) for t in tensors]
 
 
+def _representable(g: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elements whose reference lies beyond the gradient dtype's finite range (fp16: 65504) are right when the
+    gradient holds the reference rounded to that dtype (±inf): left out of the comparison (both zeroed). A gradient
+    is stored in its tensor's dtype, so no kernel can do better there."""
+    if not g.dtype.is_floating_point or g.dtype == torch.float64 or r.is_complex():
+        return g, r
+    beyond = r.abs() > torch.finfo(g.dtype).max
+    if not bool(beyond.any()):
+        return g, r
+    rounded = beyond & (g.to(r.dtype) == r.to(g.dtype).to(r.dtype))
+    return g.masked_fill(rounded, 0), r.masked_fill(rounded, 0)
+
+
 def _grad_errors(names: Sequence[str], grads: Sequence[torch.Tensor | None],
                  ref_grads: Sequence[torch.Tensor | None]) -> tuple[float, str]:
     """(worst per-tensor relative error, its name); a gradient one side has and the other lacks counts as zero."""
@@ -288,6 +305,7 @@ def _grad_errors(names: Sequence[str], grads: Sequence[torch.Tensor | None],
             continue
         r64 = torch.zeros(()) if r is None else r
         g64 = torch.zeros_like(r64) if g is None else g
+        g64, r64 = _representable(g64, r64)
         err, top = _rel(g64, r64)
         rel = err / top if top else err
         if not rel <= worst:  # NaN wins
@@ -542,9 +560,14 @@ CHUNK_STORED_OPERANDS.items())}: stored in the input dtype (fp16; bf16 stays fp3
   {"; ".join(f"{d}: " + ", ".join(f"{t} {v:g}" for t, v in b.items()) for (_, d), b in GRAD_CANCELLATION.items())}
   and left out of the gradient summary.
 - Recurrent gradients of per-head parameters summed over every token (mamba's A, rwkv5's w, rwkv6's u) carry the
-  two-sweep backward's running sum's fp32 rounding over T = 1024: allowed {"; ".join(f"`{n}` {d}: " + ", ".join(
-  f"{t} {v:g}" for t, v in b.items()) for (n, d), b in PARAM_GRAD_SUM.items())}. A known defect, kept in the
-  table: {", ".join(f"`{n}` {d} {t} {dt} {w}" for n, d, t, dt, w in sorted(KNOWN_DEFECTS))} (dw overflows to inf).
+  fp32 rounding of the two-sweep backward's state-sized terms, which cancel to a far smaller sum (the order of the
+  sums is not the cause: with compensated sums in the kernel rwkv5's strong row measured 1.46e-3 against 1.50e-3;
+  the partials of tiles and sequences are added by a kernel in a fixed order): allowed {"; ".join(
+  f"`{n}` {d}: " + ", ".join(f"{t} {v:g}" for t, v in b.items()) for (n, d), b in PARAM_GRAD_SUM.items())}.
+- A gradient whose exact value lies beyond its dtype's range is compared as that value rounded to the dtype:
+  `rwkv5`'s dw with near-1 decays is ≈ 6.1e5 at T = 1024 (the state grows like T, and dw sums a state-sized
+  term over every token), beyond fp16's 65504, so an fp16 `w` gets inf there from any backward (torch's own
+  too); the rest of the row is compared as usual.
 - Gradients in chunk mode, half dtypes: {", ".join(f"`{n}`" for n in CHUNK_HALF_GRAD)} rounds its derived key
   operand (above) to the input dtype, and its normaliser's division, h = C q / max(|n q|, exp(−m)), amplifies
   that rounding in the backward: its bf16/fp16 gradient rows are allowed {"; ".join(", ".join(

@@ -164,12 +164,15 @@ def _running(plan: ChunkPlan) -> str:
         i = index[r.state]
         shape = _shape(r.dims)
         shift = "0.0" if r.shift is None else pr.value(r.shift)
-        entries += [f"_a = _chunk_full({shift}, {shape}, torch.float64, _device)",
-                    f"_b = _chunk_full({pr.value(r.floor)}, {shape}, torch.float64, _device)",
-                    f"running[{r.state!r}] = _chunk_running_max(_a, _b, None if h0 is None else h0[{i}], cu_seqlens)"]
-    tail = [*pr.lines, "running = {}", *entries, "return running"] if entries else ["return {}"]
+        entries += [f"_a = _chunk_full({shift}, {shape}, _wide, _device)",
+                    f"_b = _chunk_full({pr.value(r.floor)}, {shape}, _wide, _device)",
+                    f"running[{r.state!r}] = _chunk_running_max(_a, _b, None if h0 is None else h0[{i}], cu_seqlens, "
+                    "backend)"]
+    # the torch backend's closed form sums in float64; the Triton kernels scan fp32 maps (no long sums)
+    wide = ['_wide = torch.float64 if backend == "torch" else torch.float32']
+    tail = [*pr.lines, *wide, "running = {}", *entries, "return running"] if entries else ["return {}"]
     body = [
-        "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):",
+        "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):",
         '    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""',
         *(f"    {ln}" for ln in (_used(lines, tail) if plan.running else []) + tail),
     ]

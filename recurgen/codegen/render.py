@@ -221,7 +221,7 @@ def render_module(plans: ModulePlans) -> str:
     forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
     chunk = env.get_template("chunk_mode.py.jinja").render(
         chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else ()),
-        generated=[_comment_safe(ln) for ln in describe(chunk_plan, block is not None)])
+        generated=[_comment_safe(ln) for ln in describe(chunk_plan, block is not None)], host=host_sections())
     sha = plans.sha256
     return env.get_template("module.py.jinja").render(
         host=host_sections(), chunk_section=chunk.strip("\n"), chunk_fn=f"chunk_{prefix}",

@@ -365,7 +365,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
         # residue (relative to |S_1 ⊙ dS_1|)
         f2.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)", "    if t == 0:",
-                    *(f"        b_z_{d.state.name} = b_z_{d.state.name} * 0.0" for d in logs)]
+                    *(f"        b_z_{d.state.name} = tl.zeros_like(b_z_{d.state.name})" for d in logs)]
     grads2 = _bwd_grads(sp)
     stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
     acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)

@@ -39,3 +39,12 @@ def test_state_free_readout_term_in_the_backward_sweep() -> None:
     assert sweeps is not None
     assert "dx_u" in sweeps.bwd_body
     assert "dx_u" not in sweeps.fwd_body
+
+
+@pytest.mark.parametrize("name", ["gla", "hgrn2"])
+def test_decay_sum_is_zeroed_not_multiplied(name: str) -> None:
+    """Without an initial state z_1 is exactly 0: assigned zeros, never `z * 0.0` (which keeps a NaN or inf)."""
+    sweeps = plan_recurrent(recurgen.load(name).spec).sweeps
+    assert sweeps is not None
+    assert "* 0.0" not in sweeps.bwd_body
+    assert "b_z_S = tl.zeros_like(b_z_S)" in sweeps.bwd_body

@@ -12,7 +12,7 @@ import torch
 from recurgen import pipeline
 from recurgen.frontend import load_source, resolve
 from recurgen.runtime import host
-from recurgen.runtime.host import api, bound, carried, common
+from recurgen.runtime.host import api, bound, carried, chunk_token, common, running
 from recurgen.runtime.standalone import standalone
 
 HOST = Path(host.__file__).parent
@@ -29,6 +29,27 @@ def gla() -> str:
     src = resolve("gla")
     spec, _ = load_source(src)
     return pipeline.generate(src, spec).source
+
+
+@pytest.fixture(scope="module")
+def rwkv6() -> str:
+    """A module with token kernels: the one kind that carries the `chunk_token` section."""
+    src = resolve("rwkv6")
+    spec, _ = load_source(src)
+    return pipeline.generate(src, spec).source
+
+
+@pytest.fixture(scope="module")
+def mlstm() -> str:
+    """A module with a running max: the one kind that carries the `chunk_running_max` section."""
+    src = resolve("mlstm")
+    spec, _ = load_source(src)
+    return pipeline.generate(src, spec).source
+
+
+# sections only some modules carry, and a spec whose module does (the rest: every module, gla's checked)
+OWN_SPEC = {"chunk_token": "rwkv6", "chunk_running_max": "mlstm"}
+SECTION_OF = {"chunk_token": "chunk_token", "running": "chunk_running_max"}  # host file -> its section
 
 
 @pytest.fixture
@@ -62,35 +83,40 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def test_every_section_is_copied_verbatim(gla: str) -> None:
+def test_every_section_is_copied_verbatim(gla: str, rwkv6: str, mlstm: str) -> None:
     secs = host.sections()
-    assert set(secs) == {"constants", "helpers", "ops", "torch_ops", "torch_forward", "chunk_torch_load",
-                         "chunk_torch", "chunk_torch_carried", "api"}
+    assert set(secs) == {"constants", "helpers", "ops", "chunk_token", "chunk_running_max", "torch_ops",
+                         "torch_forward", "chunk_torch_load", "chunk_torch", "chunk_torch_carried", "api"}
     for name, text in secs.items():
         assert "#: section" not in text
         if name != "chunk_torch_carried":
-            assert gla.count(text + "\n") == 1, f"section {name} is not in the generated module as it is in host/"
+            module = {"gla": gla, "rwkv6": rwkv6, "mlstm": mlstm}[OWN_SPEC.get(name, "gla")]
+            assert module.count(text + "\n") == 1, f"section {name} is not in the generated module as it is in host/"
+    assert secs["chunk_token"] not in gla
+    assert secs["chunk_running_max"] not in gla
     written = standalone(gla)
     assert secs["chunk_torch_load"] not in written
     assert "_CHUNK_TORCH_SOURCE = r'''" in written
 
 
-def test_a_module_defines_every_name_the_host_code_takes_from_bound(gla: str) -> None:
-    taken = set()
+def test_a_module_defines_every_name_the_host_code_takes_from_bound(gla: str, rwkv6: str, mlstm: str) -> None:
+    taken: dict[str, set[str]] = {}
     for path in HOST.glob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module == "bound":
-                taken |= {a.name for a in node.names}
-    assert taken <= {n for n in vars(bound) if not n.startswith("__")} - {"Table"}
-    missing = taken - _top_level_names(ast.parse(gla))
-    assert not missing, f"the generated module does not define {sorted(missing)}"
+                taken.setdefault(path.stem, set()).update(a.name for a in node.names)
+    assert set().union(*taken.values()) <= {n for n in vars(bound) if not n.startswith("__")} - {"Table"}
+    for stem, names in taken.items():
+        module = {"gla": gla, "rwkv6": rwkv6, "mlstm": mlstm}[OWN_SPEC.get(SECTION_OF.get(stem, ""), "gla")]
+        missing = names - _top_level_names(ast.parse(module))
+        assert not missing, f"the generated module does not define {sorted(missing)} (for host/{stem}.py)"
 
 
 def test_the_host_modules_import_only_what_a_generated_module_imports(gla: str) -> None:
     """A host file's own imports are not copied: the module's import block must provide them (recurgen's chunk_torch
     only inside the loader that standalone() replaces)."""
     header = _imports(ast.parse(gla.split("\nSPEC_NAME = ", 1)[0]))
-    for name in common, api, carried:
+    for name in common, api, carried, chunk_token, running:
         assert _imports(ast.parse(Path(name.__file__).read_text(encoding="utf-8"))) - {"__future__"} <= header
     copied = "\n".join(t for n, t in host.sections().items() if n != "chunk_torch_load")
     assert not {m for m in _imports(ast.parse(copied)) if m.split(".")[0] == "recurgen"}

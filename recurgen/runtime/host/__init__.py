@@ -8,6 +8,8 @@ imports) is not copied: the names it imports are the generated module's own glob
 
     common      constants, argument checks, tiling and launch helpers      (constants, helpers)
     ops         the fused recurrent kernels as differentiable custom ops   (ops)
+    chunk_token the token kernels and the families between them, one op    (chunk_token: in the chunk section)
+    running     chunk mode's running max (mLSTM) in kernels, one op         (chunk_running_max: in the chunk section)
     torch_path  the pure-torch path and the torch chunk families' loader   (torch_ops, torch_forward,
                                                                              chunk_torch_load, chunk_torch)
     carried     the loader of a module that carries chunk_torch            (chunk_torch_carried: runtime.standalone)
@@ -21,7 +23,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-FILES = ("common", "ops", "torch_path", "carried", "api")
+FILES = ("common", "ops", "chunk_token", "running", "torch_path", "carried", "api")
 _MARK = re.compile(r"^#: section (\w+)\n", re.MULTILINE)
 
 

@@ -259,7 +259,7 @@ def gla_fused_recurrent_bwd_kernel(
         b_z_S += b_a_S - b_s3
         if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)
             if t == 0:
-                b_z_S = b_z_S * 0.0
+                b_z_S = tl.zeros_like(b_z_S)
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
         tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
@@ -652,7 +652,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     # sum the tiles' partial gradients, then the heads of each group
     grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
                g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
-    grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
+    # a param's partials (per tile and sequence; per head of a group) added by a kernel in a fixed order
+    grads_p = {name: _sum_parts(g.flatten(0, 1) if hs[name] == H else
+                                g.unflatten(2, (hs[name], H // hs[name])).movedim(3, 0).flatten(0, 2).contiguous(),
+                                ps[name].dtype) for name, g in dp.items()}
     grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
@@ -1727,6 +1730,17 @@ def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue):
     return fwd_op
 
 
+def _chunk_s0(h0, transposed, vector):
+    """A state's initial value in its family's layout, fp32 (complex64 for a complex state)."""
+    s0 = h0.unsqueeze(-1) if vector else (h0.transpose(-1, -2) if transposed else h0)
+    return s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+
+
+def _chunk_final(ht, transposed, vector):
+    """A family's final state in the state's own layout."""
+    return ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+
+
 def _interleave(parts):
     """Sub-steps j = 0..J-1 of each token as consecutive rows: [B, T, H, ...] x J -> [B, T*J, H, ...]."""
     if len(parts) == 1:
@@ -1734,7 +1748,7 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
-def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
+def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):
     """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
     return {}
 
@@ -1777,17 +1791,14 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     x0 = values[INPUTS[0][0]]
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
-    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
+    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
     for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
         i = _STATE_INDEX[state]
         tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
-        s0 = None
-        if h0 is not None:
-            s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
-            s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+        s0 = None if h0 is None else _chunk_s0(h0[i], transposed, vector)
         cu = None if cu_seqlens is None else cu_seqlens * steps
         scale = scales.get(state)  # None: the readout finishes this state's output in torch
         if backend == "torch":
@@ -1802,7 +1813,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
             o = o.unflatten(1, (T, steps))[:, :, -1]
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
-            finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+            finals[state] = _chunk_final(ht, transposed, vector)
     outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
