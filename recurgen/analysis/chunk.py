@@ -84,6 +84,9 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
                                            f"state that reads {t.state}_(t-1) takes it shifted by one token, the "
                                            "initial state first (an input term)",))
     r = roles(t, readouts)
+    if t.shifted and len(t.offset_terms or ()) != 1 and t.decay is not None and len(t.linear.ty.dims) == 2 and \
+            k in (TransitionKind.SCALAR, TransitionKind.DIAGONAL):  # b_t: this token's and the previous one's terms
+        return ChunkForm(ChunkMode.SCAN, _scan(t, False))
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
     if t.axis is Axis.ELEMENTWISE or k is TransitionKind.COMPLEX_DIAGONAL:
@@ -149,7 +152,9 @@ def _scan(t: Transition, prev: bool) -> tuple[str, ...]:
     a = pretty(d.coef, _T) if d is not None else "a_t"
     b = pretty(t.offset, _T) if t.offset is not None else "0"
     over = f"[{', '.join(d.coef.ty.dims)}]" if d is not None and d.coef.ty.dims else "a scalar"
-    why = (f"the decay differs per state element ({over})" if t.axis is Axis.ELEMENTWISE else
+    why = (f"b_t adds the previous token's term ({', '.join(t.shifted)}) to this token's, not one outer product"
+           if t.shifted and t.axis is not Axis.ELEMENTWISE and not t.linear.ty.complex else
+           f"the decay differs per state element ({over})" if t.axis is Axis.ELEMENTWISE else
            f"the decay ({over}) is complex and the matmul kernels are real" if t.linear.ty.complex else
            f"the decay ({over}) is on the state dim the readout does not contract, and the matmul kernels gate "
            "the contracted one")

@@ -323,6 +323,10 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
             return _scan(sa, a, read)  # the matmul kernels gate the contracted key dim only (GSA's slot keys)
     if t.steps > 1:
         raise NoChunkForm(f"`{t.state}` takes several steps per token outside the Householder class")
+    if t.shifted and len(t.offset_terms or ()) != 1 and t.decay is not None and len(dims) == 2:
+        # b_t adds the previous token's term (a memoryless state read one token back) to this token's: not one
+        # outer product k vᵀ, which the matmul kernels need; the scan family takes any b_t
+        return _scan(sa, a, read)
     return _matmul(sa, a, read)
 
 

@@ -179,8 +179,7 @@ def _running(plan: ChunkPlan) -> str:
     tail = [*pr.lines, "running = {}", *entries, "return running"] if entries else ["return {}"]
     body = [
         "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):",
-        '    """Per running max or memoryless state (m_(t-1), m_t) for every token, and its final value: before the '
-        'kernels read it."""',
+        '    """Per running max or memoryless state: (m_(t-1), m_t) for every token and its final value."""',
         *(f"    {ln}" for ln in (_used(lines, tail) if plan.running else []) + tail),
     ]
     return "\n".join(body)
