@@ -136,16 +136,14 @@ def _staged(a: Analysis) -> dict[str, tuple[Expr, Side]]:
             if not (isinstance(n, Apply) and n.op in (Op.MATMUL, Op.OUTER) and all(ir.uses(x, kinds) for x in n.args)):
                 continue
             lhs, rhs = n.args
-            bare = [(x, q, side) for x, q, side in ((rhs, lhs, Side.LEFT), (lhs, rhs, Side.RIGHT))
+            bare = [(x.name, (q, side)) for x, q, side in ((rhs, lhs, Side.LEFT), (lhs, rhs, Side.RIGHT))
                     if isinstance(x, Var) and x.kind is Kind.STATE and x.name in states and len(q.ty.dims) == 1]
-            if n.op is not Op.MATMUL or len(bare) != 1 or out.get(bare[0][0].name, (bare[0][1], bare[0][2])) != \
-                    (bare[0][1], bare[0][2]):
+            if n.op is not Op.MATMUL or len(bare) != 1 or out.get(bare[0][0], bare[0][1]) != bare[0][1]:
                 lhs_s, rhs_s = (sorted(ir.uses(x, kinds)) for x in n.args)
                 raise NoChunkForm(f"output `{o.name}` contracts a read of `{lhs_s[0]}` with a read of `{rhs_s[0]}`: "
                                   "chunk mode runs such a readout in passes when one side is a state read whole "
                                   "(`f(q @ S1) @ S2`), the other a vector made of other states' reads")
-            x, q, side = bare[0]
-            out[x.name] = (q, side)
+            out[bare[0][0]] = bare[0][1]
     return out
 
 
@@ -456,7 +454,8 @@ def describe(plan: ChunkPlan, scan_block: bool = False) -> tuple[str, ...]:
                   f"  the kernels below read it as an input ({r.state}_(t-1) in their arguments)"]
     for c in plan.calls:
         flags = ", ".join(f"{k}={v}" for k, v in c.flags)
-        lines.append(f"{c.state}: the {c.family} kernels ({flags}), {CHUNK_SIZE} tokens per chunk")
+        lines.append(f"{c.state}: the {c.family} kernels ({flags}), {CHUNK_SIZE} tokens per chunk"
+                     + (f"; pass {c.stage + 1}, after the read-outs its query reads" if c.stage else ""))
         lines += [f"  {m}" for m in c.math]
         args = [f"{n} = {pretty(e, st)}" for n, e in c.args if e is not None]
         lines.append("  with " + ",  ".join(args))
