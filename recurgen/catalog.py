@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import ir, pipeline
 from .analysis.report import summary
+from .codegen.chunk_plan import RunningCall, ShiftCall
 from .resources import bundled_spec_names
 from .signature import signature
 from .source import resolve
@@ -58,8 +59,12 @@ def render() -> str:
         cls = summary(analysis)
         plan = pipeline.plan(analysis, src).chunk
         chunk = ", ".join(dict.fromkeys(c.family for c in plan.calls)) if plan.chunkable else "none (recurrent only)"
-        if plan.running:
+        if any(isinstance(r, RunningCall) for r in plan.running):
             chunk += " (after a prefix max)"
+        if any(isinstance(r, ShiftCall) for r in plan.running):
+            chunk += " (the previous token's term as an input)"
+        if any(c.stage for c in plan.calls):
+            chunk += " (in passes: a readout's query reads another state's read-out)"
         parts.append(f"| [`{name}`](#{name}) | {cls} | {chunk} | {spec.description} |")
         header = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in src.text.splitlines() if ln.startswith("#")]
         entries += [

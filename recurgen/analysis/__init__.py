@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from .. import ir
 from ..errors import Reporter
+from ..ir import Kind
 from . import exprs as X
 from .affine import Affine, NotAffine, split, state_key
 from .chunk import chunk_form
@@ -68,9 +69,14 @@ def analyze(spec: ir.Spec) -> Analysis:
         if found is not None:
             running[u.state] = found
 
+    memoryless = _memoryless(spec, running, broken)
+
     def key(v: ir.Var) -> tuple[str, bool] | None:
-        """Running maxes are read like inputs: their sequence is known before the other states'."""
-        return None if v.name in running or v.name in broken else state_key(v)
+        """Running maxes are read like inputs: their sequence is known before the other states'; so is a memoryless
+        state's (`_prev_x`, what `prev(x)` of an input desugars to), whose S_(t-1) is its formula one token back."""
+        if v.name in running or v.name in broken or (v.name in memoryless and v.kind is ir.Kind.STATE):
+            return None
+        return state_key(v)
 
     splits: dict[str, Affine] = {}
     for u in spec.updates:
@@ -87,7 +93,8 @@ def analyze(spec: ir.Spec) -> Analysis:
     rep.raise_if_errors()
     by_state = {u.state: u for u in spec.updates}
     transitions = tuple(running_max_transition(spec, by_state[s.name], running[s.name]) if s.name in running else
-                        _driven(classify(spec, by_state[s.name], splits[s.name]), by_state[s.name], running)
+                        _driven(classify(spec, by_state[s.name], splits[s.name]), by_state[s.name], running,
+                                memoryless)
                         for s in spec.states)
     readouts = tuple(analyze_readout(spec, o) for o in spec.outputs)
     states = []
@@ -97,10 +104,22 @@ def analyze(spec: ir.Spec) -> Analysis:
     return Analysis(spec, tuple(states), readouts, tuple(diags))
 
 
-def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax]) -> Transition:
-    """`t` with the running maxes its update reads (they act as inputs of its coefficients)."""
+def _memoryless(spec: ir.Spec, running: dict[str, RunningMax], broken: set[str]) -> frozenset[str]:
+    """States whose update reads no state (`update u = outer(B, x)`): S_t = b_t, a formula of the token's inputs."""
+    states = {Kind.STATE, Kind.PREV_STATE}
+    return frozenset(u.state for u in spec.updates if u.loop is None and u.state not in running
+                     and u.state not in broken and not ir.uses(u.value, states))
+
+
+def _driven(t: Transition, update: ir.Update, running: dict[str, RunningMax], memoryless: frozenset[str]) -> Transition:
+    """`t` with the running maxes its update reads (they act as inputs of its coefficients), and the memoryless
+    states it reads (their previous value is an input term: the formula one token back)."""
     reads = [n.name for n in ir.walk(update.value) if isinstance(n, ir.Var) and n.name in running]
-    return replace(t, driven_by=tuple(dict.fromkeys(reads))) if reads else t
+    shifted = [n.name for n in ir.walk(update.value) if isinstance(n, ir.Var) and n.kind is Kind.STATE
+               and n.name in memoryless and n.name != t.state]
+    if reads:
+        t = replace(t, driven_by=tuple(dict.fromkeys(reads)))
+    return replace(t, shifted=tuple(dict.fromkeys(shifted))) if shifted else t
 
 
 __all__ = [

@@ -78,8 +78,15 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
         return ChunkForm(ChunkMode.PREFIX_MAX, _prefix_max(t))
     if X.is_zero(t.linear):  # reads no state: nothing to carry across tokens (and no log-decay: log 0)
         b = pretty(t.offset, _T) if t.offset is not None else "0"
-        return ChunkForm(ChunkMode.SCAN, (f"no recurrence (A_t = 0): {t.state}_t = {b}, per token, in parallel",))
+        if t.loop is not None:
+            return ChunkForm(ChunkMode.SCAN, (f"no recurrence (A_t = 0): {t.state}_t = {b}, per token, in parallel",))
+        return ChunkForm(ChunkMode.SHIFT, (f"no recurrence (A_t = 0): {t.state}_t = {b}, every token at once; a "
+                                           f"state that reads {t.state}_(t-1) takes it shifted by one token, the "
+                                           "initial state first (an input term)",))
     r = roles(t, readouts)
+    if t.shifted and len(t.offset_terms or ()) != 1 and t.decay is not None and len(t.linear.ty.dims) == 2 and \
+            k in (TransitionKind.SCALAR, TransitionKind.DIAGONAL):  # b_t: this token's and the previous one's terms
+        return ChunkForm(ChunkMode.SCAN, _scan(t, False))
     if k is TransitionKind.IDENTITY or k is TransitionKind.SCALAR:
         return ChunkForm(ChunkMode.MATMUL, _scalar(t, r))
     if t.axis is Axis.ELEMENTWISE or k is TransitionKind.COMPLEX_DIAGONAL:
@@ -87,6 +94,9 @@ def chunk_form(t: Transition, readouts: tuple[Readout, ...]) -> ChunkForm:
         prev = any(r.prev for ro in readouts for r in ro.reads if r.state == t.state)
         return ChunkForm(ChunkMode.SCAN, _scan(t, prev))
     if k in (TransitionKind.DIAGONAL, TransitionKind.COMPLEX_DIAGONAL):
+        gate_dim = t.linear.ty.dims[0] if t.axis is Axis.ROWS else t.linear.ty.dims[-1]
+        if gate_dim != r.key_dim:  # the matmul kernels gate the dim the query contracts
+            return ChunkForm(ChunkMode.SCAN, _scan(t, False))
         return ChunkForm(ChunkMode.MATMUL, _diagonal(t, r))
     if k is TransitionKind.HOUSEHOLDER:
         return ChunkForm(ChunkMode.WY, _householder(t, r))
@@ -129,15 +139,11 @@ def _scalar(t: Transition, r: _Roles) -> tuple[str, ...]:
 
 def _diagonal(t: Transition, r: _Roles) -> tuple[str, ...]:
     gate_dim = t.linear.ty.dims[0] if t.axis is Axis.ROWS else t.linear.ty.dims[-1]
-    lines = [_header(r), f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{gate_dim}   (per-channel cumulative log-decay)", _MASK]
-    if gate_dim == r.key_dim:
-        lines += ["O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀",
-                  "    exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk",
-                  "    (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays",
-                  f"S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim {gate_dim})"]
-    else:
-        lines += ["O = ((Q Kᵀ ⊙ M) (V ⊙ exp(−b))) ⊙ exp(b) + (Q S₀) ⊙ exp(b)   (re-centred as above)",
-                  f"S_BT = S₀ diag(exp(b_BT)) + Kᵀ (V ⊙ exp(b_BT − b))   (gate on the value dim {gate_dim})"]
+    lines = [_header(r), f"b_i = Σ_{{s≤i}} {_log(t)} ∈ R^{gate_dim}   (per-channel cumulative log-decay)", _MASK,
+             "O = ((Q ⊙ exp(b)) (K ⊙ exp(−b))ᵀ ⊙ M) V + (Q ⊙ exp(b)) S₀",
+             "    exp(b_i − b_j) is formed per channel around a reference row of each sub-chunk",
+             "    (e.g. 16 tokens), never as exp(−b_j) alone, which overflows for strong decays",
+             f"S_BT = diag(exp(b_BT)) S₀ + (K ⊙ exp(b_BT − b))ᵀ V   (gate on the key dim {gate_dim})"]
     return tuple(lines)
 
 
@@ -146,8 +152,12 @@ def _scan(t: Transition, prev: bool) -> tuple[str, ...]:
     a = pretty(d.coef, _T) if d is not None else "a_t"
     b = pretty(t.offset, _T) if t.offset is not None else "0"
     over = f"[{', '.join(d.coef.ty.dims)}]" if d is not None and d.coef.ty.dims else "a scalar"
-    why = (f"the decay differs per state element ({over})" if t.axis is Axis.ELEMENTWISE else
-           f"the decay ({over}) is complex and the matmul kernels are real")
+    why = (f"b_t adds the previous token's term ({', '.join(t.shifted)}) to this token's, not one outer product"
+           if t.shifted and t.axis is not Axis.ELEMENTWISE and not t.linear.ty.complex else
+           f"the decay differs per state element ({over})" if t.axis is Axis.ELEMENTWISE else
+           f"the decay ({over}) is complex and the matmul kernels are real" if t.linear.ty.complex else
+           f"the decay ({over}) is on the state dim the readout does not contract, and the matmul kernels gate "
+           "the contracted one")
     # Same closed form as the operator: complex decays multiply (operator.py uses the DIAGONAL form).
     log = d is not None and d.log is not None and d.logspace and t.kind is not TransitionKind.COMPLEX_DIAGONAL
     op = ("(g2, X2) ∘ (g1, X1) = (g1 + g2, exp(g2) ⊙ X1 + X2) with g = log a" if log else

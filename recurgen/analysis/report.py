@@ -79,7 +79,9 @@ def _transition_lines(sa: StateAnalysis, spec: ir.Spec) -> list[str]:
     t = sa.transition
     dep = "input-dependent" if t.input_dependent else "time-invariant"
     out = [_line("transition", f"{t.state}: {t.label()}, {dep}"
-                  + (f", reads the running max {', '.join(t.driven_by)}" if t.driven_by else "")),
+                  + (f", reads the running max {', '.join(t.driven_by)}" if t.driven_by else "")
+                  + (f", reads the memoryless {', '.join(t.shifted)} (its formula one token back: an input term)"
+                     if t.shifted else "")),
            _line("evidence", t.evidence, 2),
            _line("form", normal_form(t), 2)]
     st = Style(loop=t.loop.var) if t.loop else UPDATE

@@ -123,6 +123,7 @@ class Transition:
     span: Span = field(**_POS)
     running_max: RunningMax | None = None  # RUNNING_MAX: its shift and floor
     driven_by: tuple[str, ...] = ()  # running-max states that A_t or b_t read (known before this state)
+    shifted: tuple[str, ...] = ()  # memoryless states b_t reads: M_(t-1) is M's formula one token back (an input)
 
     @property
     def time_invariant(self) -> bool:
@@ -177,6 +178,7 @@ class ChunkMode(Enum):
     WY = "wy"  # WY / UT representation (Householder), generalised WY (DPLR)
     SCAN = "scan"  # blocked associative scan (elementwise and complex diagonal decays)
     PREFIX_MAX = "prefix-max"  # a running max: cumulative sum and cumulative max, before the other states
+    SHIFT = "shift"  # memoryless (A_t = 0): its formula for every token, read one token back as an input term
     NONE = "none"  # recurrent mode only
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..analysis import exprs as X
 from ..analysis.chunk import no_chunk_reason
-from ..analysis.result import Analysis, Axis, Decay, GateOrder, Side, StateAnalysis, TransitionKind
+from ..analysis.result import Analysis, Axis, Decay, GateOrder, Side, StateAnalysis, Transition, TransitionKind
 from ..ir import Apply, Expr, Kind, Op, Type, Var
 from .simplify import simplify
 
@@ -46,6 +46,7 @@ class CoreCall:
     steps: int  # sub-steps per token (`update ... for j in J`): interleaved as extra tokens
     read: Var  # placeholder for the family's output in the readout expressions
     math: tuple[str, ...]  # the family's recurrence with the spec's names, for explain
+    stage: int = 0  # 0: arguments from the inputs; k: its query reads the read-outs of calls of stages < k
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,24 @@ class RunningCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftCall:
+    """A memoryless state `M_t = b_t` (its update reads no state; `prev(x)` of an input desugars to one): its whole
+    sequence is a formula of the inputs, so a state whose update reads M_(t-1) takes it as an input term, the
+    formula shifted by one token (each sequence's initial state first). Computed before the calls, like a max."""
+
+    state: str
+    value: Expr
+    dims: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkPlan:
     spec: ir.Spec
     calls: tuple[CoreCall, ...]  # empty when `reason` is set
     outputs: tuple[tuple[str, Expr], ...]  # each output with the state reads replaced by placeholders
     reason: str | None  # why there is no chunk form (recurrent mode only)
-    running: tuple[RunningCall, ...] = ()  # running maxes: the calls' arguments and the outputs may read them
+    # running maxes and memoryless states: sequences known before the calls, whose arguments and outputs read them
+    running: tuple[RunningCall | ShiftCall, ...] = ()
 
     @property
     def chunkable(self) -> bool:
@@ -112,8 +125,33 @@ def _reads_prev(a: Analysis, state: str) -> bool:
     return any(r.prev for ro in a.readouts for r in ro.reads if r.state == state)
 
 
+def _staged(a: Analysis) -> dict[str, tuple[Expr, Side]]:
+    """States an output contracts with a query made of other states' reads (GSA's `softmax(q @ hk) @ hv`: hv's
+    query is a function of hk's read): per state, that query (with the state reads) and the side it contracts."""
+    states = {s.name for s in a.spec.states}
+    kinds = frozenset({Kind.STATE, Kind.PREV_STATE})
+    out: dict[str, tuple[Expr, Side]] = {}
+    for o in a.spec.outputs:
+        for n in ir.walk(o.value):
+            if not (isinstance(n, Apply) and n.op in (Op.MATMUL, Op.OUTER) and all(ir.uses(x, kinds) for x in n.args)):
+                continue
+            lhs, rhs = n.args
+            bare = [(x.name, (q, side)) for x, q, side in ((rhs, lhs, Side.LEFT), (lhs, rhs, Side.RIGHT))
+                    if isinstance(x, Var) and x.kind is Kind.STATE and x.name in states and len(q.ty.dims) == 1]
+            if n.op is not Op.MATMUL or len(bare) != 1 or out.get(bare[0][0], bare[0][1]) != bare[0][1]:
+                lhs_s, rhs_s = (sorted(ir.uses(x, kinds)) for x in n.args)
+                raise NoChunkForm(f"output `{o.name}` contracts a read of `{lhs_s[0]}` with a read of `{rhs_s[0]}`: "
+                                  "chunk mode runs such a readout in passes when one side is a state read whole "
+                                  "(`f(q @ S1) @ S2`), the other a vector made of other states' reads")
+            out[bare[0][0]] = bare[0][1]
+    return out
+
+
 def _readout_query(a: Analysis, state: str) -> tuple[Expr | None, Side | None, bool]:
     """The one query through which the outputs read `state` (None: the whole state), and `prev`."""
+    staged = _staged(a).get(state)
+    if staged is not None:  # a query made of other states' reads: resolved to their read-outs by _resolve_stages
+        return staged[0], staged[1], False
     reads = [r for ro in a.readouts for r in ro.reads if r.state == state]
     if not reads:
         raise NoChunkForm(f"no output reads state `{state}`")
@@ -277,10 +315,16 @@ def _family(sa: StateAnalysis, a: Analysis) -> CoreCall:
         return _wy(sa, a, read)
     if t.linear.ty.complex or t.axis is Axis.ELEMENTWISE:
         return _scan(sa, a, read)
-    if t.kind is TransitionKind.DIAGONAL and t.axis is Axis.COLUMNS:
-        raise NoChunkForm(f"`{t.state}` decays on its last dim; the matmul form needs the decay on the key dim")
+    if t.kind is TransitionKind.DIAGONAL and t.axis in (Axis.ROWS, Axis.COLUMNS):
+        gate = dims[0] if t.axis is Axis.ROWS else dims[-1]
+        if gate != (dims[-1] if _readout_query(a, t.state)[1] is Side.RIGHT else dims[0]):
+            return _scan(sa, a, read)  # the matmul kernels gate the contracted key dim only (GSA's slot keys)
     if t.steps > 1:
         raise NoChunkForm(f"`{t.state}` takes several steps per token outside the Householder class")
+    if t.shifted and len(t.offset_terms or ()) != 1 and t.decay is not None and len(dims) == 2:
+        # b_t adds the previous token's term (a memoryless state read one token back) to this token's: not one
+        # outer product k vᵀ, which the matmul kernels need; the scan family takes any b_t
+        return _scan(sa, a, read)
     return _matmul(sa, a, read)
 
 
@@ -301,6 +345,11 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
         if ro.linear:
             value: Expr | None = ro.offset
             for r in ro.reads:
+                if r.state not in states:  # a running max or memoryless state: bound as a sequence
+                    seq = Var(r.state, Kind.PREV_STATE if r.prev else Kind.STATE, a.spec.tensor(r.state).ty)
+                    part = ir.rebuild(r.expr, lambda n, seq=seq: seq if X.is_hole(n) else None)
+                    value = part if value is None else X.add(value, part)
+                    continue
                 call = next(c for c in calls if c.state == r.state)
                 q = None if call.family == "scan" and dict(call.flags)["readout"] == "state" else r.query
                 read = prev_read(call) if r.prev and call.family == "scan" else call.read
@@ -314,6 +363,8 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
                     value = _replace_reads(value, call.state, None, None, call.read, prev_read(call))
                     continue
                 q, side, _ = _readout_query(a, call.state)
+                if call.stage:  # its query as resolved: the earlier calls' reads are already replaced in `value`
+                    q = dict(call.args)["c" if call.family == "scan" else "q"]
                 value = _replace_reads(value, call.state, q, side, call.read)
         if _mentions_state(value, states):
             raise NoChunkForm(f"output `{o.name}` reads a state other than through its query")
@@ -321,34 +372,63 @@ def _outputs(a: Analysis, calls: tuple[CoreCall, ...]) -> tuple[tuple[str, Expr]
     return tuple(out)
 
 
-def _state_query(a: Analysis) -> None:
-    """A readout that contracts a state with a value computed from another state's read (GSA's
-    `softmax(q @ hk) @ hv`) needs two chunk passes with the function applied per token between them: not generated."""
-    states = frozenset({Kind.STATE, Kind.PREV_STATE})
-    for o in a.spec.outputs:
-        for n in ir.walk(o.value):
-            if isinstance(n, Apply) and n.op in (Op.MATMUL, Op.OUTER) and \
-                    all(ir.uses(x, states) for x in n.args):
-                lhs, rhs = (sorted(ir.uses(x, states)) for x in n.args)
-                raise NoChunkForm(f"output `{o.name}` contracts a read of `{lhs[0]}` with a read of `{rhs[0]}`: the "
-                                  "chunk kernels take queries made of inputs; a readout that feeds one state's "
-                                  "read into another's (two chunk passes with the function per token between "
-                                  "them) is not generated")
+def _resolve_stages(calls: list[CoreCall], a: Analysis) -> tuple[CoreCall, ...]:
+    """Calls whose query reads other states (`_staged`) with those reads replaced by the other calls' read-outs,
+    each a stage after the calls it reads; ordered by stage. A cycle has no chunk form."""
+    by_state = {c.state: c for c in calls}
+    kinds = frozenset({Kind.STATE, Kind.PREV_STATE})
+    stage: dict[str, int] = {}
+
+    def visit(state: str, path: tuple[str, ...]) -> int:
+        if state in path:
+            raise NoChunkForm(f"the readout's queries read each other in a cycle: {' -> '.join((*path, state))}")
+        if state in stage:
+            return stage[state]
+        c = by_state[state]
+        # running maxes and memoryless states are sequences known before every call, not stages
+        deps = sorted({n for _, e in c.args if e is not None for n in ir.uses(e, kinds)} & set(by_state) - {state})
+        stage[state] = 1 + max((visit(d, (*path, state)) for d in deps), default=-1)
+        args = c.args
+        for d in deps:
+            q, side, _ = _readout_query(a, d)
+            read = by_state[d].read
+            q = None if by_state[d].family == "scan" and dict(by_state[d].flags)["readout"] == "state" else q
+            args = tuple((n, None if e is None else _replace_reads(e, d, q, side, read)) for n, e in args)
+        if any(e is not None and _mentions_state(e, set(by_state)) for _, e in args):
+            raise NoChunkForm(f"the query of `{state}` reads another state other than through that state's query")
+        by_state[state] = replace(c, args=args, stage=stage[state])
+        return stage[state]
+
+    for c in calls:
+        visit(c.state, ())
+    return tuple(sorted(by_state.values(), key=lambda c: stage[c.state]))
+
+
+def _memoryless(t: Transition) -> bool:
+    """`M_t = b_t`: the update reads no state (A_t = 0, no other state)."""
+    return X.is_zero(t.linear) and not t.coupled and t.loop is None and \
+        (t.offset is None or not ir.uses(t.offset, {Kind.STATE, Kind.PREV_STATE}))
 
 
 def plan_chunk(a: Analysis) -> ChunkPlan:
     """The chunk plan of an analysed spec; `reason` says why not when a state has no family form."""
     try:
-        _state_query(a)
-        calls, running = [], []
+        calls: list[CoreCall] = []
+        running: list[RunningCall | ShiftCall] = []
         for sa in a.states:
-            rm = sa.transition.running_max
+            t = sa.transition
+            rm = t.running_max
             if rm is not None:
-                running.append(RunningCall(sa.state, rm.shift, rm.floor, sa.transition.linear.ty.dims))
+                running.append(RunningCall(sa.state, rm.shift, rm.floor, t.linear.ty.dims))
+                continue
+            if _memoryless(t):
+                running.append(ShiftCall(sa.state, t.offset if t.offset is not None else ir.Const(0.0, t.linear.ty),
+                                         t.linear.ty.dims))
                 continue
             call = _family(sa, a)
             calls.append(replace(call, read=_typed_read(call, a)))
-        return ChunkPlan(a.spec, tuple(calls), _outputs(a, tuple(calls)), None, tuple(running))
+        staged = _resolve_stages(calls, a)
+        return ChunkPlan(a.spec, staged, _outputs(a, staged), None, tuple(running))
     except NoChunkForm as e:
         return ChunkPlan(a.spec, (), (), str(e))
 
@@ -363,6 +443,10 @@ def describe(plan: ChunkPlan, scan_block: bool = False) -> tuple[str, ...]:
     st = Style(time="t")
     lines = []
     for r in plan.running:
+        if isinstance(r, ShiftCall):
+            lines += [f"{r.state}: memoryless, {r.state}_t = {pretty(r.value, st)}, for every token at once (torch)",
+                      f"  read as {r.state}_(t-1): the same shifted by one token, the initial state first"]
+            continue
         shift = f"{pretty(r.shift, st)} + " if r.shift is not None else ""
         lines += [f"{r.state}: a running max, first, over the whole sequence (torch, float64)",
                   f"  {r.state}_t = max({shift}{r.state}_(t-1), {pretty(r.floor, st)}) = A_t + max({r.state}_0, "
@@ -370,7 +454,8 @@ def describe(plan: ChunkPlan, scan_block: bool = False) -> tuple[str, ...]:
                   f"  the kernels below read it as an input ({r.state}_(t-1) in their arguments)"]
     for c in plan.calls:
         flags = ", ".join(f"{k}={v}" for k, v in c.flags)
-        lines.append(f"{c.state}: the {c.family} kernels ({flags}), {CHUNK_SIZE} tokens per chunk")
+        lines.append(f"{c.state}: the {c.family} kernels ({flags}), {CHUNK_SIZE} tokens per chunk"
+                     + (f"; pass {c.stage + 1}, after the read-outs its query reads" if c.stage else ""))
         lines += [f"  {m}" for m in c.math]
         args = [f"{n} = {pretty(e, st)}" for n, e in c.args if e is not None]
         lines.append("  with " + ",  ".join(args))

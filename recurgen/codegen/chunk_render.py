@@ -18,7 +18,7 @@ from .. import ir
 from ..analysis.result import Analysis
 from ..ir import Apply, Expr, Kind, Op, Var
 from .chunk_core import render_common, render_core
-from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, prev_read
+from .chunk_plan import CHUNK_SIZE, ChunkPlan, CoreCall, ShiftCall, prev_read
 from .chunk_token import TOKEN_BLOCK, TokenPlan, fusable, plan_tokens
 from .step import unroll
 from .templating import environment
@@ -45,6 +45,7 @@ class CallView:
     dims: tuple[str, ...]  # the family's state dims ([K, V], [P, Q]; one dim for a vector state)
     flags: tuple[tuple[str, object], ...]  # the family's template flags (also the torch families' keywords)
     epilogue: bool  # the kernels finish this state's output (its readout's scale and the output dtype)
+    stage: int = 0  # its query reads the read-outs of earlier stages' calls
 
     @property
     def flag_dict(self) -> dict[str, object]:
@@ -65,6 +66,7 @@ class ChunkSection:
     running: str  # `_chunk_running`: the running maxes' sequences ({} when the spec has none)
     has_running: bool = False  # emit the running-max helper
     has_prev: bool = False  # emit `_chunk_prev`: a readout reads `prev(S)` of a scan-family state
+    has_shift: bool = False  # emit `_chunk_shift`: a memoryless state's sequence shifted by one token
     scales: str = ""  # `_chunk_scales`: per state finished in the kernels' epilogue, its readout's scale
     token: TokenPlan | None = None  # the token kernels (chunk_token), when the spec has formulas around the families
     token_kernels: tuple[str, ...] = ()
@@ -109,7 +111,8 @@ def _used(bindings: list[str], body: list[str]) -> list[str]:
     out = []
     for line in bindings:
         name = line.split(" = ", 1)[0]
-        if not name.startswith(("x_", "p_", "opt_", "m_", "mp_", "rp_")) or re.search(rf"\b{re.escape(name)}\b", text):
+        leaf = name.startswith(("x_", "p_", "opt_", "m_", "mp_", "rp_", "r_"))
+        if not leaf or re.search(rf"\b{re.escape(name)}\b", text):
             out.append(line)
         text += "\n" + line
     return out
@@ -163,28 +166,47 @@ def _running(plan: ChunkPlan) -> str:
     for r in plan.running:
         i = index[r.state]
         shape = _shape(r.dims)
+        h0 = f"None if h0 is None else h0[{i}]"
+        if isinstance(r, ShiftCall):  # memoryless: its formula for every token, and shifted by one
+            dtype = "torch.complex64" if plan.spec.tensor(r.state).ty.complex else "torch.float32"
+            entries += [f"running[{r.state!r}] = _chunk_shift(_chunk_full({pr.value(r.value)}, {shape}, {dtype}, "
+                        f"_device), {h0}, cu_seqlens)"]
+            continue
         shift = "0.0" if r.shift is None else pr.value(r.shift)
         entries += [f"_a = _chunk_full({shift}, {shape}, _wide, _device)",
                     f"_b = _chunk_full({pr.value(r.floor)}, {shape}, _wide, _device)",
-                    f"running[{r.state!r}] = _chunk_running_max(_a, _b, None if h0 is None else h0[{i}], cu_seqlens, "
-                    "backend)"]
+                    f"running[{r.state!r}] = _chunk_running_max(_a, _b, {h0}, cu_seqlens, backend)"]
     # the torch backend's closed form sums in float64; the Triton kernels scan fp32 maps (no long sums)
     wide = ['_wide = torch.float64 if backend == "torch" else torch.float32']
     tail = [*pr.lines, *wide, "running = {}", *entries, "return running"] if entries else ["return {}"]
     body = [
         "def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):",
-        '    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""',
+        '    """Per running max or memoryless state: (m_(t-1), m_t) for every token and its final value."""',
         *(f"    {ln}" for ln in (_used(lines, tail) if plan.running else []) + tail),
     ]
     return "\n".join(body)
 
 
 def _prepare(plan: ChunkPlan, a: Analysis) -> str:
+    """`_chunk_prepare` (the calls of stage 0) and, when a query reads earlier calls' read-outs, one function per
+    later stage (`_chunk_prepare_1`, ... which also take `reads`); `_CHUNK_PREPARE` lists them by stage."""
+    stages = range(1 + max(c.stage for c in plan.calls))
+    fns = [_prepare_stage(plan, a, k) for k in stages]
+    names = [f"_chunk_prepare_{k}" if k else "_chunk_prepare" for k in stages]
+    table = f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+    return "\n\n\n".join([*fns, f"_CHUNK_PREPARE = {table}  # per stage: its calls' canonical arguments"])
+
+
+def _prepare_stage(plan: ChunkPlan, a: Analysis, stage: int) -> str:
     spec = plan.spec
     pr, lines = _printer(spec)
     _bind_running(pr, lines, plan, output=False)
-    entries: list[str] = []
     for call in plan.calls:
+        if call.stage < stage:  # an earlier call's read-out, which this stage's queries read
+            pr.leaves = {**pr.leaves, call.read: f"r_{call.state}"}
+            lines.append(f"r_{call.state} = reads[{call.state!r}].to(_dtype)")
+    entries: list[str] = []
+    for call in (c for c in plan.calls if c.stage == stage):
         t = a.state(call.state).transition
         targets = _targets(call, t.linear.ty.dims)
         loop = t.loop
@@ -223,8 +245,10 @@ def _prepare(plan: ChunkPlan, a: Analysis) -> str:
             "_low = x0.dtype if x0.dtype in (torch.bfloat16, torch.float16) else torch.float32  # tl.dot operands",
             *pr.lines, "return {", *(f"    {e}," for e in entries), "}"]
     body = [
-        "def _chunk_prepare(values, opts, sz, B, T, H, running):",
-        '    """The chunk kernels\' canonical arguments, per state: the spec\'s formulas on [B, T, H, ...] tensors."""',
+        f"def _chunk_prepare{f'_{stage}' if stage else ''}(values, opts, sz, B, T, H, running"
+        f"{', reads' if stage else ''}):",
+        '    """The chunk kernels\' canonical arguments, per state: the spec\'s formulas on [B, T, H, ...] tensors."""'
+        if not stage else f'    """Stage {stage}: the arguments of the calls whose queries read the read-outs."""',
         *(f"    {ln}" for ln in _used(lines, tail) + tail),
     ]
     return "\n".join(body)
@@ -248,6 +272,8 @@ def folded(plan: ChunkPlan) -> dict[str, tuple[int, Expr]]:
         if call.family not in _EPILOGUE or call.steps != 1 or call.vector:
             continue
         reads = {call.read, prev_read(call)}
+        if any(n in reads for c in plan.calls for _, e in c.args if e is not None for n in ir.walk(e)):
+            continue  # a later stage's query reads it as it is (unscaled, fp32)
         users = [(i, e) for i, (_, e) in enumerate(plan.outputs) if any(n in reads for n in ir.walk(e))]
         if len(users) != 1:
             continue
@@ -321,14 +347,16 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
              *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items()))
     fold = folded(plan)
     calls = tuple(CallView(c.state, c.family, p, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
-                           str(dict(c.flags).get("readout", "")), c.dims, c.flags, c.state in fold)
+                           str(dict(c.flags).get("readout", "")), c.dims, c.flags, c.state in fold, c.stage)
                   for c, p in zip(plan.calls, prefixes, strict=True))
     mins = [AUTO_MIN_T.get(c.family) for c in plan.calls]
     auto = None if any(m is None for m in mins) else max(m for m in mins if m is not None)
     prevs = {prev_read(c) for c in plan.calls}
     has_prev = any(n in prevs for _, e in plan.outputs for n in ir.walk(e))
+    shift = any(isinstance(r, ShiftCall) for r in plan.running)
     section = ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
-                           _running(plan), bool(plan.running), has_prev, _scales(plan))
+                           _running(plan), any(not isinstance(r, ShiftCall) for r in plan.running), has_prev or shift,
+                           shift, _scales(plan))
     return _with_tokens(section, plan, fold) if fusable(plan, fold, ARG_NAMES) else section
 
 

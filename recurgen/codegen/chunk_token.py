@@ -127,8 +127,8 @@ def fusable(plan: ChunkPlan, fold: dict[str, tuple[int, Expr]], arg_names: dict[
     """The token kernels serve every family but the scan's (it forms its a_t, b_t itself); a spec needs them when
     an operand is not an input as it is or an output is not finished by the families. `fold`: the outputs the
     families finish (chunk_render.folded); `arg_names`: each family's operand names (chunk_render.ARG_NAMES)."""
-    if not plan.chunkable or any(c.family == "scan" for c in plan.calls):
-        return False
+    if not plan.chunkable or any(c.family == "scan" or c.stage for c in plan.calls):
+        return False  # a staged query (GSA's softmax between two passes) is formed in torch between the calls
     if any(c.steps != 1 for c in plan.calls):  # sub-steps: the operands and read-outs are interleaved rows
         return False
     if len(fold) < len(plan.outputs):

@@ -71,8 +71,10 @@ def state_plans(spec: ir.Spec) -> tuple[StatePlan, ...]:
     plans = []
     for s in spec.states:
         t = analysis.state(s.name).transition
-        if t.kind is TransitionKind.DENSE or t.coupled:
-            why = f"is coupled with {', '.join(t.coupled)}" if t.coupled else "has a dense transition"
+        if t.kind is TransitionKind.DENSE or t.coupled or t.shifted:
+            # a memoryless state read one token back (`prev(x)`) crosses the slice boundary outside (A, X)
+            why = f"is coupled with {', '.join(t.coupled)}" if t.coupled else \
+                f"reads the previous token's {', '.join(t.shifted)}" if t.shifted else "has a dense transition"
             raise ValueError(f"{spec.name}: context parallelism needs a closed-form composition of each state's "
                              f"transition; state `{s.name}` {why} (class {t.label()}). Supported classes: "
                              "identity, scalar, diagonal, complex diagonal, Householder, DPLR")

@@ -39,7 +39,7 @@ EXPECTED: dict[str, tuple[tuple[TransitionKind, Axis | None, bool, int], ...]] =
     "gateloop": ((K.COMPLEX_DIAGONAL, Axis.ROWS, False, 1),),
     "comba": ((K.DPLR, None, False, 1),),
     # h reads the hidden state carrying prev(B) prev(x)ᵀ: coupled, so a joint (dense) block
-    "mamba3": ((K.DENSE, Axis.ROWS, False, 1), (K.SCALAR, None, True, 1)),
+    "mamba3": ((K.COMPLEX_DIAGONAL, Axis.ROWS, False, 1), (K.SCALAR, None, True, 1)),
     "rwkv5": ((K.DIAGONAL, Axis.ROWS, True, 1),),
     "hawk": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
     "mingru": ((K.DIAGONAL, Axis.ELEMENTWISE, False, 1),),
@@ -54,7 +54,7 @@ def test_every_bundled_spec_has_an_expectation() -> None:
     assert set(EXPECTED) == set(bundled_spec_names())
 
 
-COUPLED = {"mamba3", "linoss"}  # bundled specs with coupled states: recurrent only
+COUPLED = {"linoss"}  # bundled specs with coupled states: recurrent only
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -72,6 +72,15 @@ def test_bundled_classification(name: str) -> None:
         else:
             assert t.evidence.startswith(f"{t.state} ")
     assert a.recurrent_only == coupled
+
+
+def test_a_memoryless_state_is_read_as_an_input_term() -> None:
+    """mamba3's h reads the hidden `prev(...)` state (it reads no state itself): not coupled, b_t holds the read."""
+    a = analyze(load_spec("mamba3")[0])
+    h = a.state("h").transition
+    assert (h.coupled, h.shifted) == ((), ("_prev_B_re_B_im_x",))
+    assert h.offset is not None
+    assert "_prev_B_re_B_im_x" in ir.uses(h.offset, {ir.Kind.STATE})
 
 
 def _var(name: str, dims: tuple[str, ...] = ()) -> ir.Var:
@@ -242,7 +251,7 @@ output o: [V] = (q @ S) / z + h
     assert h.decay is not None
     assert h.decay.coef == ir.Const(0.0)
     assert h.linear.ty.dims == ("V",)  # A_t = 0 keeps the state's type
-    assert a.state("h").chunk.lines == ("no recurrence (A_t = 0): h_t = 2 · x_t, per token, in parallel",)
+    assert a.state("h").chunk.lines[0].startswith("no recurrence (A_t = 0): h_t = 2 · x_t, every token at once")
 
 
 def test_gate_order_of_a_left_gate() -> None:

@@ -65,7 +65,7 @@ def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
             continue
         want = evaluate(t.linear, env_s, sizes)[0]
         m = transition_matrix(t)
-        if m is None:  # a state coupled to another (mamba3's h) has only the joint block transition
+        if m is None:  # a state coupled to another (linoss's z) has only the joint block transition
             assert t.kind is TransitionKind.DENSE, t.evidence
             assert t.coupled, t.evidence
             continue
@@ -98,7 +98,7 @@ def test_adjoints_are_adjoint(name: str) -> None:
         env_s = {**env, X.HOLE: s, cot.name: ds}
         lhs = inner(evaluate(t.linear, env_s, sizes)[0], ds)
         m = transition_matrix(t, transpose=True)
-        if m is None:  # a state coupled to another (mamba3's h): its adjoint is the joint block's
+        if m is None:  # a state coupled to another (linoss's z): its adjoint is the joint block's
             assert t.coupled, t.evidence
             continue
         got = evaluate(applied(t, m, cot), env_s, sizes)[0]

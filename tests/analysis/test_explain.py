@@ -92,5 +92,8 @@ def test_explained_chunk_form_is_the_one_that_runs(path: str | Path) -> None:
         if mode is ChunkMode.NONE:
             assert not plan.chunkable
             assert "recurrent mode only" in s.chunk.lines[0]
+        elif mode is ChunkMode.SHIFT and plan.chunkable:  # memoryless: a sequence before the calls, no kernel
+            assert s.state not in calls
+            assert s.state in {r.state for r in plan.running}
         elif mode is not ChunkMode.PREFIX_MAX and plan.chunkable:
             assert calls[s.state] in _FAMILY[mode], (s.state, mode, calls)

@@ -119,7 +119,7 @@ FORMS = {
     TransitionKind.IDENTITY: OperatorForm.ADDITIVE, TransitionKind.SCALAR: OperatorForm.LOG_DIAGONAL,
     TransitionKind.DIAGONAL: OperatorForm.LOG_DIAGONAL, TransitionKind.COMPLEX_DIAGONAL: OperatorForm.DIAGONAL,
     TransitionKind.DPLR: OperatorForm.DIAG_LOW_RANK, TransitionKind.RUNNING_MAX: OperatorForm.MAX_PLUS,
-    TransitionKind.DENSE: OperatorForm.DENSE,  # a state coupled to another (mamba3's h)
+    TransitionKind.DENSE: OperatorForm.DENSE,  # a state coupled to another (linoss's z)
 }
 
 

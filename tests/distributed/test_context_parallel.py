@@ -293,3 +293,10 @@ output o: [V] = q @ S
 """, "coupled")
     with pytest.raises(ValueError, match=r"closed-form composition.*`S` is coupled with z"):
         ContextParallel(coupled)
+
+
+def test_a_previous_token_term_is_refused() -> None:
+    """mamba3's h reads its memoryless `prev(...)` state one token back: chunk mode takes that as an input term, but a
+    slice's first token needs the previous slice's last inputs, which the (A, X) exchange does not carry."""
+    with pytest.raises(ValueError, match=r"`h` reads the previous token's _prev_B_re_B_im_x"):
+        ContextParallel(recurgen.load("mamba3"))

@@ -22,7 +22,10 @@ def _grads(outs: list[torch.Tensor], leaves: list[torch.Tensor], seed: int = 5) 
     return torch.autograd.grad(loss, leaves, allow_unused=True)
 
 
-def test_gsa_large_logits_stay_finite_and_match_the_paper_loop() -> None:
+@pytest.mark.parametrize("mode", ["recurrent", "chunk"])
+def test_gsa_large_logits_stay_finite_and_match_the_paper_loop(mode: str) -> None:
+    """Chunk mode runs in passes: hk's scan kernels, the softmax per token, then hv's matmul kernels with it as q
+    (chunks of 16 tokens)."""
     B, T, H, K, V, M = 1, 16, 2, 16, 4, 6
     gen = torch.Generator().manual_seed(3)
     g = torch.nn.functional.logsigmoid(2 + torch.randn(B, T, H, M, generator=gen, dtype=torch.float64))
@@ -37,7 +40,7 @@ def test_gsa_large_logits_stay_finite_and_match_the_paper_loop() -> None:
 
     xs = {n: x.float().requires_grad_() for n, x in args.items()}
     hs = [h.float().requires_grad_() for h in init]
-    o, (hk_T, hv_T) = recurgen.load("gsa")(**xs, initial_state=hs, output_final_state=True, mode="recurrent")
+    o, (hk_T, hv_T) = recurgen.load("gsa")(**xs, initial_state=hs, output_final_state=True, mode=mode, chunk_size=16)
     assert torch.isfinite(o).all()
 
     rx = {n: x.detach().requires_grad_() for n, x in args.items()}

@@ -519,13 +519,14 @@ def mingru(k: Tensor, h_tilde: Tensor, *, init: tuple[Tensor, ...] | None = None
         h_T[b, hd] = state
     return {"o": o}, {"h": h_T}
 
-def mamba3(x: Tensor, dt: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im: Tensor, theta: Tensor, lam: Tensor,
-           A: Tensor, D: Tensor, dt_bias: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
+def mamba3(x: Tensor, dt: Tensor, A: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im: Tensor, theta: Tensor,
+           lam: Tensor, D: Tensor, dt_bias: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
     """Lahoti et al. 2026 (Mamba-3, SISO), in the paper's real form: a 2N×P state whose row pairs (2i, 2i+1) are
     rotated by R(Δ_t θ_t[i]) = [[cos, −sin], [sin, cos]], B_t, C_t ∈ R^{2N} with pairs (B_re[i], B_im[i]):
 
     h_t = α_t R_t h_{t-1} + β_t R_t U_{t-1} + γ_t B_t x_tᵀ,  U_t = B_t x_tᵀ (U_{-1} = 0),  y_t = h_tᵀ C_t + D x_t,
-    α_t = exp(Δ_t A), β_t = (1 − λ_t) Δ_t α_t, γ_t = λ_t Δ_t, Δ_t = softplus(dt_t + dt_bias).
+    α_t = exp(Δ_t A_t), β_t = (1 − λ_t) Δ_t α_t, γ_t = λ_t Δ_t, Δ_t = softplus(dt_t + dt_bias), A_t < 0 per token
+    and head (data-dependent, as mamba_ssm's Mamba3 layer computes it from its input projection).
     The spec's complex state is this one's pairs as (real, imaginary) parts; its hidden state carries U_{t-1}.
     """
     Bsz, T, H, P = x.shape
@@ -544,7 +545,7 @@ def mamba3(x: Tensor, dt: Tensor, B_re: Tensor, B_im: Tensor, C_re: Tensor, C_im
         u = real(_init(init, 1, b, hh, (N, P), x, complex_=True))
         for t in range(T):
             delta = _softplus(dt[b, t, hh] + dt_bias[hh])
-            alpha = torch.exp(delta * A[hh])
+            alpha = torch.exp(delta * A[b, t, hh])
             beta, gamma = (1 - lam[b, t, hh]) * delta * alpha, lam[b, t, hh] * delta
             R = torch.zeros(2 * N, 2 * N, dtype=x.dtype)
             for i in range(N):

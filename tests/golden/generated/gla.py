@@ -1617,6 +1617,9 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
     }
 
 
+_CHUNK_PREPARE = (_chunk_prepare,)  # per stage: its calls' canonical arguments
+
+
 def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
     r_S = reads['S']
@@ -1748,8 +1751,6 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
-def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):
-    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
     return {}
 
 
@@ -1757,10 +1758,11 @@ _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds ev
 _CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton backend)
 CHUNK_TOKEN_KERNELS = ()
 
-# per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
+# per state: (name, its op, canonical argument names, transposed, vector, sub-steps, stage: 0, or its query reads
+# the read-outs of the calls before it)
 _CHUNK_CALLS = (
     ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True),
-     ('q', 'k', 'v', 'g'), False, False, 1),
+     ('q', 'k', 'v', 'g'), False, False, 1, 0),
 )
 
 
@@ -1795,7 +1797,10 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
-    for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
+    for state, op, names, transposed, vector, steps, stage in _CHUNK_CALLS:
+        if state not in args:  # a later stage: its query is a function of the read-outs so far (GSA's softmax)
+            args.update(_CHUNK_PREPARE[stage](values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()},
+                                              reads))
         i = _STATE_INDEX[state]
         tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
         s0 = None if h0 is None else _chunk_s0(h0[i], transposed, vector)
