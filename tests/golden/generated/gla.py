@@ -1751,6 +1751,8 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
+def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):
+    """Per running max or memoryless state: (m_(t-1), m_t) for every token and its final value."""
     return {}
 
 
