@@ -111,6 +111,8 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
             tile = max(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
             bt = min(module.CHUNK_SIZE, 16, max(1, module.SCAN_BLOCK_BUDGET // tile))
             consts["Btok_"] = 1 << (bt.bit_length() - 1)
+        if "EVEN_DIMS" in fn.arg_names:  # as the launcher decides it
+            consts["EVEN_DIMS"] = all(sz[d] % blocks[d] == 0 for d in blocks)
         if "SEG_ON_CHIP" in fn.arg_names:  # as the launcher decides it, at the default checkpoint interval
             tiles = sum(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
             consts.update(BCKPT=16, SEG_ON_CHIP=16 * tiles <= module.SEGMENT_ON_CHIP_BUDGET)

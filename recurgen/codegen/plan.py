@@ -47,9 +47,8 @@ if TYPE_CHECKING:
 
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program: 8 KiB (4096 spills for rwkv6 at K = V = 128)
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
-# the two-sweep backward holds one state-sized tile at a time: 4096 fp32 (K = 32 of a 128 x 128 state) compile
-# without spills at 8 warps (sm_80/sm_90; 8192 spill at 16). The forward of these specs (a decay and an outer
-# product per token) takes the same budget: fewer V tiles re-read q, k, g fewer times.
+# the forward of the two-sweep specs (a decay and an outer product per token): 4096 fp32 (K = 32 of a 128 x 128
+# state) compile without spills at 8 warps (sm_80/sm_90); its backward's budget is decided per spec in sweeps.py.
 SWEEP_TILE_BUDGET = 4096
 # More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
 # measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).
