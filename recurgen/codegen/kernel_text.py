@@ -14,6 +14,9 @@ from ..errors import InternalError
 from ..ir import Apply, Expr, Var
 from .triton_printer import TritonPrinter, Val
 
+# the row of a program's partial param gradient in dp_<p> [NV, N, H, ...] (summed over tiles and sequences on the host)
+DPARAM_ROW = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
+
 
 def kernel_names(spec: ir.Spec) -> frozenset[str]:
     """The tile names kernels give the spec's own names (`b_<name>`): printer temporaries must avoid them."""

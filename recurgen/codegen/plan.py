@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .. import ir
 from ..ir import Apply, Expr, Kind, Op, Var
 from .kernel_text import (
+    DPARAM_ROW,
     _dim_setup,
     _dstate_code,
     _input_row,
@@ -283,8 +284,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     dparam_store = []
     for p in spec.params:
         if p.name in grads.param_grads:
-            row = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
-            dparam_store += _store(f"dp_{p.name}", row, p.ty.dims, (f"b_dp_{p.name}",))
+            dparam_store += _store(f"dp_{p.name}", DPARAM_ROW, p.ty.dims, (f"b_dp_{p.name}",))
 
     math_comment = _math_comment(spec)
     sp = plan_sweeps(spec, step)

@@ -164,6 +164,7 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
         bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
                *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
                *((f"za_{n}", f"za[{n!r}]") for n, _ in plan.sweeps.scratch),
+               *((f"st_{x.name}", f"st[{x.name!r}]") for x in s.states),
                *bwd[len(ins) + len(prs) + len(plan.outputs) + 2 * len(s.states):]]
         bwd_consts = [*(c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")), ("EVEN_DIMS", "even")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
@@ -206,6 +207,7 @@ def render_module(plans: ModulePlans) -> str:
     prefix = spec.name
     names = {
         "fwd_name": f"{prefix}_fused_recurrent_fwd_kernel", "bwd_name": f"{prefix}_fused_recurrent_bwd_kernel",
+        "sweep_name": f"{prefix}_fused_recurrent_sweep_kernel",
         "fwd_launcher": f"fused_recurrent_{prefix}_fwd", "bwd_launcher": f"fused_recurrent_{prefix}_bwd",
         "fused_fn": f"fused_recurrent_{prefix}",
         "cls": _class_name(prefix),

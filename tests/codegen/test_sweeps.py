@@ -43,7 +43,7 @@ def test_state_free_readout_term_in_the_backward_sweep() -> None:
 
 # fp32 state elements per backward program: two K = 64 tiles of a 128 x 128 state where few split-dim vectors are
 # live per token (checked spill-free on sm_80/sm_90 by tests/kernels/test_gpu_compile.py), four K = 32 tiles else
-WIDE = {"gla", "simple_gla", "linear_attn", "retention", "hgrn2"}
+WIDE = {"gla", "simple_gla", "linear_attn", "retention", "hgrn2", "rwkv6"}
 
 
 @pytest.mark.parametrize("name", sorted(TWO_SWEEPS))

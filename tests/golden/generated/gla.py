@@ -155,7 +155,7 @@ def gla_fused_recurrent_fwd_kernel(
 # the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
 @triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
 @triton.jit
-def gla_fused_recurrent_bwd_kernel(
+def gla_fused_recurrent_sweep_kernel(
     x_q,
     x_k,
     x_v,
@@ -163,6 +163,7 @@ def gla_fused_recurrent_bwd_kernel(
     dy_o,
     h0_S,
     za_S,
+    st_S,
     dht_S,
     dx_q,
     dx_g,
@@ -191,7 +192,8 @@ def gla_fused_recurrent_bwd_kernel(
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
     EVEN_DIMS: tl.constexpr,
 ):
-    # two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # the forward of two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # (a kernel of its own: the two sweeps' live tiles together spill where either alone does not)
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -208,7 +210,6 @@ def gla_fused_recurrent_bwd_kernel(
     l_V = tl.arange(0, BV)
     o_V = l_V
     m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
-
 
 
     # forward sweep: S_t from the initial state; the gradients that read the state, and a_t of the decay gradient
@@ -234,8 +235,74 @@ def gla_fused_recurrent_bwd_kernel(
         b_f2 = b_q * b_f1  # [K]
         tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
         tl.store(za_S + i_tok * K + o_K, b_f2.to(za_S.dtype.element_ty), mask=m_K)
-    tl.debug_barrier()
+    # S_T, where the backward sweep starts its decay gradient
+    tl.store(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(st_S.dtype.element_ty),
+             mask=m_K[:, None] & m_V[None, :])
+
+
+# On a GPU the autotuner picks the warp count per shape (it avoids configurations that spill);
+# the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
+@triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
+@triton.jit
+def gla_fused_recurrent_bwd_kernel(
+    x_q,
+    x_k,
+    x_v,
+    x_g,
+    dy_o,
+    h0_S,
+    za_S,
+    st_S,
+    dht_S,
+    dx_q,
+    dx_g,
+    dx_k,
+    dx_v,
+    dh0_S,
+    opt_scale,
+    cu_seqlens,
+    T,
+    H,
+    H_q,
+    H_k,
+    H_v,
+    H_g,
+    K,
+    V,
+    NV,
+    NB,
+    NBH,
+    NTOK,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    CKPT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr,
+    USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    EVEN_DIMS: tl.constexpr,
+):
+    # the backward of two sweeps (after gla_fused_recurrent_sweep_kernel)
+    # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_b).to(tl.int64)
+        T_seq = tl.load(cu_seqlens + i_b + 1).to(tl.int64) - bos
+    else:
+        bos = i_b.to(tl.int64) * T
+        T_seq = T
+    i_bh64 = i_bh.to(tl.int64)
+    l_K = tl.arange(0, BK)
+    o_K = i_v * BK + l_K
+    m_K = (l_K < BK) if EVEN_DIMS else (o_K < K)
+    l_V = tl.arange(0, BV)
+    o_V = l_V
+    m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
+
+
     # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
+    b_S = tl.load(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                  other=0.0).to(tl.float32)
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
@@ -607,6 +674,9 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
            for name, _, c in STATES}
     # every size a multiple of its block: the kernel's masks fold to true
     even = all(sz[d] % b == 0 for d, b in blocks.items())
+    # S_T of the forward sweep, where the backward sweep's decay gradient starts (each tile writes its slice)
+    st = {name: torch.empty(max(N * H * _numel(sz, dims), 1), dtype=torch.float32, device=device)
+          for name, dims, _ in STATES}
     za = {name: torch.empty(max((1 if BWD_TILED_DIM in dims else NV) * B * T * H * _numel(sz, dims), 1),
                             dtype=torch.float32, device=device) for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
@@ -620,6 +690,43 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     varlen = seq[0] is not None
     grid = (NV, N * H)
     if T > 0 and N > 0:
+        _launch(gla_fused_recurrent_sweep_kernel, grid, BWD_NUM_WARPS,
+            xs['q'],
+            xs['k'],
+            xs['v'],
+            xs['g'],
+            dyr['o'],
+            h0r['S'],
+            za['S'],
+            st['S'],
+            dhtr['S'],
+            dx['q'],
+            dx['g'],
+            dx['k'],
+            dx['v'],
+            dh0r['S'],
+            opts['scale'],
+            cu,
+            T,
+            H,
+            hs['q'],
+            hs['k'],
+            hs['v'],
+            hs['g'],
+            sz['K'],
+            sz['V'],
+            NV,
+            NB,
+            NBH,
+            NTOK,
+            BK=blocks['K'],
+            BV=blocks['V'],
+            CKPT=ckpt_every,
+            IS_VARLEN=varlen,
+            USE_INITIAL_STATE=h0,
+            USE_FINAL_STATE_GRADIENT=use_final,
+            EVEN_DIMS=even,
+        )
         _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
             xs['q'],
             xs['k'],
@@ -628,6 +735,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             dyr['o'],
             h0r['S'],
             za['S'],
+            st['S'],
             dhtr['S'],
             dx['q'],
             dx['g'],
