@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "za_", "dht_", "dx_", "dp_", "dh0_", "dy_")
+_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "za_", "st_", "dht_", "dx_", "dp_", "dh0_", "dy_")
 _FLAGS = ("CKPT", "IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "SAVE_CKPT", "USE_FINAL_STATE_GRADIENT")
 ARCHS = {"sm_80": 80, "sm_90": 90}
 
@@ -97,10 +97,11 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
     rows: list[KernelReport] = []
     # the fused recurrent kernels, and the blocked-scan forward of chunk mode when the module has one
     recurrent, chunk = kernels in ("all", "recurrent"), kernels in ("all", "chunk")
-    kinds = ("fwd", "bwd") * recurrent + ("scan",) * (chunk and getattr(module, "SCAN_BLOCK", False))
+    kinds = ("fwd", *(("sweep",) * getattr(module, "TWO_SWEEP", False)), "bwd") * recurrent + \
+        ("scan",) * (chunk and getattr(module, "SCAN_BLOCK", False))
     for kind in kinds:
-        budget = module.BWD_STATE_TILE_BUDGET if kind == "bwd" else module.STATE_TILE_BUDGET
-        tiled = getattr(module, "BWD_TILED_DIM", module.TILED_DIM) if kind == "bwd" else module.TILED_DIM
+        budget = module.BWD_STATE_TILE_BUDGET if kind in ("bwd", "sweep") else module.STATE_TILE_BUDGET
+        tiled = getattr(module, "BWD_TILED_DIM", module.TILED_DIM) if kind in ("bwd", "sweep") else module.TILED_DIM
         blocks, _ = module._blocks(sz, budget, None, tiled)
         fn = getattr(module, f"{name}_chunk_scan_fwd_kernel" if kind == "scan" else
                      f"{name}_fused_recurrent_{kind}_kernel")
@@ -111,6 +112,8 @@ def inspect_module(module: Any, sizes: dict[str, int], archs: tuple[str, ...] = 
             tile = max(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
             bt = min(module.CHUNK_SIZE, 16, max(1, module.SCAN_BLOCK_BUDGET // tile))
             consts["Btok_"] = 1 << (bt.bit_length() - 1)
+        if "EVEN_DIMS" in fn.arg_names:  # as the launcher decides it
+            consts["EVEN_DIMS"] = all(sz[d] % blocks[d] == 0 for d in blocks)
         if "SEG_ON_CHIP" in fn.arg_names:  # as the launcher decides it, at the default checkpoint interval
             tiles = sum(module._tile_numel(blocks, dims, c) for _, dims, c in module.STATES)
             consts.update(BCKPT=16, SEG_ON_CHIP=16 * tiles <= module.SEGMENT_ON_CHIP_BUDGET)

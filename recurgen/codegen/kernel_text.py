@@ -14,6 +14,9 @@ from ..errors import InternalError
 from ..ir import Apply, Expr, Var
 from .triton_printer import TritonPrinter, Val
 
+# the row of a program's partial param gradient in dp_<p> [NV, N, H, ...] (summed over tiles and sequences on the host)
+DPARAM_ROW = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
+
 
 def kernel_names(spec: ir.Spec) -> frozenset[str]:
     """The tile names kernels give the spec's own names (`b_<name>`): printer temporaries must avoid them."""
@@ -156,9 +159,13 @@ def _leaf_dims_of_index(leaf: Apply) -> tuple[str, ...]:
     return base.ty.dims
 
 
-def _dim_setup(dims: tuple[str, ...], split: str | None) -> list[str]:
-    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask."""
-    return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = o_{d} < {d}"
+def _dim_setup(dims: tuple[str, ...], split: str | None, even: bool = False) -> list[str]:
+    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask. With `even`, a kernel whose
+    constexpr EVEN_DIMS says every size is a multiple of its block gets masks that fold to true at compile time
+    (`l < B`): no predicate registers, no selects (the two-sweep backward's K = 64 tile spills without that)."""
+    def m(d: str) -> str:
+        return f"(l_{d} < B{d}) if EVEN_DIMS else (o_{d} < {d})" if even else f"o_{d} < {d}"
+    return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = {m(d)}"
             for d in dims]
 
 
@@ -185,6 +192,26 @@ def _used_loads(loads: list[str], code: list[str]) -> str:
     """The loads (`b_x = tl.load(...)`) whose name `code` reads."""
     text = "\n".join(code)
     return "\n".join(ld for ld in loads if re.search(rf"\b{re.escape(ld.split(' = ', 1)[0])}\b", text))
+
+
+def sink_loads(loads: list[str], code: list[str]) -> list[str]:
+    """`code` with each load it reads placed just before the first top-level statement (with its indented block)
+    that reads it: a tile then lives from its first use, not from the top of the step (fewer registers when a
+    split dim's vectors are replicated across the threads of the state tile)."""
+    pending = {ld.split(" = ", 1)[0]: ld for ld in loads}
+    blocks: list[list[str]] = []
+    for line in "\n".join(code).splitlines():
+        if blocks and line.startswith((" ", "\t")):
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    out: list[str] = []
+    for block in blocks:
+        text = "\n".join(block)
+        for name in [n for n in pending if re.search(rf"\b{re.escape(n)}\b", text)]:
+            out.append(pending.pop(name))
+        out += block
+    return out
 
 
 def grad_stores(grads: Iterable[tuple[Expr, Expr]], bp: TritonPrinter, tiled_inputs: set[str],

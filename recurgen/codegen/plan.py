@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .. import ir
 from ..ir import Apply, Expr, Kind, Op, Var
 from .kernel_text import (
+    DPARAM_ROW,
     _dim_setup,
     _dstate_code,
     _input_row,
@@ -47,9 +48,8 @@ if TYPE_CHECKING:
 
 STATE_TILE_BUDGET = 2048  # fp32 state elements per forward program: 8 KiB (4096 spills for rwkv6 at K = V = 128)
 BWD_STATE_TILE_BUDGET = 2048  # the backward holds S, dS and their temporaries: half the tile
-# the two-sweep backward holds one state-sized tile at a time: 4096 fp32 (K = 32 of a 128 x 128 state) compile
-# without spills at 8 warps (sm_80/sm_90; 8192 spill at 16). The forward of these specs (a decay and an outer
-# product per token) takes the same budget: fewer V tiles re-read q, k, g fewer times.
+# the forward of the two-sweep specs (a decay and an outer product per token): 4096 fp32 (K = 32 of a 128 x 128
+# state) compile without spills at 8 warps (sm_80/sm_90); its backward's budget is decided per spec in sweeps.py.
 SWEEP_TILE_BUDGET = 4096
 # More state-sized temporaries than this in the adjoint step spill at 4 warps (sm_80/sm_90, K = V = 128):
 # measured with `recurgen inspect` (delta_product: 28, s4d: 43 spill; kda: 18, gated_delta_rule: 19 do not).
@@ -284,8 +284,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     dparam_store = []
     for p in spec.params:
         if p.name in grads.param_grads:
-            row = "((i_v * NB + i_b.to(tl.int64)) * H + i_h)"
-            dparam_store += _store(f"dp_{p.name}", row, p.ty.dims, (f"b_dp_{p.name}",))
+            dparam_store += _store(f"dp_{p.name}", DPARAM_ROW, p.ty.dims, (f"b_dp_{p.name}",))
 
     math_comment = _math_comment(spec)
     sp = plan_sweeps(spec, step)

@@ -164,8 +164,9 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
         bwd = [*ins, *prs, *((f"dy_{o.name}", f"dyr[{o.name!r}]") for o in plan.outputs),
                *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
                *((f"za_{n}", f"za[{n!r}]") for n, _ in plan.sweeps.scratch),
+               *((f"st_{x.name}", f"st[{x.name!r}]") for x in s.states),
                *bwd[len(ins) + len(prs) + len(plan.outputs) + 2 * len(s.states):]]
-        bwd_consts = [c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")]
+        bwd_consts = [*(c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")), ("EVEN_DIMS", "even")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
 
 
@@ -206,6 +207,7 @@ def render_module(plans: ModulePlans) -> str:
     prefix = spec.name
     names = {
         "fwd_name": f"{prefix}_fused_recurrent_fwd_kernel", "bwd_name": f"{prefix}_fused_recurrent_bwd_kernel",
+        "sweep_name": f"{prefix}_fused_recurrent_sweep_kernel",
         "fwd_launcher": f"fused_recurrent_{prefix}_fwd", "bwd_launcher": f"fused_recurrent_{prefix}_bwd",
         "fused_fn": f"fused_recurrent_{prefix}",
         "cls": _class_name(prefix),
@@ -235,7 +237,7 @@ def render_module(plans: ModulePlans) -> str:
         options=[(o.name, _py_scalar(o.value)) for o in spec.options],
         arg_order=list(spec.arg_order), fixed_dims={d.name: d.size for d in spec.dims if d.size is not None},
         tiled=plan.tiled, state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else STATE_TILE_BUDGET,
-        bwd_state_tile_budget=SWEEP_TILE_BUDGET if plan.sweeps is not None else BWD_STATE_TILE_BUDGET,
+        bwd_state_tile_budget=plan.sweeps.tile_budget if plan.sweeps is not None else BWD_STATE_TILE_BUDGET,
         bwd_tiled=plan.sweeps.split if plan.sweeps is not None else plan.tiled,
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
         sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],

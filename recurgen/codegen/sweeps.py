@@ -30,6 +30,13 @@ from .step import Step, _substitute, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
 _GRAD_KINDS = frozenset({Kind.INPUT, Kind.PARAM})
+# fp32 state elements per backward program: 8192 (K = 64 of a 128 x 128 state: two programs per head re-read v and
+# do half as often as four) when few vectors of the split dim are live per token, else 4096. A split-dim vector is
+# replicated across the threads that hold the tile's other dim: at 8192, more than WIDE_TILE_PRESSURE of them in a
+# sweep's kernel (its per-token statements and prologue, the params that have the split dim and their gradients'
+# accumulators) spill on sm_80/sm_90 at any warp count (rwkv5: 14, mamba2: 21 spill; rwkv6: 13, hgrn2: 9 do not;
+# `recurgen inspect`). The sweeps are two kernels: in one, rwkv6's spill (either alone does not).
+WIDE_TILE_BUDGET, TILE_BUDGET, WIDE_TILE_PRESSURE = 8192, 4096, 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +54,21 @@ class SweepCode:
     """Code of the two sweeps (see the module doc); the template lays it out."""
 
     fwd_prologue: str
-    fwd_loads: str
-    fwd_body: str  # the recompute of S_t, the gradients that read the state, a_t
+    fwd_body: str  # the recompute of S_t, the gradients that read the state, a_t (each load before its first use)
     bwd_prologue: str
     z_init: str  # z_{T+1} = r(S_T ⊙ dS_T), after the forward sweep
-    bwd_loads: str
     bwd_body: str  # the z update, gradients through B and L, dS_{t-1}
     input_grads: tuple[str, ...]
     param_grads: tuple[str, ...]
     scratch: tuple[tuple[str, tuple[str, ...]], ...]  # (state, dims of L): a_t per token (per tile), fp32
     split: str | None  # the state dim split across programs (K for GLA: only dv is then a per-tile partial)
+    tile_budget: int  # fp32 state elements per program
     dim_setup: str
     dstate_init: str
     dh0_store: str
+    last_store: str  # the forward sweep's S_T, for the backward sweep's z_{T+1} (the sweeps are two kernels)
+    last_load: str
+    dparam_reload: str  # the forward sweep's parts of the param gradients, added to the backward sweep's
 
 
 def _uses_state(e: Expr) -> bool:
@@ -282,21 +291,30 @@ def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
     return max(ok, key=lambda d: carried[d]) if ok else None
 
 
+def _split_pressure(code: list[str], split: str | None) -> int:
+    """How many statements of one sweep's step produce or load a vector of the split dim."""
+    if split is None:
+        return 0
+    tag, load = f"# [{split}]", f"+ o_{split}, mask=m_{split}, other="
+    return sum(line.endswith(tag) or (load in line and "tl.load(" in line) for line in "\n".join(code).splitlines())
+
+
 def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: Callable[[Expr], bool],
                loads: list[str], dy_loads: list[str], rec_prologue: list[str], rec_code: list[str],
                dims: tuple[str, ...]) -> SweepCode:
     """Print both sweeps. `leaves` name the inputs, params, consts, options and states (b_<S>, holding S_t
     after the recompute); `loads` are the per-token input loads, `rec_code` the recompute's statements."""
     from .kernel_text import (
+        DPARAM_ROW,
         _dim_setup,
         _dstate_code,
         _load,
         _store,
         _tile_of,
-        _used_loads,
         grad_stores,
         kernel_names,
         param_accumulates,
+        sink_loads,
     )
 
     taken = kernel_names(spec)  # names the kernels give the spec's tensors: no temporary takes one
@@ -380,10 +398,22 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         add_readout()
         f2.body += [f"b_z_{n} += b_a_{n}" for n in has_a]
     bwd_code = [*body2, *f2.body]
+    fwd_step, bwd_step = sink_loads(loads + dy_loads, fwd_code), sink_loads(loads + dy_loads + a_loads, bwd_code)
+    # a param with the split dim is live for the whole sweep, and so is its gradient's accumulator
+    held = sum(1 + (p.name in pg1 + pg2) for p in spec.params if split in p.ty.dims)
+    wide = held + max(_split_pressure([*rec_prologue, *f1.prologue, *fwd_step], split),
+                      _split_pressure([*f2.prologue, *bwd_step], split)) <= WIDE_TILE_PRESSURE
+    last = {st.name: (f"st_{st.name}", "i_bh64", st.ty.dims) for st in spec.states}
+    pgrads = tuple(dict.fromkeys((*pg1, *pg2)))
     return SweepCode(
-        fwd_prologue="\n".join([*rec_prologue, *f1.prologue]), fwd_loads=_used_loads(loads + dy_loads, fwd_code),
-        fwd_body="\n".join(fwd_code), bwd_prologue="\n".join(f2.prologue), z_init="\n".join(z_init),
-        bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code), bwd_body="\n".join(bwd_code),
-        input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
-        scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
-        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))
+        fwd_prologue="\n".join([*rec_prologue, *f1.prologue]),
+        fwd_body="\n".join(fwd_step), bwd_prologue="\n".join(f2.prologue),
+        z_init="\n".join(z_init), bwd_body="\n".join(bwd_step),
+        input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=pgrads,
+        scratch=tuple(scratch), split=split, tile_budget=WIDE_TILE_BUDGET if wide else TILE_BUDGET,
+        dim_setup="\n".join(_dim_setup(dims, split, even=True)),
+        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0),
+        last_store="\n".join(line for n, (ptr, row, d) in last.items() for line in _store(ptr, row, d, (f"b_{n}",))),
+        last_load="\n".join(f"b_{n} = {_load(ptr, row, d, False)[0]}" for n, (ptr, row, d) in last.items()),
+        dparam_reload="\n".join(f"b_dp_{p} += {_load(f'dp_{p}', DPARAM_ROW, spec.tensor(p).ty.dims, False)[0]}"
+                                 for p in pgrads))

@@ -253,12 +253,13 @@ def _sum_parts_kernel(parts, out, M, P, BLOCK: tl.constexpr):
     mask = offs < M
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for p in range(0, P):
-        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0)
+        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(out + offs, acc.to(out.dtype.element_ty), mask=mask)
 
 
 def _sum_parts(parts, dtype):
-    """parts [P, ...] fp32 -> their sum [...] in `dtype`, by a kernel (no fp32 round trip through torch)."""
+    """parts [P, ...] (fp32, or the input's dtype) -> their fp32 sum [...] in `dtype`, by a kernel (no fp32 round
+    trip through torch)."""
     out = torch.empty(parts.shape[1:], dtype=dtype, device=parts.device)
     M = out.numel()
     if M:

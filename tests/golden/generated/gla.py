@@ -45,7 +45,7 @@ FIXED_DIMS = {}
 TILED_DIM = 'V'
 BWD_TILED_DIM = 'K'  # the backward's split dim (the two sweeps may split another)
 STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program
-BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and temporaries)
+BWD_STATE_TILE_BUDGET = 8192  # per backward program (it holds S, dS and temporaries)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
 TWO_SWEEP = True
@@ -155,7 +155,7 @@ def gla_fused_recurrent_fwd_kernel(
 # the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
 @triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
 @triton.jit
-def gla_fused_recurrent_bwd_kernel(
+def gla_fused_recurrent_sweep_kernel(
     x_q,
     x_k,
     x_v,
@@ -163,6 +163,7 @@ def gla_fused_recurrent_bwd_kernel(
     dy_o,
     h0_S,
     za_S,
+    st_S,
     dht_S,
     dx_q,
     dx_g,
@@ -189,8 +190,10 @@ def gla_fused_recurrent_bwd_kernel(
     IS_VARLEN: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    EVEN_DIMS: tl.constexpr,
 ):
-    # two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # the forward of two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # (a kernel of its own: the two sweeps' live tiles together spill where either alone does not)
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -203,11 +206,10 @@ def gla_fused_recurrent_bwd_kernel(
     i_bh64 = i_bh.to(tl.int64)
     l_K = tl.arange(0, BK)
     o_K = i_v * BK + l_K
-    m_K = o_K < K
+    m_K = (l_K < BK) if EVEN_DIMS else (o_K < K)
     l_V = tl.arange(0, BV)
     o_V = l_V
-    m_V = o_V < V
-
+    m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
 
 
     # forward sweep: S_t from the initial state; the gradients that read the state, and a_t of the decay gradient
@@ -218,23 +220,89 @@ def gla_fused_recurrent_bwd_kernel(
     for t in range(0, T_seq):
         i_t = bos + t
         i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_r0 = tl.exp(b_g)  # [K]
         b_r1 = b_r0[:, None] * b_S  # [K, V]
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
         b_r3 = b_r1 + b_r2  # [K, V]
         b_S = b_r3
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_f0 = b_do * opt_scale  # [V]
         b_f1 = tl.sum(tl.where(m_V[None, :], b_S * b_f0[None, :], 0.0), axis=1)  # [K]
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_f2 = b_q * b_f1  # [K]
         tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
         tl.store(za_S + i_tok * K + o_K, b_f2.to(za_S.dtype.element_ty), mask=m_K)
-    tl.debug_barrier()
+    # S_T, where the backward sweep starts its decay gradient
+    tl.store(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(st_S.dtype.element_ty),
+             mask=m_K[:, None] & m_V[None, :])
+
+
+# On a GPU the autotuner picks the warp count per shape (it avoids configurations that spill);
+# the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
+@triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
+@triton.jit
+def gla_fused_recurrent_bwd_kernel(
+    x_q,
+    x_k,
+    x_v,
+    x_g,
+    dy_o,
+    h0_S,
+    za_S,
+    st_S,
+    dht_S,
+    dx_q,
+    dx_g,
+    dx_k,
+    dx_v,
+    dh0_S,
+    opt_scale,
+    cu_seqlens,
+    T,
+    H,
+    H_q,
+    H_k,
+    H_v,
+    H_g,
+    K,
+    V,
+    NV,
+    NB,
+    NBH,
+    NTOK,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    CKPT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr,
+    USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    EVEN_DIMS: tl.constexpr,
+):
+    # the backward of two sweeps (after gla_fused_recurrent_sweep_kernel)
+    # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_b).to(tl.int64)
+        T_seq = tl.load(cu_seqlens + i_b + 1).to(tl.int64) - bos
+    else:
+        bos = i_b.to(tl.int64) * T
+        T_seq = T
+    i_bh64 = i_bh.to(tl.int64)
+    l_K = tl.arange(0, BK)
+    o_K = i_v * BK + l_K
+    m_K = (l_K < BK) if EVEN_DIMS else (o_K < K)
+    l_V = tl.arange(0, BV)
+    o_V = l_V
+    m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
+
+
     # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
+    b_S = tl.load(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                  other=0.0).to(tl.float32)
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
@@ -245,17 +313,16 @@ def gla_fused_recurrent_bwd_kernel(
     for t in range(T_seq - 1, -1, -1):
         i_t = bos + t
         i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s0 = b_do * opt_scale  # [V]
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s1 = b_q[:, None] * b_s0[None, :]  # [K, V]
         b_dS += b_s1
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s3 = b_k * b_s2  # [K]
+        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_z_S += b_a_S - b_s3
         if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)
             if t == 0:
@@ -264,6 +331,7 @@ def gla_fused_recurrent_bwd_kernel(
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
         tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
         tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s5 = tl.exp(b_g)  # [K]
         b_s6 = b_s5[:, None] * b_dS  # [K, V]
         b_dS = b_s6
@@ -491,12 +559,13 @@ def _sum_parts_kernel(parts, out, M, P, BLOCK: tl.constexpr):
     mask = offs < M
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for p in range(0, P):
-        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0)
+        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(out + offs, acc.to(out.dtype.element_ty), mask=mask)
 
 
 def _sum_parts(parts, dtype):
-    """parts [P, ...] fp32 -> their sum [...] in `dtype`, by a kernel (no fp32 round trip through torch)."""
+    """parts [P, ...] (fp32, or the input's dtype) -> their fp32 sum [...] in `dtype`, by a kernel (no fp32 round
+    trip through torch)."""
     out = torch.empty(parts.shape[1:], dtype=dtype, device=parts.device)
     M = out.numel()
     if M:
@@ -588,8 +657,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     new = torch.empty if T > 0 and N > 0 else torch.zeros
     parts = {name: 1 if name in tiled_inputs else NV for name in ('q', 'g', 'k', 'v')}
     direct = {name for name, n in parts.items() if n == 1 and hs[name] == H}
+    # the two sweeps' per-tile parts are stored in the input's dtype (as flash-linear-attention's fused recurrent
+    # backward does): half the bytes of fp32 parts written and read again; their sum is fp32, in tile order
     dx = {name: new((n, B, T, H, *xs[name].shape[3:]), device=device,
-                    dtype=xs[name].dtype if name in direct else torch.float32) for name, n in parts.items()}
+                    dtype=xs[name].dtype if hs[name] == H else torch.float32) for name, n in parts.items()}
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
     # a state with the split dim: every tile writes its slice of one slab; else a partial per tile, summed
@@ -601,6 +672,11 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     # the forward sweep restarts from the initial state (`ck` holds it); a_t of each decay gradient, fp32
     h0r = {name: _real_view(ck[name].to(torch.complex64 if c else torch.float32).contiguous()) if h0 else dummy
            for name, _, c in STATES}
+    # every size a multiple of its block: the kernel's masks fold to true
+    even = all(sz[d] % b == 0 for d, b in blocks.items())
+    # S_T of the forward sweep, where the backward sweep's decay gradient starts (each tile writes its slice)
+    st = {name: torch.empty(max(N * H * _numel(sz, dims), 1), dtype=torch.float32, device=device)
+          for name, dims, _ in STATES}
     za = {name: torch.empty(max((1 if BWD_TILED_DIM in dims else NV) * B * T * H * _numel(sz, dims), 1),
                             dtype=torch.float32, device=device) for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
@@ -614,7 +690,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     varlen = seq[0] is not None
     grid = (NV, N * H)
     if T > 0 and N > 0:
-        _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
+        _launch(gla_fused_recurrent_sweep_kernel, grid, BWD_NUM_WARPS,
             xs['q'],
             xs['k'],
             xs['v'],
@@ -622,6 +698,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             dyr['o'],
             h0r['S'],
             za['S'],
+            st['S'],
             dhtr['S'],
             dx['q'],
             dx['g'],
@@ -648,6 +725,44 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             IS_VARLEN=varlen,
             USE_INITIAL_STATE=h0,
             USE_FINAL_STATE_GRADIENT=use_final,
+            EVEN_DIMS=even,
+        )
+        _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
+            xs['q'],
+            xs['k'],
+            xs['v'],
+            xs['g'],
+            dyr['o'],
+            h0r['S'],
+            za['S'],
+            st['S'],
+            dhtr['S'],
+            dx['q'],
+            dx['g'],
+            dx['k'],
+            dx['v'],
+            dh0r['S'],
+            opts['scale'],
+            cu,
+            T,
+            H,
+            hs['q'],
+            hs['k'],
+            hs['v'],
+            hs['g'],
+            sz['K'],
+            sz['V'],
+            NV,
+            NB,
+            NBH,
+            NTOK,
+            BK=blocks['K'],
+            BV=blocks['V'],
+            CKPT=ckpt_every,
+            IS_VARLEN=varlen,
+            USE_INITIAL_STATE=h0,
+            USE_FINAL_STATE_GRADIENT=use_final,
+            EVEN_DIMS=even,
         )
     # sum the tiles' partial gradients, then the heads of each group
     grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
