@@ -93,7 +93,7 @@ def _token_family_args(args, state, names):
 def _token_reads(os):
     """The read-outs the epilogue takes, from the families' raw o (a vector state's last axis of 1 dropped)."""
     raw = {state: o for (state, *_), o in zip(_CHUNK_CALLS, os, strict=True)}
-    vector = {state: v for state, _, _, _, v, _ in _CHUNK_CALLS}
+    vector = {state: v for state, _, _, _, v, *_ in _CHUNK_CALLS}
     return [(raw[s].squeeze(-1) if vector[s] else raw[s]).contiguous() for s in _TOKEN_READS]
 
 
@@ -110,7 +110,7 @@ def _token_fwd_run(x0, leaves, directs, s0s, cu_seqlens, opts, dims, output_fina
     if not fake:
         cu_seqlens = _chunk_seqlens(cu_seqlens, [*leaves, *directs])
     os, hts = [], []
-    for i, (state, _, names, _, _, _) in enumerate(_CHUNK_CALLS):
+    for i, (state, _, names, *_) in enumerate(_CHUNK_CALLS):
         family, readout, fwd, _, epi = _CHUNK_FAMILIES[state]
         tensors = _token_family_args(args, state, names)
         s0 = s0s[i] if s0s else None
@@ -159,7 +159,7 @@ def _token_bwd_run(x0, leaves, directs, s0s, cu_seqlens, bufs, os, dys, dos, dht
     args = _token_operands(leaves, directs, dict(zip((k for k, _, _ in _TOKEN_BUFFERS), bufs, strict=True)), low)
     cu_seqlens = _chunk_seqlens(cu_seqlens, [*leaves, *directs])
     das, dh0s = {}, []
-    for i, (state, _, names, _, vector, _) in enumerate(_CHUNK_CALLS):
+    for i, (state, _, names, _, vector, *_) in enumerate(_CHUNK_CALLS):
         _, _, _, bwd, epi = _CHUNK_FAMILIES[state]
         tensors = _token_family_args(args, state, names)
         s0 = s0s[i] if s0s else None
@@ -255,19 +255,19 @@ def _chunk_token_call(values, opts, h0, output_final_state, cu_seqlens, chunk_si
     directs = [values[n] for n in _TOKEN_DIRECT_INPUTS]
     scales = _chunk_scales(values, opts, sz, B, T, H)
     s0s = [] if h0 is None else [_chunk_s0(h0[_STATE_INDEX[state]], transposed, vector)
-                                 for state, _, _, transposed, vector, _ in _CHUNK_CALLS]
+                                 for state, _, _, transposed, vector, *_ in _CHUNK_CALLS]
     res = _token_fwd_op(values[INPUTS[0][0]], leaves, directs, s0s, cu_seqlens,
                         [float(opts[n]) for n in _TOKEN_OPTIONS], [int(sz[d]) for d in _TOKEN_DIMS],
                         output_final_state, chunk_size, [float(scales.get(state, 1.0)) for state, *_ in _CHUNK_CALLS])
     n_y, n_c = len(_TOKEN_OUTPUTS), len(_CHUNK_CALLS)
     ys, os = iter(res[:n_y]), dict(zip((c[0] for c in _CHUNK_CALLS), res[n_y: n_y + n_c], strict=True))
-    vector = {state: v for state, _, _, _, v, _ in _CHUNK_CALLS}
+    vector = {state: v for state, _, _, _, v, *_ in _CHUNK_CALLS}
     index = {i for i, _, _ in _TOKEN_OUTPUTS}
     outs = [next(ys) if i in index else (os[_TOKEN_FOLDED[i]].squeeze(-1) if vector[_TOKEN_FOLDED[i]] else
                                          os[_TOKEN_FOLDED[i]]) for i in range(len(OUTPUTS))]
     finals = {m: r[2] for m, r in running.items()}
     if output_final_state:
-        for (state, _, _, transposed, v, _), ht in zip(_CHUNK_CALLS, res[n_y + n_c: n_y + 2 * n_c], strict=True):
+        for (state, _, _, transposed, v, *_), ht in zip(_CHUNK_CALLS, res[n_y + n_c: n_y + 2 * n_c], strict=True):
             finals[state] = _chunk_final(ht, transposed, v)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
