@@ -133,6 +133,8 @@ def _inspect_chunk(module: Any, sz: dict[str, int], archs: tuple[str, ...], io_d
     rows: list[KernelReport] = []
     hooks = (*getattr(module, "CHUNK_KERNELS", ()), *getattr(module, "CHUNK_TOKEN_KERNELS", ()))  # + token kernels
     for state, family, dims, specs in hooks:
+        if specs is None:  # no family kernels: chunk mode runs the blocked-scan forward (compiled as "scan")
+            continue
         K, V = sz[dims[0]], (sz[dims[1]] if len(dims) > 1 else 1)
         for fn, sig, consts, *given in specs(K, V, module.CHUNK_SIZE, io_dtype, io_dtype == "fp32"):
             shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B") and isinstance(v, int))

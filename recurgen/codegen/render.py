@@ -220,7 +220,7 @@ def render_module(plans: ModulePlans) -> str:
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
     forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
     chunk = env.get_template("chunk_mode.py.jinja").render(
-        chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else ()),
+        chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else (), block is None),
         generated=[_comment_safe(ln) for ln in describe(chunk_plan, block is not None)])
     sha = plans.sha256
     return env.get_template("module.py.jinja").render(

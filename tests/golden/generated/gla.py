@@ -1743,7 +1743,8 @@ _STATE_INDEX = {name: i for i, (name, _, _) in enumerate(STATES)}  # h0 holds ev
 _CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton backend)
 CHUNK_TOKEN_KERNELS = ()
 
-# per state: (name, its op, canonical argument names, transposed, vector, sub-steps)
+# per state: (name, its op (None: Triton runs the blocked-scan forward), canonical argument names, transposed,
+# vector, sub-steps)
 _CHUNK_CALLS = (
     ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True),
      ('q', 'k', 'v', 'g'), False, False, 1),
@@ -1764,7 +1765,8 @@ def _chunk_torch(state, tensors, s0, cu_seqlens, output_final_state, chunk_size)
     return fwd(*tensors, s0, _chunk_seqlens(cu_seqlens, tensors), output_final_state, chunk_size)
 
 
-# for tools (`recurgen inspect`): per state, its family, the family's state dims and its compile hook
+# for tools (`recurgen inspect`): per state, its family, the family's state dims and its compile hook (None: no
+# Triton family kernels, the blocked-scan forward runs instead)
 CHUNK_KERNELS = (
     ('S', 'matmul', ('K', 'V'), chunk_gla_matmul_compile_specs),
 )
