@@ -19,7 +19,11 @@ When L_t = u_t ⊙ w has a time-invariant factor w of L's dims and a per-token f
 Δ_t ⊙ A: L is [E, N], u is [E]), a_t is not stored at L's dims: z_t = z'_t + Σ_{s≥t} a_s with z'_t the backward
 sweep's part, and the gradients of L's leaves are linear in z_t, so u's cotangent r_u(w ⊙ z_t) needs only the
 reduced ã_t = r_u(w ⊙ a_t) per token (a running sum in the backward sweep), and w's, Σ_t r_w(u_t ⊙ z_t), gets
-its a-part Σ_s r_w(a_s ⊙ U_s), U_s = Σ_{t≤s} u_t, in the forward sweep (`_factor`).
+its a-part Σ_s r_w(a_s ⊙ U_s), U_s = Σ_{t≤s} u_t, in the forward sweep (`_factor`). Split that way, z'_t and
+Σ a_s grow with the tokens left and cancel in the gradients (fp32 error ∝ T); so the split restarts every
+SWEEP_SEGMENT tokens: the forward sweep stores each segment's Σ a_s at L's dims (one tile per segment) and U
+restarts at 0, the backward sweep adds that sum to z' when it leaves the segment (z' is then z again) and restarts
+Σ ã: the error is ∝ the segment length, as the unsplit running sum's.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .step import Step, _substitute, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
 _GRAD_KINDS = frozenset({Kind.INPUT, Kind.PARAM})
+SWEEP_SEGMENT = 64  # tokens per restart of a factored decay's split running sum (see the module doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class SweepCode:
     dim_setup: str
     dstate_init: str
     dh0_store: str
+    segments: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (state, dims of L): Σ a_t per segment, fp32
 
 
 def _uses_state(e: Expr) -> bool:
@@ -355,7 +361,8 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     dS = {d.state.name: f"b_d{d.state.name}" for d in sp.decays}
     dvar = {d.state.name: cotangent_var(d.state.name, d.state.ty) for d in sp.decays}
     logs = [d for d in sp.decays if d.log is not None]
-    factors = {d.state.name: f for d in logs if not sp.prev and (f := _factor(d)) is not None}
+    factors = {d.state.name: f for d in logs
+               if not sp.prev and (split is None or split in d.log.ty.dims) and (f := _factor(d)) is not None}
     us = {u_var(spec.tensor(n), u.ty): f"b_U_{n}" for n, (u, _) in factors.items()}
     ras = {ra_var(spec.tensor(n), u.ty): f"b_ra_{n}" for n, (u, _) in factors.items()}
 
@@ -364,6 +371,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
     acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
     scratch, a_loads, has_a = [], [], []
+    segments: list[tuple[str, tuple[str, ...]]] = []
     for d in logs:
         assert d.log is not None
         r = sp.readout_grads.get(state_var(d.state))
@@ -374,13 +382,21 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         if d.state.name in factors:
             # factored: U_t += u_t, w's gradient Σ r_w(a_t ⊙ U_t) here, and only ã_t = r_u(w ⊙ a_t) kept
             u, w = factors[d.state.name]
-            f1.body.append(f"b_U_{d.state.name} += {_tile_of(f1.value(u), u.ty.dims, False, u.ty.dims)[0]}")
+            n, seg = d.state.name, SWEEP_SEGMENT
+            uv = _tile_of(f1.value(u), u.ty.dims, False, u.ty.dims)[0]
+            f1.body += [f"if t % {seg} == 0:", f"    b_U_{n} = b_U_{n} * 0.0", f"b_U_{n} += {uv}"]
             # without an initial state z_1 is set to 0 in the backward sweep (below): token 1 leaves U too
             f1.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)",
                         "    if t == 0:", f"        b_U_{d.state.name} = b_U_{d.state.name} * 0.0"]
             gw = autodiff.vjp([(w, _reduce_to(b.mul(a, u_var(d.state, u.ty)), w.ty))])
             acc_w, pg_w = param_accumulates(spec, _param_grads(spec, gw), f1)
             acc1, pg1 = [*acc1, *acc_w], (*pg1, *pg_w)
+            # Σ a_t of the segment at L's dims, stored when it ends (the backward sweep restarts there)
+            g = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
+            stores1 += [f"b_G_{n} += {g}", f"if (t % {seg} == {seg - 1}) or (t == T_seq - 1):",
+                        *(f"    {x}" for x in _store(f"zg_{n}", _segment_row(), d.log.ty.dims, (f"b_G_{n}",))),
+                        f"    b_G_{n} = b_G_{n} * 0.0"]
+            segments.append((n, d.log.ty.dims))
             a, keep = _reduce_to(b.mul(w, a), u.ty), u.ty.dims
         tile = _tile_of(f1.value(a), keep, False, a.ty.dims)[0]
         # a_t of a decay without the split dim is a per-tile part (as its z and its gradients)
@@ -445,8 +461,13 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     if sp.prev:
         add_readout()
         f2.body += [f"b_z_{n} += b_a_{n}" for n in has_a]
+    for n, dims_l in segments:  # leaving a segment: z' + the segment's Σ a_s is z again; Σ ã restarts
+        f2.body += [f"if t % {SWEEP_SEGMENT} == 0:",
+                    f"    b_z_{n} += {_load(f'zg_{n}', _segment_row(), dims_l, False)[0]}",
+                    f"    b_ra_{n} = b_ra_{n} * 0.0"]
     bwd_code = [*body2, *f2.body]
     u_init = [f"b_U_{n} = tl.zeros({tile_shape(u.ty.dims)}, dtype=tl.float32)" for n, (u, _) in factors.items()]
+    u_init += [f"b_G_{n} = tl.zeros({tile_shape(dims_l)}, dtype=tl.float32)" for n, dims_l in segments]
     return SweepCode(
         fwd_prologue="\n".join([*rec_prologue, *f1.prologue, *u_init]),
         fwd_loads=_used_loads(loads + dy_loads, fwd_code),
@@ -454,4 +475,9 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code), bwd_body="\n".join(bwd_code),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
         scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
-        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))
+        dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0), segments=tuple(segments))
+
+
+def _segment_row() -> str:
+    """The row of token t's segment in the per-segment scratch: slots as the checkpoints' (_ckpt_rows)."""
+    return f"((bos // {SWEEP_SEGMENT} + i_b + t // {SWEEP_SEGMENT}) * H + i_h)"
