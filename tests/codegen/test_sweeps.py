@@ -39,3 +39,15 @@ def test_state_free_readout_term_in_the_backward_sweep() -> None:
     assert sweeps is not None
     assert "dx_u" in sweeps.bwd_body
     assert "dx_u" not in sweeps.fwd_body
+
+
+def test_factored_decay_keeps_a_reduced() -> None:
+    """Mamba's decay log Δ_t ⊙ A: a_t is kept per token at Δ's dims ([E], not [E, N]), and per 64-token segment
+    at the log's dims (the restart that bounds the split sums' cancellation)."""
+    sweeps = plan_recurrent(recurgen.load("mamba").spec).sweeps
+    assert sweeps is not None
+    assert sweeps.scratch == (("h", ("E",)),)
+    assert sweeps.segments == (("h", ("E", "N")),)
+    gla = plan_recurrent(recurgen.load("gla").spec).sweeps
+    assert gla is not None
+    assert gla.segments == ()
