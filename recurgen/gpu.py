@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "za_", "st_", "dht_", "dx_", "dp_", "dh0_", "dy_")
+_POINTER_PREFIXES = ("x_", "y_", "p_", "h0_", "ht_", "ck_", "sc_", "za_", "st_", "zg_", "dht_", "dx_", "dp_", "dh0_",
+                     "dy_")
 _FLAGS = ("CKPT", "IS_VARLEN", "USE_INITIAL_STATE", "STORE_FINAL_STATE", "SAVE_CKPT", "USE_FINAL_STATE_GRADIENT")
 ARCHS = {"sm_80": 80, "sm_90": 90}
 
@@ -136,6 +137,8 @@ def _inspect_chunk(module: Any, sz: dict[str, int], archs: tuple[str, ...], io_d
     rows: list[KernelReport] = []
     hooks = (*getattr(module, "CHUNK_KERNELS", ()), *getattr(module, "CHUNK_TOKEN_KERNELS", ()))  # + token kernels
     for state, family, dims, specs in hooks:
+        if specs is None:  # no family kernels: chunk mode runs the blocked-scan forward (compiled as "scan")
+            continue
         K, V = sz[dims[0]], (sz[dims[1]] if len(dims) > 1 else 1)
         for fn, sig, consts, *given in specs(K, V, module.CHUNK_SIZE, io_dtype, io_dtype == "fp32"):
             shown = " ".join(f"{k}={v}" for k, v in consts.items() if k.startswith("B") and isinstance(v, int))

@@ -78,6 +78,7 @@ class ChunkSection:
     token_folded: tuple[tuple[int, str], ...] = ()  # (output index, state) of the outputs the families finish
     token_grads: tuple[tuple[str, str], ...] = ()
     token_kernel_names: tuple[str, ...] = ()
+    kernels: bool = True  # the Triton families are rendered (False: a blocked-scan forward replaces them)
 
 
 def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
@@ -335,16 +336,19 @@ def core_prefix(plan: ChunkPlan, call: CoreCall) -> str:
     return f"chunk_{plan.spec.name}_{call.family}_" + next(c.state for c in same if c.flags == call.flags)
 
 
-def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...]) -> ChunkSection:
+def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ...],
+                         kernels: bool = True) -> ChunkSection:
+    """`kernels`: render the Triton families; False when Triton runs the spec's blocked-scan forward instead
+    (codegen/scan_block.py): the section then keeps only what the torch backend's chunk path uses."""
     if not plan.chunkable:
         return ChunkSection(False, plan.reason, form_lines, (), (), "", "", None, CHUNK_SIZE, "")
     prefixes = [core_prefix(plan, c) for c in plan.calls]
     first: dict[str, CoreCall] = {}  # one core per prefix
     for p, c in zip(prefixes, plan.calls, strict=True):
         first.setdefault(p, c)
-    common = render_common({c.family for c in plan.calls}).strip("\n")
+    common = render_common({c.family for c in plan.calls}).strip("\n") if kernels else ""
     cores = (*((common,) if common else ()),
-             *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items()))
+             *(render_core(c.family, p, **dict(c.flags)).strip("\n") for p, c in first.items() if kernels))
     fold = folded(plan)
     calls = tuple(CallView(c.state, c.family, p, ARG_NAMES[c.family], c.transposed, c.vector, c.steps,
                            str(dict(c.flags).get("readout", "")), c.dims, c.flags, c.state in fold, c.stage)
@@ -356,8 +360,8 @@ def render_chunk_section(plan: ChunkPlan, a: Analysis, form_lines: tuple[str, ..
     shift = any(isinstance(r, ShiftCall) for r in plan.running)
     section = ChunkSection(True, None, form_lines, cores, calls, _prepare(plan, a), _readout(plan), auto, CHUNK_SIZE,
                            _running(plan), any(not isinstance(r, ShiftCall) for r in plan.running), has_prev or shift,
-                           shift, _scales(plan))
-    return _with_tokens(section, plan, fold) if fusable(plan, fold, ARG_NAMES) else section
+                           shift, _scales(plan), kernels=kernels)
+    return _with_tokens(section, plan, fold) if kernels and fusable(plan, fold, ARG_NAMES) else section
 
 
 def _with_tokens(section: ChunkSection, plan: ChunkPlan, fold: dict[str, tuple[int, Expr]]) -> ChunkSection:

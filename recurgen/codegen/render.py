@@ -22,6 +22,7 @@ from .chunk_render import render_chunk_section
 from .plan import BWD_STATE_TILE_BUDGET, STATE_TILE_BUDGET, SWEEP_TILE_BUDGET, RecurrentPlan
 from .scan_block import plan_scan_block
 from .step import build_step, state_var
+from .sweeps import SWEEP_SEGMENT
 from .templating import environment
 from .torch_printer import TorchPrinter
 
@@ -165,6 +166,7 @@ def _kernel_args(plan: RecurrentPlan) -> dict[str, list[tuple[str, str]]]:
                *((f"h0_{x.name}", f"h0r[{x.name!r}]") for x in s.states),
                *((f"za_{n}", f"za[{n!r}]") for n, _ in plan.sweeps.scratch),
                *((f"st_{x.name}", f"st[{x.name!r}]") for x in s.states),
+               *((f"zg_{n}", f"zg[{n!r}]") for n, _ in plan.sweeps.segments),
                *bwd[len(ins) + len(prs) + len(plan.outputs) + 2 * len(s.states):]]
         bwd_consts = [*(c for c in bwd_consts if c[0] not in ("BCKPT", "SEG_ON_CHIP")), ("EVEN_DIMS", "even")]
     return {"fwd_args": fwd, "fwd_consts": fwd_consts, "bwd_args": bwd, "bwd_consts": bwd_consts}
@@ -222,7 +224,7 @@ def render_module(plans: ModulePlans) -> str:
     outputs_doc = ", ".join(f"{o.name} `[B, T, H{''.join(', ' + d for d in o.ty.dims)}]`" for o in spec.outputs)
     forms = tuple(f"{sa.state}: {ln}" for sa in analysis.states for ln in sa.chunk.lines)
     chunk = env.get_template("chunk_mode.py.jinja").render(
-        chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else ()),
+        chunk=render_chunk_section(chunk_plan, analysis, forms if chunk_plan.chunkable else (), block is None),
         generated=[_comment_safe(ln) for ln in describe(chunk_plan, block is not None)], host=host_sections())
     sha = plans.sha256
     return env.get_template("module.py.jinja").render(
@@ -241,6 +243,7 @@ def render_module(plans: ModulePlans) -> str:
         bwd_tiled=plan.sweeps.split if plan.sweeps is not None else plan.tiled,
         torch_step=_torch_step(spec), bwd_num_warps=plan.bwd_num_warps, two_sweep=plan.sweeps is not None,
         sweep_scratch=list(plan.sweeps.scratch) if plan.sweeps is not None else [],
+        sweep_segments=list(plan.sweeps.segments) if plan.sweeps is not None else [], sweep_segment=SWEEP_SEGMENT,
         input_grads=list(plan.input_grads), param_grads=list(plan.param_grads), outputs_doc=outputs_doc,
         scan_block_name=scan_block_name,
         **names, **args, **_call_context(spec),

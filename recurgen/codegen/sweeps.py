@@ -14,6 +14,16 @@ S_t ⊙ dS_t = Z_t + B_t ⊙ dS_t and S_t ⊙ dS_t = S_t ⊙ R_t + Z_{t+1}, it o
 so its reduction to L's dims, z_t, is a reverse running sum of a_t = r(S_t ⊙ R_t) (forward sweep, stored per
 token) and r(B_t ⊙ dS_t) (backward sweep), and L's inputs get the gradient of L with cotangent z_t
 (flash-linear-attention's GLA backward uses the same identity, as dg_t = Σ_{s≥t} q_s dq_s - k_s dk_s).
+
+When L_t = u_t ⊙ w has a time-invariant factor w of L's dims and a per-token factor u_t of fewer dims (Mamba's
+Δ_t ⊙ A: L is [E, N], u is [E]), a_t is not stored at L's dims: z_t = z'_t + Σ_{s≥t} a_s with z'_t the backward
+sweep's part, and the gradients of L's leaves are linear in z_t, so u's cotangent r_u(w ⊙ z_t) needs only the
+reduced ã_t = r_u(w ⊙ a_t) per token (a running sum in the backward sweep), and w's, Σ_t r_w(u_t ⊙ z_t), gets
+its a-part Σ_s r_w(a_s ⊙ U_s), U_s = Σ_{t≤s} u_t, in the forward sweep (`_factor`). Split that way, z'_t and
+Σ a_s grow with the tokens left and cancel in the gradients (fp32 error ∝ T); so the split restarts every
+SWEEP_SEGMENT tokens: the forward sweep stores each segment's Σ a_s at L's dims (one tile per segment) and U
+restarts at 0, the backward sweep adds that sum to z' when it leaves the segment (z' is then z again) and restarts
+Σ ã: the error is ∝ the segment length, as the unsplit running sum's.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ _GRAD_KINDS = frozenset({Kind.INPUT, Kind.PARAM})
 # accumulators) spill on sm_80/sm_90 at any warp count (rwkv5: 14, mamba2: 21 spill; rwkv6: 13, hgrn2: 9 do not;
 # `recurgen inspect`). The sweeps are two kernels: in one, rwkv6's spill (either alone does not).
 WIDE_TILE_BUDGET, TILE_BUDGET, WIDE_TILE_PRESSURE = 8192, 4096, 13
+SWEEP_SEGMENT = 64  # tokens per restart of a factored decay's split running sum (see the module doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,7 @@ class SweepCode:
     last_store: str  # the forward sweep's S_T, for the backward sweep's z_{T+1} (the sweeps are two kernels)
     last_load: str
     dparam_reload: str  # the forward sweep's parts of the param gradients, added to the backward sweep's
+    segments: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (state, dims of L): Σ a_t per segment, fp32
 
 
 def _uses_state(e: Expr) -> bool:
@@ -196,9 +208,9 @@ def plan_sweeps(spec: ir.Spec, step: Step) -> SweepPlan | None:
     return SweepPlan(decays, fwd, free, prev)
 
 
-def _bwd_grads(sp: SweepPlan) -> dict[Expr, Expr]:
+def _bwd_grads(sp: SweepPlan, factors: dict[str, tuple[Expr, Expr]] | None = None) -> dict[Expr, Expr]:
     """The backward sweep's gradients: through the drives and decays, plus the readouts' state-free terms."""
-    grads = dict(autodiff.vjp(_bwd_roots(sp.decays)))
+    grads = dict(autodiff.vjp(_factored_roots(sp.decays, factors) if factors else _bwd_roots(sp.decays)))
     for leaf, g in sp.free_grads.items():
         grads[leaf] = b.add(grads[leaf], g) if leaf in grads else g
     return grads
@@ -227,6 +239,46 @@ def _bwd_roots(decays: tuple[Decay, ...]) -> list[tuple[Expr, Expr]]:
         roots.append((d.drive, cotangent_var(d.state.name, d.state.ty)))
         if d.log is not None:
             roots.append((d.log, z_var(d.state, d.log.ty)))
+    return roots
+
+
+def _factor(d: Decay) -> tuple[Expr, Expr] | None:
+    """(u, w) when the decay's log is u ⊙ w with w time-invariant, of the log's dims, and u per token with fewer
+    dims (Mamba's Δ_t ⊙ A): a_t is then kept as r_u(w ⊙ a_t) (see the module doc)."""
+    L = d.log
+    if not (isinstance(L, Apply) and L.op is Op.MUL) or L.ty.complex:
+        return None
+    for u, w in (L.args, L.args[::-1]):
+        if (w.ty.dims == L.ty.dims and len(u.ty.dims) < len(L.ty.dims) and not ir.uses(w, {Kind.INPUT})
+                and not _uses_state(w) and ir.uses(u, {Kind.INPUT}) and not _uses_state(u)):
+            return u, w
+    return None
+
+
+def ra_var(s: ir.Tensor, ty: ir.Type) -> Var:
+    """Σ_{s≥t} ã_s of a factored decay (the backward sweep's running sum)."""
+    return Var(f"∂ra_{s.name}", Kind.INPUT, ty)
+
+
+def u_var(s: ir.Tensor, ty: ir.Type) -> Var:
+    """U_t = Σ_{s≤t} u_s of a factored decay (the forward sweep's running sum)."""
+    return Var(f"∂u_{s.name}", Kind.INPUT, ty)
+
+
+def _factored_roots(decays: tuple[Decay, ...], factors: dict[str, tuple[Expr, Expr]]) -> list[tuple[Expr, Expr]]:
+    """_bwd_roots with each factored log's root (L, z) as (u, r_u(w ⊙ z') + Σ ã) and (w, r_w(z' ⊙ u))."""
+    roots: list[tuple[Expr, Expr]] = []
+    for d in decays:
+        roots.append((d.drive, cotangent_var(d.state.name, d.state.ty)))
+        if d.log is None:
+            continue
+        z = z_var(d.state, d.log.ty)
+        if d.state.name not in factors:
+            roots.append((d.log, z))
+            continue
+        u, w = factors[d.state.name]
+        roots.append((u, b.add(_reduce_to(b.mul(w, z), u.ty), ra_var(d.state, u.ty))))
+        roots.append((w, _reduce_to(b.mul(z, u), w.ty)))
     return roots
 
 
@@ -315,6 +367,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         kernel_names,
         param_accumulates,
         sink_loads,
+        tile_shape,
     )
 
     taken = kernel_names(spec)  # names the kernels give the spec's tensors: no temporary takes one
@@ -326,24 +379,49 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     dS = {d.state.name: f"b_d{d.state.name}" for d in sp.decays}
     dvar = {d.state.name: cotangent_var(d.state.name, d.state.ty) for d in sp.decays}
     logs = [d for d in sp.decays if d.log is not None]
+    factors = {d.state.name: f for d in logs
+               if not sp.prev and (split is None or split in d.log.ty.dims) and (f := _factor(d)) is not None}
+    us = {u_var(spec.tensor(n), u.ty): f"b_U_{n}" for n, (u, _) in factors.items()}
+    ras = {ra_var(spec.tensor(n), u.ty): f"b_ra_{n}" for n, (u, _) in factors.items()}
 
     # forward sweep: readout-side gradients and a_t = r(S_t ⊙ R_t)
-    f1 = TritonPrinter({**leaves, **cot}, varying, prefix="b_f", reserved=taken)
+    f1 = TritonPrinter({**leaves, **cot, **us}, varying, prefix="b_f", reserved=taken)
     stores1, got1 = grad_stores(_input_grads(sp.readout_grads), f1, tiled, split)
     acc1, pg1 = param_accumulates(spec, _param_grads(spec, sp.readout_grads), f1)
     scratch, a_loads, has_a = [], [], []
+    segments: list[tuple[str, tuple[str, ...]]] = []
     for d in logs:
         assert d.log is not None
         r = sp.readout_grads.get(state_var(d.state))
         if r is None:
             continue
         a = _reduce_product(state_var(d.state), r, d.log.ty)
-        tile = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
+        keep = d.log.ty.dims
+        if d.state.name in factors:
+            # factored: U_t += u_t, w's gradient Σ r_w(a_t ⊙ U_t) here, and only ã_t = r_u(w ⊙ a_t) kept
+            u, w = factors[d.state.name]
+            n, seg = d.state.name, SWEEP_SEGMENT
+            uv = _tile_of(f1.value(u), u.ty.dims, False, u.ty.dims)[0]
+            f1.body += [f"if t % {seg} == 0:", f"    b_U_{n} = b_U_{n} * 0.0", f"b_U_{n} += {uv}"]
+            # without an initial state z_1 is set to 0 in the backward sweep (below): token 1 leaves U too
+            f1.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)",
+                        "    if t == 0:", f"        b_U_{d.state.name} = b_U_{d.state.name} * 0.0"]
+            gw = autodiff.vjp([(w, _reduce_to(b.mul(a, u_var(d.state, u.ty)), w.ty))])
+            acc_w, pg_w = param_accumulates(spec, _param_grads(spec, gw), f1)
+            acc1, pg1 = [*acc1, *acc_w], (*pg1, *pg_w)
+            # Σ a_t of the segment at L's dims, stored when it ends (the backward sweep restarts there)
+            g = _tile_of(f1.value(a), d.log.ty.dims, False, a.ty.dims)[0]
+            stores1 += [f"b_G_{n} += {g}", f"if (t % {seg} == {seg - 1}) or (t == T_seq - 1):",
+                        *(f"    {x}" for x in _store(f"zg_{n}", _segment_row(), d.log.ty.dims, (f"b_G_{n}",))),
+                        f"    b_G_{n} = b_G_{n} * 0.0"]
+            segments.append((n, d.log.ty.dims))
+            a, keep = _reduce_to(b.mul(w, a), u.ty), u.ty.dims
+        tile = _tile_of(f1.value(a), keep, False, a.ty.dims)[0]
         # a_t of a decay without the split dim is a per-tile part (as its z and its gradients)
-        row = "i_tok" if split is None or split in d.log.ty.dims else "(i_v * NTOK + i_tok)"
-        stores1 += _store(f"za_{d.state.name}", row, d.log.ty.dims, (tile,))
-        scratch.append((d.state.name, d.log.ty.dims))
-        a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', row, d.log.ty.dims, False)[0]}")
+        row = "i_tok" if split is None or split in keep else "(i_v * NTOK + i_tok)"
+        stores1 += _store(f"za_{d.state.name}", row, keep, (tile,))
+        scratch.append((d.state.name, keep))
+        a_loads.append(f"b_a_{d.state.name} = {_load(f'za_{d.state.name}', row, keep, False)[0]}")
         has_a.append(d.state.name)
     # the readout of S_{t-1} is differentiated before the recompute overwrites b_<S>
     readout_code = [*f1.body, *stores1, *acc1]
@@ -358,12 +436,13 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         z = _reduce_to(b.mul(state_var(d.state), dvar[d.state.name]), d.log.ty)
         z_init.append(f"b_z_{d.state.name} = {_tile_of(f0.value(z), d.log.ty.dims, False, z.ty.dims)[0]}")
     z_init = [*f0.body, *z_init]
+    z_init += [f"b_ra_{n} = tl.zeros({tile_shape(u.ty.dims)}, dtype=tl.float32)" for n, (u, _) in factors.items()]
 
     # backward sweep. Outputs of S_t: dS_t = R_t + D_{t+1} ⊙ dS_{t+1}, z_t = z_{t+1} + a_t - r(B_t ⊙ dS_t).
     # Outputs of S_{t-1}: dS_{t-1} = D_t ⊙ dS_t + R_t after step t's gradients, and a_t = r(S_{t-1} ⊙ R_t)
     # joins z there (z_{t-1} = z_t + a_t - r(B_{t-1} ⊙ dS_{t-1})).
     zl = {z_var(d.state, d.log.ty): f"b_z_{d.state.name}" for d in logs if d.log is not None}
-    f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl}, varying, prefix="b_s",
+    f2 = TritonPrinter({**leaves, **cot, **{dvar[n]: v for n, v in dS.items()}, **zl, **ras}, varying, prefix="b_s",
                        reserved=taken)
 
     def add_readout() -> None:
@@ -377,14 +456,17 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     for d in logs:
         assert d.log is not None
         rb = _reduce_product(dvar[d.state.name], d.drive, d.log.ty)
-        a = f"b_a_{d.state.name} - " if d.state.name in has_a and not sp.prev else "-"
+        a = f"b_a_{d.state.name} - " if d.state.name in has_a and not sp.prev and d.state.name not in factors else "-"
         f2.body.append(f"b_z_{d.state.name} += {a}{_tile_of(f2.value(rb), d.log.ty.dims, False, rb.ty.dims)[0]}")
+        if d.state.name in factors and d.state.name in has_a:
+            f2.body.append(f"b_ra_{d.state.name} += b_a_{d.state.name}")
     if logs:
         # without an initial state Z_1 = D_1 ⊙ S_0 ⊙ dS_1 is exactly 0, where the running sum leaves a rounding
         # residue (relative to |S_1 ⊙ dS_1|)
         f2.body += ["if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)", "    if t == 0:",
-                    *(f"        b_z_{d.state.name} = tl.zeros_like(b_z_{d.state.name})" for d in logs)]
-    grads2 = _bwd_grads(sp)
+                    *(f"        b_z_{d.state.name} = tl.zeros_like(b_z_{d.state.name})" for d in logs),
+                    *(f"        b_ra_{n} = tl.zeros_like(b_ra_{n})" for n in factors)]
+    grads2 = _bwd_grads(sp, factors)
     stores2, got2 = grad_stores(_input_grads(grads2), f2, tiled, split)
     acc2, pg2 = param_accumulates(spec, _param_grads(spec, grads2), f2)
     body2 = [*f2.body, *stores2, *acc2]
@@ -397,6 +479,10 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
     if sp.prev:
         add_readout()
         f2.body += [f"b_z_{n} += b_a_{n}" for n in has_a]
+    for n, dims_l in segments:  # leaving a segment: z' + the segment's Σ a_s is z again; Σ ã restarts
+        f2.body += [f"if t % {SWEEP_SEGMENT} == 0:",
+                    f"    b_z_{n} += {_load(f'zg_{n}', _segment_row(), dims_l, False)[0]}",
+                    f"    b_ra_{n} = tl.zeros_like(b_ra_{n})"]
     bwd_code = [*body2, *f2.body]
     fwd_step, bwd_step = sink_loads(loads + dy_loads, fwd_code), sink_loads(loads + dy_loads + a_loads, bwd_code)
     # a param with the split dim is live for the whole sweep, and so is its gradient's accumulator
@@ -405,8 +491,10 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
                       _split_pressure([*f2.prologue, *bwd_step], split)) <= WIDE_TILE_PRESSURE
     last = {st.name: (f"st_{st.name}", "i_bh64", st.ty.dims) for st in spec.states}
     pgrads = tuple(dict.fromkeys((*pg1, *pg2)))
+    u_init = [f"b_U_{n} = tl.zeros({tile_shape(u.ty.dims)}, dtype=tl.float32)" for n, (u, _) in factors.items()]
+    u_init += [f"b_G_{n} = tl.zeros({tile_shape(dims_l)}, dtype=tl.float32)" for n, dims_l in segments]
     return SweepCode(
-        fwd_prologue="\n".join([*rec_prologue, *f1.prologue]),
+        fwd_prologue="\n".join([*rec_prologue, *f1.prologue, *u_init]),
         fwd_body="\n".join(fwd_step), bwd_prologue="\n".join(f2.prologue),
         z_init="\n".join(z_init), bwd_body="\n".join(bwd_step),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=pgrads,
@@ -416,4 +504,10 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         last_store="\n".join(line for n, (ptr, row, d) in last.items() for line in _store(ptr, row, d, (f"b_{n}",))),
         last_load="\n".join(f"b_{n} = {_load(ptr, row, d, False)[0]}" for n, (ptr, row, d) in last.items()),
         dparam_reload="\n".join(f"b_dp_{p} += {_load(f'dp_{p}', DPARAM_ROW, spec.tensor(p).ty.dims, False)[0]}"
-                                 for p in pgrads))
+                                 for p in pgrads),
+        segments=tuple(segments))
+
+
+def _segment_row() -> str:
+    """The row of token t's segment in the per-segment scratch: slots as the checkpoints' (_ckpt_rows)."""
+    return f"((bos // {SWEEP_SEGMENT} + i_b + t // {SWEEP_SEGMENT}) * H + i_h)"

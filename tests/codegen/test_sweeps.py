@@ -74,3 +74,15 @@ def test_loads_sink_to_their_first_use() -> None:
     body = plan_recurrent(recurgen.load("gla").spec).sweeps.bwd_body.splitlines()
     load_g = next(i for i, line in enumerate(body) if line.startswith("b_g = tl.load("))
     assert "tl.exp(b_g)" in body[load_g + 1]
+
+
+def test_factored_decay_keeps_a_reduced() -> None:
+    """Mamba's decay log Δ_t ⊙ A: a_t is kept per token at Δ's dims ([E], not [E, N]), and per 64-token segment
+    at the log's dims (the restart that bounds the split sums' cancellation)."""
+    sweeps = plan_recurrent(recurgen.load("mamba").spec).sweeps
+    assert sweeps is not None
+    assert sweeps.scratch == (("h", ("E",)),)
+    assert sweeps.segments == (("h", ("E", "N")),)
+    gla = plan_recurrent(recurgen.load("gla").spec).sweeps
+    assert gla is not None
+    assert gla.segments == ()
