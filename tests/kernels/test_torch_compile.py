@@ -38,6 +38,7 @@ class Mixer(torch.nn.Module):
     ("gla", True, "aot_eager", "recurrent"),
     # chunk mode: the kernel families are custom ops too; the spec's formulas around them are traced
     ("mlstm", False, "aot_eager", "chunk"), ("delta_product", True, "aot_eager", "chunk"),
+    ("rwkv6", False, "aot_eager", "chunk"),  # per-channel matmul: the forward keeps A and gc for the backward
     ("gateloop", False, "aot_eager", "chunk"),
 ])
 def test_compiled_model_matches_eager(name: str, varlen: bool, backend: str, mode: str) -> None:
