@@ -998,6 +998,13 @@ def _chunk_dot_fp32(x: torch.Tensor) -> bool:
     return x.dtype == torch.float32 or _interpreting()
 
 
+def _chunk_mid_dtype(x: torch.Tensor) -> torch.dtype:
+    # what only enters dots between kernels (chunk states, A): the input dtype, as a GPU's tensor-core dots round
+    # it, also under the interpreter; but bf16 stays fp32 there: its fp32 -> bf16 store truncates (a biased error
+    # twice a GPU's rounding, seen at 1.1e-2 in gla's bf16 gradients at T = 4096)
+    return torch.float32 if x.dtype == torch.bfloat16 and _interpreting() else x.dtype
+
+
 def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, absent=frozenset()):
     """(kernel, signature, constexprs, attrs) of each named kernel for ahead-of-time compilation (triton.compile
     with ASTSource), as the launchers run it on a GPU: every flag on (varlen included), `absent` pointers None.
@@ -1494,7 +1501,7 @@ def _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT):
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
     # the per-channel A kernel leaves the blocks above the diagonal unwritten: its readers mask them
-    A = torch.empty(B, T, H, BT, dtype=q.dtype, device=q.device)
+    A = torch.empty(B, T, H, BT, dtype=_chunk_mid_dtype(q), device=q.device)
     _launch(_chunk_gla_matmul_a_kernel, (NS, BT // BC, H), 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT,
             BC=BC,
             BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
@@ -1512,8 +1519,7 @@ def _chunk_gla_matmul_states(q, k, v, g, A, h0, o, scale, cu_seqlens, offsets, s
     """The h-stage: with `o`, the forward (o written, no states); without, the chunks' start states h [NS, H, K, V]
     in the dot dtype. Returns (h or None, ht or None)."""
     _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
-    # the states in the inputs' dtype, also under the interpreter (fp32 dot operands are cast from it on load)
-    h = None if o is not None else torch.empty(NS, H, K, V, dtype=k.dtype, device=k.device)
+    h = None if o is not None else torch.empty(NS, H, K, V, dtype=_chunk_mid_dtype(k), device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     BT, BV = _chunk_gla_matmul_h_tiles(BT, BV, o is not None, dot_fp32)
     _launch(_chunk_gla_matmul_h_kernel, (N * H, triton.cdiv(V, BV)), 4, q, k, v, g, A, h0, h, ht, o, scale, cu_seqlens,
@@ -1554,7 +1560,8 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
 def chunk_gla_matmul_saved_like(q: torch.Tensor, g: torch.Tensor, chunk_size: int) -> list[torch.Tensor]:
     """Empty tensors shaped as what the forward keeps for the backward: A in the dot dtype and gc fp32 (the
     backward launches neither the A nor the cumsum kernel again)."""
-    return [q.new_empty((*q.shape[:3], chunk_size)), g.new_empty(g.shape, dtype=torch.float32)]
+    return [q.new_empty((*q.shape[:3], chunk_size), dtype=_chunk_mid_dtype(q)),
+            g.new_empty(g.shape, dtype=torch.float32)]
 
 
 def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
