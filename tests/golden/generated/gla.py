@@ -1147,7 +1147,7 @@ def _chunk_gla_matmul_h_kernel(q, k, v, g, A, h0, h, ht, o, scale, cu_seqlens, c
 # BC rows. An off-diagonal block (rows I > cols J) is re-centred at r = the last row before sub-chunk I:
 #   A_IJ = (q_I * exp(bq_I - b_r)) (k_J * exp(b_r - b_J))^T     with bq_i <= b_r <= b_j, both factors <= 1;
 # the diagonal block is formed exactly, one column j at a time, with the mask applied before exp.
-# One program per (chunk, row sub-chunk I, head).
+# One program per (chunk, row sub-chunk I, head); r is the same for every J < I, so those blocks are one product.
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "BT", "BK", "DOT_FP32"])
 @triton.jit
 def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr,
@@ -1164,38 +1164,29 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
         o_i = i0 + tl.arange(0, BC)
         m_i = o_i < L
         o_j = tl.arange(0, BC)
+        o_t = tl.arange(0, BT)
+        m_j = o_t < i0  # the columns of the sub-chunks J < I: every one valid (it precedes a valid row of I)
         row_l = t0 + L - 1
-        row_r = t0 + i0 - 1
-        # off-diagonal blocks J < I: every row of J is valid (it precedes a valid row of I)
-        for i_j in range(0, i_sub):
-            o_jj = i_j * BC + o_j
-            m_j = o_j < BC
-            b_a = tl.zeros([BC, BC], dtype=tl.float32)
-            for i_k in range(0, tl.cdiv(K, BK)):
-                o_k = i_k * BK + tl.arange(0, BK)
-                m_k = o_k < K
-                b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                b_br = tl.load(gc + (row_r * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
-                b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
-                # padded rows take b_L: their exponents stay <= 0 (their q is 0)
-                b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
-                b_k = _chunk_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
-                b_bk = _chunk_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
-                b_qd = b_q * tl.exp(b_bq - b_br[None, :])
-                b_kd = b_k * tl.exp(b_br[None, :] - b_bk)
-                b_a += _chunk_dot(b_qd, tl.trans(b_kd), DT, DOT_FP32)
-            tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i_j * BC + o_j)[None, :], b_a.to(A.dtype.element_ty),
-                     mask=m_i[:, None])
-        # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
-        b_a = tl.zeros([BC, BC], dtype=tl.float32)
+        # r is the same for every J < I: all of them in one [BC, BT] product, q_I and its decays loaded once
+        b_ao = tl.zeros([BC, BT], dtype=tl.float32)
+        b_a = tl.zeros([BC, BC], dtype=tl.float32)  # the diagonal block
         for i_k in range(0, tl.cdiv(K, BK)):
             o_k = i_k * BK + tl.arange(0, BK)
             m_k = o_k < K
             b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            # (I = 0 has no r and no column: its product is zero whatever b_r, here the chunk's first row)
+            b_br = tl.load(gc + ((t0 + tl.maximum(i0 - 1, 0)) * H + i_h) * K + o_k, mask=m_k, other=0.0)
             b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
             b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+            # padded rows take b_L: their exponents stay <= 0 (their q is 0)
             b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
+            b_k = _chunk_rows(k + tb * K, o_t, H * K, o_k, m_j, m_k)
+            b_bk = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_j, m_k)
+            # <= 0 for I > 0 (the clamp only keeps I = 0's unused product finite)
+            b_qd = b_q * tl.exp(tl.minimum(b_bq - b_br[None, :], 0.0))
+            b_kd = b_k * tl.exp(tl.where(m_j[:, None], b_br[None, :] - b_bk, float("-inf")))
+            b_ao += _chunk_dot(b_qd, tl.trans(b_kd), DT, DOT_FP32)
+            # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
             for c in range(0, tl.minimum(L - i0, BC)):
                 row_c = t0 + i0 + c
                 b_kc = tl.load(k + (row_c * H + i_h) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
@@ -1204,8 +1195,9 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
                 b_f = tl.exp(tl.where(m_c, b_bq - b_bc[None, :], float("-inf")))
                 b_col = tl.sum(b_q * b_kc[None, :] * b_f, axis=1)
                 b_a += tl.where((o_j == c)[None, :], b_col[:, None], 0.0)
-        tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i0 + o_j)[None, :], b_a.to(A.dtype.element_ty),
-                 mask=m_i[:, None])
+        p_a = A + tb * BT + (o_i * (H * BT))[:, None]
+        tl.store(p_a + o_t[None, :], b_ao.to(A.dtype.element_ty), mask=m_i[:, None] & m_j[None, :])
+        tl.store(p_a + (i0 + o_j)[None, :], b_a.to(A.dtype.element_ty), mask=m_i[:, None])
 
 
 # o-stage (per-channel decay): o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head). (The h-stage
