@@ -94,13 +94,13 @@ def check(core, decay, prev, *, B, T, H, K, V, chunk, cu=None, use_h0=True, use_
     do = torch.randn(B, T, H, V, generator=gen)
     dht = torch.randn(N, H, K, V, generator=gen) if use_dht else None
 
-    o, ht = core.fwd(q, k, v, g, h0, cu_t, final, chunk, scale=scale, low=low)
+    o, ht, saved = core.fwd(q, k, v, g, h0, cu_t, final, chunk, scale=scale, low=low, keep=True)
     want_o, want_ht = reference(q, k, v, g, h0, cu_t, decay, prev)
     assert o.dtype == (dtype if low else torch.float32)
     close("o", o, scale * want_o, rtol, dtype=o.dtype)
     close("ht", ht, want_ht if final else None, rtol, dtype=torch.float32)
 
-    grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk, scale=scale)
+    grads = core.bwd(q, k, v, g, h0, cu_t, do, dht, chunk, scale=scale, saved=saved)
     want = reference_grads(q, k, v, g, h0, cu_t, scale * do.double(), dht, decay, prev)
     for name, got, ref, x in zip(("dq", "dk", "dv", "dg", "dh0"), grads, want, (q, k, v, g, h0), strict=True):
         close(name, got, ref, rtol, dtype=torch.float32 if x is None or name == "dh0" else x.dtype)
@@ -142,9 +142,18 @@ def test_multiple_of_chunk_no_states(cores, decay):
 
 @pytest.mark.parametrize(("decay", "prev"), [("channel", False), ("scalar", True)])
 def test_bf16_inputs(cores, decay, prev):
-    # bf16 inputs are loaded and computed in fp32: exact up to fp32 against the loop on the same rounded values
+    # bf16 inputs are loaded and computed in fp32 (the chunk states and A too, under the interpreter): exact up to
+    # fp32 against the loop on the same rounded values
     check(core_of(cores, decay, prev), decay, prev, B=1, T=40, H=2, K=16, V=16, chunk=16, cu=[0, 17, 40],
           dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("decay", ["scalar", "channel"])
+def test_fp16_inputs_keep_states_in_fp16(cores, decay):
+    # fp16 inputs under the interpreter: fp32 dots, but the chunk states (and A) stored in fp16 between the
+    # kernels, as on a GPU: fp16-level agreement
+    check(core_of(cores, decay, True), decay, True, B=1, T=40, H=2, K=16, V=16, chunk=16, cu=[0, 17, 40],
+          dtype=torch.float16, rtol=5e-3)
 
 
 @pytest.mark.parametrize("decay", DECAYS)
@@ -163,6 +172,22 @@ def test_tensor_core_operands(cores, decay, monkeypatch):
     monkeypatch.setattr(module, f"_mm_{decay}_1_setup", lambda *a: (*setup(*a)[:-1], False))
     check(core_of(cores, decay, True), decay, True, B=1, T=45, H=1, K=16, V=16, chunk=16, dtype=torch.float16,
           rtol=1e-2)
+
+
+@pytest.mark.parametrize("prev", PREVS)
+def test_backward_reuses_the_forwards_a_and_gc(cores, prev):
+    # per-channel decay: the backward given what the forward kept (A, gc) equals the one that recomputes them
+    core = core_of(cores, "channel", prev)
+    q, k, v, g = inputs(1, 37, 2, 16, 16, "channel", seed=3)
+    do = torch.randn(1, 37, 2, 16, generator=torch.Generator().manual_seed(4))
+    _, _, saved = core.fwd(q, k, v, g, None, None, False, 16, keep=True)
+    assert len(saved) == 2
+    assert saved[0].shape == (1, 37, 2, 16)
+    assert saved[1].dtype == torch.float32
+    kept = core.bwd(q, k, v, g, None, None, do, None, 16, saved=saved)
+    again = core.bwd(q, k, v, g, None, None, do, None, 16)
+    for name, a, b in zip(("dq", "dk", "dv", "dg"), kept, again, strict=False):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("decay", DECAYS)

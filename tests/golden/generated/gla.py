@@ -998,6 +998,13 @@ def _chunk_dot_fp32(x: torch.Tensor) -> bool:
     return x.dtype == torch.float32 or _interpreting()
 
 
+def _chunk_mid_dtype(x: torch.Tensor) -> torch.dtype:
+    # what only enters dots between kernels (chunk states, A): the input dtype, as a GPU's tensor-core dots round
+    # it, also under the interpreter; but bf16 stays fp32 there: its fp32 -> bf16 store truncates (a biased error
+    # twice a GPU's rounding, seen at 1.1e-2 in gla's bf16 gradients at T = 4096)
+    return torch.float32 if x.dtype == torch.bfloat16 and _interpreting() else x.dtype
+
+
 def _chunk_compile_specs(kernels, consts, io, K: int, V: int, io_dtype: str, absent=frozenset()):
     """(kernel, signature, constexprs, attrs) of each named kernel for ahead-of-time compilation (triton.compile
     with ASTSource), as the launchers run it on a GPU: every flag on (varlen included), `absent` pointers None.
@@ -1074,6 +1081,20 @@ def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, N
     tl.store(p, tl.cumsum(b_g, axis=0), mask=m_t[:, None] & m_k[None, :])
 
 
+@triton.jit
+def _chunk_gla_matmul_cumdecay(b_g, AXIS: tl.constexpr, BT: tl.constexpr):
+    # b = cumsum(g) along the chunk's tokens (AXIS) of a loaded [BT, BK] / [BK, BT] block of g, and b_L: its last
+    # token (padded tokens have g = 0, so b_L is b at the last valid one). The state kernels form b from g
+    # themselves: g is read in its dtype, never the fp32 gc (half the bytes, once per V tile)
+    b_b = tl.cumsum(b_g, axis=AXIS)
+    o_t = tl.arange(0, BT)
+    if AXIS == 0:
+        b_bl = tl.sum(tl.where((o_t == BT - 1)[:, None], b_b, 0.0), axis=0)
+    else:
+        b_bl = tl.sum(tl.where((o_t == BT - 1)[None, :], b_b, 0.0), axis=1)
+    return b_b, b_bl
+
+
 # h-stage: one program per (sequence x head, V tile) walks the sequence's chunks holding the state tile
 # S[:, V tile] (all of K, fp32):  S <- diag(exp(b_L)) S + (k * exp(b_L - b))^T v.
 # STORE_O (the forward; not with per-channel decay, see the o kernel): each chunk's output tile on the way,
@@ -1081,7 +1102,7 @@ def _chunk_gla_matmul_cumsum_kernel(g, gc, cu_seqlens, chunk_indices, T, H, K, N
 # STORE_H (the backward's recomputation): each chunk's start state, in the dot dtype (what its readers cast to).
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_h_kernel(q, k, v, g, gc, A, h0, h, ht, o, scale, cu_seqlens, chunk_offsets, T, H, K, V, NT,
+def _chunk_gla_matmul_h_kernel(q, k, v, g, A, h0, h, ht, o, scale, cu_seqlens, chunk_offsets, T, H, K, V, NT,
                       BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr,
                       STORE_FINAL_STATE: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
                       IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
@@ -1112,8 +1133,7 @@ def _chunk_gla_matmul_h_kernel(q, k, v, g, gc, A, h0, h, ht, o, scale, cu_seqlen
         m_t = o_t < L
         b_kt = _chunk_cols(k + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
         b_v = _chunk_rows(v + tb * V, o_t, H * V, o_v, m_t, m_v)  # [BT, BV]
-        b_bt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_bt, b_bl = _chunk_gla_matmul_cumdecay(_chunk_cols(g + tb * K, o_t, H * K, o_k, m_t, m_k), 1, BT)
         b_kt = b_kt * tl.exp(b_bl[:, None] - b_bt)
         b_h *= tl.exp(b_bl)[:, None]
         b_h += _chunk_dot(b_kt, b_v, DT, DOT_FP32)
@@ -1122,12 +1142,12 @@ def _chunk_gla_matmul_h_kernel(q, k, v, g, gc, A, h0, h, ht, o, scale, cu_seqlen
 
 
 # A-stage: the intra-chunk attention matrix A[i, j] = sum_c q_ic k_jc exp(bq_ic - b_jc), j <= i
-# (zero elsewhere), stored per token row as [B, T, H, BT] fp32.
+# (zero elsewhere), stored per token row as [B, T, H, BT] in the dot dtype (its readers' dot operand).
 # Per-channel decay: exp(-b_j) alone would overflow for strong decays, so the chunk is split into sub-chunks of
 # BC rows. An off-diagonal block (rows I > cols J) is re-centred at r = the last row before sub-chunk I:
 #   A_IJ = (q_I * exp(bq_I - b_r)) (k_J * exp(b_r - b_J))^T     with bq_i <= b_r <= b_j, both factors <= 1;
 # the diagonal block is formed exactly, one column j at a time, with the mask applied before exp.
-# One program per (chunk, row sub-chunk I, head).
+# One program per (chunk, row sub-chunk I, head); r is the same for every J < I, so those blocks are one product.
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "BT", "BK", "DOT_FP32"])
 @triton.jit
 def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, K, NT, BT: tl.constexpr,
@@ -1144,37 +1164,29 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
         o_i = i0 + tl.arange(0, BC)
         m_i = o_i < L
         o_j = tl.arange(0, BC)
+        o_t = tl.arange(0, BT)
+        m_j = o_t < i0  # the columns of the sub-chunks J < I: every one valid (it precedes a valid row of I)
         row_l = t0 + L - 1
-        row_r = t0 + i0 - 1
-        # off-diagonal blocks J < I: every row of J is valid (it precedes a valid row of I)
-        for i_j in range(0, i_sub):
-            o_jj = i_j * BC + o_j
-            m_j = o_j < BC
-            b_a = tl.zeros([BC, BC], dtype=tl.float32)
-            for i_k in range(0, tl.cdiv(K, BK)):
-                o_k = i_k * BK + tl.arange(0, BK)
-                m_k = o_k < K
-                b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                b_br = tl.load(gc + (row_r * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
-                b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
-                # padded rows take b_L: their exponents stay <= 0 (their q is 0)
-                b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
-                b_k = _chunk_rows(k + tb * K, o_jj, H * K, o_k, m_j, m_k)
-                b_bk = _chunk_rows(gc + tb * K, o_jj, H * K, o_k, m_j, m_k)
-                b_qd = b_q * tl.exp(b_bq - b_br[None, :])
-                b_kd = b_k * tl.exp(b_br[None, :] - b_bk)
-                b_a += _chunk_dot(b_qd, tl.trans(b_kd), DT, DOT_FP32)
-            tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i_j * BC + o_j)[None, :], b_a, mask=m_i[:, None])
-        # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
-        b_a = tl.zeros([BC, BC], dtype=tl.float32)
+        # r is the same for every J < I: all of them in one [BC, BT] product, q_I and its decays loaded once
+        b_ao = tl.zeros([BC, BT], dtype=tl.float32)
+        b_a = tl.zeros([BC, BC], dtype=tl.float32)  # the diagonal block
         for i_k in range(0, tl.cdiv(K, BK)):
             o_k = i_k * BK + tl.arange(0, BK)
             m_k = o_k < K
             b_bl = tl.load(gc + (row_l * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            # (I = 0 has no r and no column: its product is zero whatever b_r, here the chunk's first row)
+            b_br = tl.load(gc + ((t0 + tl.maximum(i0 - 1, 0)) * H + i_h) * K + o_k, mask=m_k, other=0.0)
             b_q = _chunk_rows(q + tb * K, o_i, H * K, o_k, m_i, m_k)
             b_bq = _chunk_rows(gc + tb * K, o_i, H * K, o_k, m_i, m_k)
+            # padded rows take b_L: their exponents stay <= 0 (their q is 0)
             b_bq = tl.where(m_i[:, None], b_bq, b_bl[None, :])
+            b_k = _chunk_rows(k + tb * K, o_t, H * K, o_k, m_j, m_k)
+            b_bk = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_j, m_k)
+            # <= 0 for I > 0 (the clamp only keeps I = 0's unused product finite)
+            b_qd = b_q * tl.exp(tl.minimum(b_bq - b_br[None, :], 0.0))
+            b_kd = b_k * tl.exp(tl.where(m_j[:, None], b_br[None, :] - b_bk, float("-inf")))
+            b_ao += _chunk_dot(b_qd, tl.trans(b_kd), DT, DOT_FP32)
+            # diagonal block: column j of A_II = sum_c q_I exp(bq_I - b_j) k_j, only rows i >= j
             for c in range(0, tl.minimum(L - i0, BC)):
                 row_c = t0 + i0 + c
                 b_kc = tl.load(k + (row_c * H + i_h) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
@@ -1183,14 +1195,16 @@ def _chunk_gla_matmul_a_kernel(q, k, g, gc, A, cu_seqlens, chunk_indices, T, H, 
                 b_f = tl.exp(tl.where(m_c, b_bq - b_bc[None, :], float("-inf")))
                 b_col = tl.sum(b_q * b_kc[None, :] * b_f, axis=1)
                 b_a += tl.where((o_j == c)[None, :], b_col[:, None], 0.0)
-        tl.store(A + tb * BT + (o_i * (H * BT))[:, None] + (i0 + o_j)[None, :], b_a, mask=m_i[:, None])
+        p_a = A + tb * BT + (o_i * (H * BT))[:, None]
+        tl.store(p_a + o_t[None, :], b_ao.to(A.dtype.element_ty), mask=m_i[:, None] & m_j[None, :])
+        tl.store(p_a + (i0 + o_j)[None, :], b_a.to(A.dtype.element_ty), mask=m_i[:, None])
 
 
 # o-stage (per-channel decay): o = (q * exp(bq)) S_0 + A v, one program per (chunk, V tile, head). (The h-stage
 # holding all of K next to the per-channel decays of q and k would spill: the states go through memory here.)
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
+def _chunk_gla_matmul_o_kernel(q, v, g, h, A, o, scale, cu_seqlens, chunk_indices, T, H, K, V, NT, BT: tl.constexpr,
                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the chunk this program owns: its first token t0 and valid length L (the last chunk of a sequence may be
@@ -1208,7 +1222,8 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_in
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
         b_q = _chunk_rows(q + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bq = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_g = _chunk_rows(g + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bq = _chunk_gla_matmul_cumdecay(b_g, 0, BT)[0]
         b_q *= tl.exp(b_bq)
         b_s = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_o += _chunk_dot(b_q, b_s, DT, DOT_FP32)
@@ -1226,7 +1241,7 @@ def _chunk_gla_matmul_o_kernel(q, v, g, gc, h, A, o, scale, cu_seqlens, chunk_in
 # the dot dtype;  dS_0 = diag(exp(b_L)) dS_end + (q * exp(bq))^T do;  the first chunk's dS_0 is dh0
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dh_kernel(q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT,
+def _chunk_gla_matmul_dh_kernel(q, do, scale, g, dht, dh, dh0, cu_seqlens, chunk_offsets, T, H, K, V, NT,
                                 BT: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
                        USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
@@ -1256,9 +1271,10 @@ def _chunk_gla_matmul_dh_kernel(q, do, scale, g, gc, dht, dh, dh0, cu_seqlens, c
         m_t = o_t < L
         b_qt = _chunk_cols(q + tb * K, o_t, H * K, o_k, m_t, m_k)  # [BK, BT]
         b_do = _chunk_rows(do + tb * V, o_t, H * V, o_v, m_t, m_v) * scale  # [BT, BV], of the unscaled o
-        b_bqt = _chunk_cols(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_gt = _chunk_cols(g + tb * K, o_t, H * K, o_k, m_t, m_k)
+        b_bqt, b_bl = _chunk_gla_matmul_cumdecay(b_gt, 1, BT)
         b_qt = b_qt * tl.exp(b_bqt)
-        b_dh *= tl.exp(tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0))[:, None]
+        b_dh *= tl.exp(b_bl)[:, None]
         b_dh += _chunk_dot(b_qt, b_do, q.dtype.element_ty, DOT_FP32)
     if USE_INITIAL_STATE:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_kv, b_dh, mask=m_kv)
@@ -1293,7 +1309,7 @@ def _chunk_gla_matmul_da_kernel(v, do, scale, dA, cu_seqlens, chunk_indices, T, 
 # A read from the A-stage
 @triton.autotune(configs=_chunk_gla_matmul_CONFIGS, key=["H", "K", "V", "BT", "BK", "BV", "DOT_FP32"])
 @triton.jit
-def _chunk_gla_matmul_dv_kernel(q, k, g, do, scale, gc, dh, A, dv, dgp, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
+def _chunk_gla_matmul_dv_kernel(q, k, g, do, scale, dh, A, dv, dgp, dg, cu_seqlens, chunk_indices, T, H, K, V, NT,
                        BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BKG: tl.constexpr,
                        IS_VARLEN: tl.constexpr, DOT_FP32: tl.constexpr):
     # BKG: the K tile of dqk, whose shares of dg this kernel adds
@@ -1313,8 +1329,7 @@ def _chunk_gla_matmul_dv_kernel(q, k, g, do, scale, gc, dh, A, dv, dgp, dg, cu_s
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
         b_k = _chunk_rows(k + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bk = _chunk_rows(gc + tb * K, o_t, H * K, o_k, m_t, m_k)
-        b_bl = tl.load(gc + ((t0 + L - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_bk, b_bl = _chunk_gla_matmul_cumdecay(_chunk_rows(g + tb * K, o_t, H * K, o_k, m_t, m_k), 0, BT)
         b_k *= tl.exp(b_bl[None, :] - b_bk)
         b_dh = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_dv += _chunk_dot(b_k, b_dh, DT, DOT_FP32)
@@ -1478,7 +1493,7 @@ def _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT):
 def _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims):
     B, T, H, K, _, _, BT, BC, BK, _, NS, NT, dot_fp32 = dims
     # the per-channel A kernel leaves the blocks above the diagonal unwritten: its readers mask them
-    A = torch.empty(B, T, H, BT, dtype=torch.float32, device=q.device)
+    A = torch.empty(B, T, H, BT, dtype=_chunk_mid_dtype(q), device=q.device)
     _launch(_chunk_gla_matmul_a_kernel, (NS, BT // BC, H), 4, q, k, g, gc, A, cu_seqlens, table, T, H, K, NT, BT=BT,
             BC=BC,
             BK=min(BK, _chunk_gla_matmul_INTRA), IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
@@ -1492,16 +1507,14 @@ def _chunk_gla_matmul_h_tiles(BT: int, BV: int, store_o: bool, dot_fp32: bool) -
     return (min(BT, 16), BV) if store_o and dot_fp32 else (BT, BV)
 
 
-def _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offsets, store_ht, dims):
+def _chunk_gla_matmul_states(q, k, v, g, A, h0, o, scale, cu_seqlens, offsets, store_ht, dims):
     """The h-stage: with `o`, the forward (o written, no states); without, the chunks' start states h [NS, H, K, V]
     in the dot dtype. Returns (h or None, ht or None)."""
     _, T, H, K, V, N, BT, _, BK, BV, NS, NT, dot_fp32 = dims
-    h = None if o is not None else \
-        torch.empty(NS, H, K, V, dtype=torch.float32 if dot_fp32 else k.dtype, device=k.device)
+    h = None if o is not None else torch.empty(NS, H, K, V, dtype=_chunk_mid_dtype(k), device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     BT, BV = _chunk_gla_matmul_h_tiles(BT, BV, o is not None, dot_fp32)
-    _launch(_chunk_gla_matmul_h_kernel, (N * H, triton.cdiv(V, BV)), 4, q, k, v, g, gc, A, h0, h, ht, o, scale,
-            cu_seqlens,
+    _launch(_chunk_gla_matmul_h_kernel, (N * H, triton.cdiv(V, BV)), 4, q, k, v, g, A, h0, h, ht, o, scale, cu_seqlens,
             offsets, T, H, K, V, NT, BT=BT, BK=BK, BV=BV, USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=store_ht,
             STORE_H=o is None, STORE_O=o is not None, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
     return h, ht
@@ -1509,10 +1522,11 @@ def _chunk_gla_matmul_states(q, k, v, g, gc, A, h0, o, scale, cu_seqlens, offset
 
 def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
                      h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, output_final_state: bool,
-                     chunk_size: int = 64, scale: float = 1.0, low: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     chunk_size: int = 64, scale: float = 1.0, low: bool = False, keep: bool = False
+                     ) -> tuple:
     """Chunked forward: o [B, T, H, V] (times `scale`; fp32, or q's dtype when `low`) and (if output_final_state)
-    the final states ht [N, H, K, V] fp32. The h-stage computes o on its way: no chunk state is stored."""
+    the final states ht [N, H, K, V] fp32, and with `keep` what the backward reuses (chunk_gla_matmul_saved_like).
+    The chunk states go through memory (see the o kernel)."""
     B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, table, offsets, dot_fp32 = _chunk_gla_matmul_setup(q, k, v, g,
                                                                                    cu_seqlens, chunk_size)
     dims = (B, T, H, K, V, N, BT, BC, BK, BV, NS, NT, dot_fp32)
@@ -1521,25 +1535,34 @@ def chunk_gla_matmul_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
     o = torch.empty(B, T, H, V, dtype=q.dtype if low else torch.float32, device=q.device)
     if NS == 0:  # nothing to walk: the final state is the initial one
         if not output_final_state:
-            return o, None
+            return (o, None, tuple(chunk_gla_matmul_saved_like(q, g, chunk_size))) if keep else (o, None)
         ht = torch.zeros(N, H, K, V, dtype=torch.float32, device=q.device) if h0 is None else h0.float().clone()
-        return o, ht
+        return (o, ht, tuple(chunk_gla_matmul_saved_like(q, g, chunk_size))) if keep else (o, ht)
     gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT)
-    h, ht = _chunk_gla_matmul_states(q, k, v, g, gc, None, h0, None, 1.0, cu_seqlens, offsets, output_final_state, dims)
+    h, ht = _chunk_gla_matmul_states(q, k, v, g, None, h0, None, 1.0, cu_seqlens, offsets, output_final_state, dims)
     A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
     BKI = min(BK, _chunk_gla_matmul_INTRA)
-    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, gc, h, A, o, scale, cu_seqlens, table,
-            T, H, K,
+    _launch(_chunk_gla_matmul_o_kernel, (NS, triton.cdiv(V, BV), H), 4, q, v, g, h, A, o, scale, cu_seqlens, table, T,
+            H, K,
             V, NT, BT=BT, BK=BKI, BV=BV, IS_VARLEN=cu_seqlens is not None, DOT_FP32=dot_fp32)
-    return o, ht
+    saved = (A, gc)
+    return (o, ht, saved) if keep else (o, ht)
+
+
+def chunk_gla_matmul_saved_like(q: torch.Tensor, g: torch.Tensor, chunk_size: int) -> list[torch.Tensor]:
+    """Empty tensors shaped as what the forward keeps for the backward: A in the dot dtype and gc fp32 (the
+    backward launches neither the A nor the cumsum kernel again)."""
+    return [q.new_empty((*q.shape[:3], chunk_size), dtype=_chunk_mid_dtype(q)),
+            g.new_empty(g.shape, dtype=torch.float32)]
 
 
 def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
                      h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, do: torch.Tensor,
-                     dht: torch.Tensor | None, chunk_size: int = 64, scale: float = 1.0
+                     dht: torch.Tensor | None, chunk_size: int = 64, scale: float = 1.0, saved: tuple = ()
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Chunked backward: (dq, dk, dv, dg) in the inputs' dtypes and dh0 fp32; dg is None without decay, dh0
-    None without h0; `do` is the cotangent of the forward's o (times `scale`).
+    None without h0; `do` is the cotangent of the forward's o (times `scale`); `saved`: what the forward kept
+    with `keep` (or empty: recomputed).
 
     Recomputes the chunk states (cheaper than storing them), then the reverse dh-stage and the
     parallel dA, dv and dq/dk/dg stages (A recomputed)."""
@@ -1561,20 +1584,20 @@ def chunk_gla_matmul_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: t
         return dq, dk, dv, dg, dh0
     do = do.contiguous()
     is_varlen = cu_seqlens is not None
-    gc = _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT)
-    h, _ = _chunk_gla_matmul_states(q, k, v, g, gc, None, h0, None, 1.0, cu_seqlens, offsets, False, dims)
+    A, gc = saved if saved else (None, _chunk_gla_matmul_cumsum(g, cu_seqlens, table, T, H, K, NT, NS, BT))
+    h, _ = _chunk_gla_matmul_states(q, k, v, g, None, h0, None, 1.0, cu_seqlens, offsets, False, dims)
     dh = torch.empty(NS, H, K, V, dtype=h.dtype, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
-    _launch(_chunk_gla_matmul_dh_kernel, (N * H, triton.cdiv(V, BV)), 4, q, do, scale, g, gc, dht, dh, dh0, cu_seqlens,
+    _launch(_chunk_gla_matmul_dh_kernel, (N * H, triton.cdiv(V, BV)), 4, q, do, scale, g, dht, dh, dh0, cu_seqlens,
             offsets,
             T, H, K, V, NT, BT=BT, BK=BK, BV=BV, USE_FINAL_STATE_GRADIENT=dht is not None,
             USE_INITIAL_STATE=h0 is not None, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims)
+    A = _chunk_gla_matmul_attn(q, k, g, gc, cu_seqlens, table, dims) if A is None else A
     dA = torch.empty(B, T, H, BT, dtype=torch.float32, device=dev)
     BKI, BVI = min(BK, _chunk_gla_matmul_INTRA), min(BV, _chunk_gla_matmul_INTRA)
     _launch(_chunk_gla_matmul_da_kernel, (NS, 1, H), 4, v, do, scale, dA, cu_seqlens, table, T, H, V, NT, BT=BT, BV=BVI,
             IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
-    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BVI), H), 4, q, k, g, do, scale, gc, dh, A, dv, None, dg,
+    _launch(_chunk_gla_matmul_dv_kernel, (NS, triton.cdiv(V, BVI), H), 4, q, k, g, do, scale, dh, A, dv, None, dg,
             cu_seqlens,
             table, T, H, K, V, NT, BT=BT, BK=BKI, BV=BVI, BKG=BKI, IS_VARLEN=is_varlen, DOT_FP32=dot_fp32)
     _launch(_chunk_gla_matmul_dqk_kernel, (NS, triton.cdiv(K, BKI), H), 4, q, k, v, g, gc, h, dh, do, scale, dA, dq, dk,
@@ -1597,7 +1620,7 @@ def chunk_gla_matmul_compile_specs(K: int, V: int, chunk_size: int = 64, io_dtyp
     consts = {name: tiles if name in ("h", "dh") else intra for name in kernels}
     consts["cumsum"] = {**tiles, "BK": min(64, BK)}
     consts["h"] = {**tiles, "STORE_O": False, "STORE_H": True}
-    io = {"q", "k", "v", "do", "o", "dq", "dk", "dv"} | (set() if dot_fp32 else {"h", "dh"})
+    io = {"q", "k", "v", "do", "o", "dq", "dk", "dv", "h", "dh", "A"}
     return _chunk_compile_specs(kernels, consts, io, K, V, io_dtype)
 
 
@@ -1664,35 +1687,45 @@ def _chunk_seqlens(cu_seqlens, tensors):
     return _seqlens_values(cu_seqlens, next(x for x in tensors if x is not None).shape[1])
 
 
-def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue):
+def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue, saved_like=None):
     """One chunk kernel family as a differentiable torch custom op (torch.compile sees an opaque node).
 
     Its `n` canonical tensors are passed as six optional arguments (a list holding None would not be
     one leaf per tensor for autograd). With `epilogue`, the kernels finish the state's output: o times the
     readout's `scale`, stored in q's dtype when `low` (and `do` scaled as the backward kernels load it).
+    With `saved_like` (q, g, chunk_size -> empty tensors), the forward also returns what the family's backward
+    reuses instead of recomputing (after o and ht, which is then always returned); the op's callers read o and ht.
     """
+    keep = {"keep": True} if saved_like is not None else {}
 
     def fwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, output_final_state: bool,
                  chunk_size: int, scale: float, low: bool) -> list[torch.Tensor]:
         cu_seqlens = _chunk_seqlens(cu_seqlens, (t0, t1, t2, t3, t4, t5))
         epi = {"scale": scale, "low": low} if epilogue else {}
-        o, ht = fwd(*(t0, t1, t2, t3, t4, t5)[:n], h0, cu_seqlens, output_final_state, chunk_size, **epi)
+        o, ht, *saved = fwd(*(t0, t1, t2, t3, t4, t5)[:n], h0, cu_seqlens, output_final_state, chunk_size, **epi,
+                            **keep)
+        if keep:  # ht's slot is always there (an empty tensor without output_final_state)
+            return [o, ht if ht is not None else o.new_empty(0), *saved[0]]
         return [o, ht] if output_final_state else [o]
 
     def fwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, output_final_state, chunk_size, scale, low):
-        return _chunk_fake_outputs(family, readout, (t0, t1, t2, t3, t4, t5), h0, cu_seqlens, output_final_state,
-                                   low)
+        out = _chunk_fake_outputs(family, readout, (t0, t1, t2, t3, t4, t5), h0, cu_seqlens, output_final_state,
+                                  low)
+        if keep:
+            return [out[0], out[1] if output_final_state else out[0].new_empty(0), *saved_like(t0, t3, chunk_size)]
+        return out
 
     def bwd_impl(t0: _T, t1: _T, t2: _T, t3: _T, t4: _T, t5: _T, h0: _T, cu_seqlens: _T, do: torch.Tensor, dht: _T,
-                 chunk_size: int, scale: float) -> list[torch.Tensor]:
+                 chunk_size: int, scale: float, saved: list[torch.Tensor]) -> list[torch.Tensor]:
         tensors = (t0, t1, t2, t3, t4, t5)[:n]
         cu_seqlens = _chunk_seqlens(cu_seqlens, tensors)
-        *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size, **({"scale": scale} if epilogue else {}))
+        *grads, dh0 = bwd(*tensors, h0, cu_seqlens, do, dht, chunk_size, **({"scale": scale} if epilogue else {}),
+                          **({"saved": tuple(saved)} if keep else {}))
         out = [(g if g is not None else torch.zeros_like(x)).to(x.dtype)
                for g, x in zip(grads, tensors, strict=True) if x is not None]
         return out + ([dh0] if h0 is not None else [])
 
-    def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size, scale):
+    def bwd_fake(t0, t1, t2, t3, t4, t5, h0, cu_seqlens, do, dht, chunk_size, scale, saved):
         return [torch.empty_like(x) for x in (t0, t1, t2, t3, t4, t5)[:n] if x is not None] + \
             ([torch.empty_like(h0)] if h0 is not None else [])
 
@@ -1704,19 +1737,24 @@ def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue):
         ctx.present = [x is not None for x in tensors]
         ctx.has_h0 = h0 is not None
         ctx.meta = (cu_seqlens, chunk_size, scale, low)
-        ctx.save_for_backward(*(x for x in tensors if x is not None), *([h0] if h0 is not None else []))
+        ctx.n_saved = len(output) - 2 if keep else 0
+        ctx.set_materialize_grads(False)  # no zero-filled cotangents for what the backward does not read
+        ctx.save_for_backward(*(x for x in tensors if x is not None), *([h0] if h0 is not None else []),
+                              *output[len(output) - ctx.n_saved:])
 
     def backward(ctx, grads):
         cu_seqlens, chunk_size, scale, low = ctx.meta
         saved = list(ctx.saved_tensors)
+        kept = saved[len(saved) - ctx.n_saved:]
+        del saved[len(saved) - ctx.n_saved:]
         h0 = saved.pop() if ctx.has_h0 else None
         it = iter(saved)
         tensors = [next(it) if p else None for p in ctx.present]
         do = grads[0] if grads[0] is not None else torch.zeros_like(_chunk_fake_outputs(
             family, readout, tensors, h0, cu_seqlens, False, low)[0])
-        dht = grads[1] if len(grads) > 1 else None
+        dht = grads[1] if len(grads) > 1 and grads[1] is not None and grads[1].numel() else None
         res = iter(bwd_op(*tensors, h0, cu_seqlens, do.contiguous(), None if dht is None else dht.contiguous(),
-                          chunk_size, scale))
+                          chunk_size, scale, kept))
         dts = [next(res) if p else None for p in ctx.present]
         return (*dts, next(res) if ctx.has_h0 else None, None, None, None, None, None)
 
@@ -1746,7 +1784,8 @@ CHUNK_TOKEN_KERNELS = ()
 # per state: (name, its op (None: Triton runs the blocked-scan forward), canonical argument names, transposed,
 # vector, sub-steps)
 _CHUNK_CALLS = (
-    ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True),
+    ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True,
+                     chunk_gla_matmul_saved_like),
      ('q', 'k', 'v', 'g'), False, False, 1),
 )
 
@@ -1799,7 +1838,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
             tensors += [None] * (6 - len(tensors))
             o, *rest = op(*tensors, s0, cu, output_final_state, chunk_size, 1.0 if scale is None else float(scale),
                           scale is not None)
-            ht = rest[0] if rest else None
+            ht = rest[0] if output_final_state else None
         if steps > 1:  # the output after a token's last sub-step
             o = o.unflatten(1, (T, steps))[:, :, -1]
         reads[state] = o.squeeze(-1) if vector else o
