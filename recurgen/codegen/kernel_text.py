@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from .. import ir
 from ..errors import InternalError
-from ..ir import Apply, Expr, Var
+from ..ir import Apply, Expr, Var, base_dim
 from .triton_printer import TritonPrinter, Val
 
 
@@ -156,10 +156,11 @@ def _leaf_dims_of_index(leaf: Apply) -> tuple[str, ...]:
     return base.ty.dims
 
 
-def _dim_setup(dims: tuple[str, ...], split: str | None) -> list[str]:
-    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask."""
+def _dim_setup(dims: tuple[str, ...], split: str | None, aliases: tuple[str, ...] = ()) -> list[str]:
+    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask; an alias of a repeated dim
+    (`ir.alias_dim`) takes its dim's (the split dim has none: `plan.choose_split`)."""
     return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = o_{d} < {d}"
-            for d in dims]
+            for d in dims] + [f"o_{a} = o_{base_dim(a)}\nm_{a} = m_{base_dim(a)}" for a in aliases]
 
 
 def _dstate_code(spec: ir.Spec, dstate_names: dict[str, tuple[str, ...]], split: str | None

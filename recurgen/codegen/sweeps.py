@@ -385,5 +385,5 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         fwd_body="\n".join(fwd_code), bwd_prologue="\n".join(f2.prologue), z_init="\n".join(z_init),
         bwd_loads=_used_loads(loads + dy_loads + a_loads, bwd_code), bwd_body="\n".join(bwd_code),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=tuple(dict.fromkeys((*pg1, *pg2))),
-        scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split)),
+        scratch=tuple(scratch), split=split, dim_setup="\n".join(_dim_setup(dims, split, ir.aliases(spec))),
         dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0))
