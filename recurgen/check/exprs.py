@@ -222,6 +222,10 @@ class ExprChecks(ReductionChecks):
             ta, tb = self._text(operand_spans[0]), self._text(operand_spans[1])
             if UNKNOWN in a or UNKNOWN in b:
                 hint = "`I` needs a square partner to tell its size; write `I(K)` with its dimension"
+            elif any(x.count(d) > 1 for x in (a, b) for d in x):
+                hint = "a dim repeated in one operand meets a value that has it once when it is there exactly twice " \
+                    "(`M: [X, X, D]` times `h: [X, D]`: h meets the last `X`), or an operand with every occurrence " \
+                    "in the same order"
             elif op is Op.MUL and len(a) == 1 and len(b) == 1:
                 hint = f"an outer product is written `outer({ta or 'a'}, {tb or 'b'})`"
             else:

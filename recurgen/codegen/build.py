@@ -101,7 +101,7 @@ def unbroadcast(g: Expr, target: Type) -> Expr:
         raise InternalError("autodiff", f"cannot reduce {g.ty} to {target}")
     else:
         out = g
-        for d in g.ty.dims:
+        for d in dict.fromkeys(g.ty.dims):  # a repeated dim once: a sum over it reduces every occurrence
             if d not in target.dims:
                 out = sum_over(out, (d,))
         if out.ty.dims != target.dims:

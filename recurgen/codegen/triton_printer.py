@@ -250,12 +250,17 @@ class TritonPrinter:
             r, i = self.cplx(args[0])
             return self._new(e, f"tl.sqrt({r} * {r} + {i} * {i})")
         if op is Op.COMPLEX:
-            a, b = (self.align(self.real(x), x.ty.dims, dims) for x in args)
-            zero = f"tl.zeros([{', '.join(f'B{base_dim(d)}' for d in dims)}], dtype=tl.float32)" if dims else "0.0"
-            return self._new_c(e, f"{a} + {zero}" if dims else a, f"{b} + {zero}" if dims else b)
-        if op is Op.CONJ:
+            zero = f"tl.zeros([{', '.join(f'B{base_dim(d)}' for d in dims)}], dtype=tl.float32)"
+
+            def part(x: Expr) -> str:
+                if isinstance(x, Const) and x.value == 0.0:  # a real value made complex: no imaginary tile
+                    return "0.0"
+                code = self.real(x)  # a part with the value's dims is used as is (a [P, D] copy costs registers)
+                return code if x.ty.dims == dims else self._new(e, f"{self.align(code, x.ty.dims, dims)} + {zero}")
+            return part(args[0]), part(args[1])
+        if op is Op.CONJ:  # negated where it is used, not into a tile of its own (a [P, D] tile costs registers)
             r, i = self.cplx(args[0])
-            return r, self._new(e, f"-{i}")
+            return r, "0.0" if i == "0.0" else f"(-{i})"
         if op is Op.NEG:
             r, i = self.cplx(args[0])
             return self._new_c(e, f"-{r}", f"-{i}")
