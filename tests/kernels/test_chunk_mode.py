@@ -30,9 +30,9 @@ output o: [V] = q @ S
 
 # bundled specs that run recurrent only, each for a reason explain states (a new one must be added here on purpose)
 # mamba3: h reads the hidden state carrying the previous token's B x; gsa: its softmax readout feeds one state's
-# read into another's; based: its normaliser state is read whole; linoss: z and y evolve jointly
+# read into another's; based: its normaliser state is read whole; linoss: its 2x2 block per channel is dense
 RECURRENT_ONLY = {"mamba3": "coupled", "gsa": "feeds one state's read into another's", "based": "read whole",
-                  "linoss": "coupled states"}
+                  "linoss": "dense transition"}
 
 
 def test_every_bundled_spec_has_a_chunk_form() -> None:
