@@ -53,7 +53,9 @@ def test_ambiguous_uses_get_a_diagnostic(text: str) -> None:
     with pytest.raises(SpecError) as info:
         from_text(text, "block.rec")
     rendered = info.value.render()
-    assert rendered.startswith("block.rec:5:") and "^" in rendered and "hint:" in rendered
+    assert rendered.startswith("block.rec:5:")
+    assert "^" in rendered
+    assert "hint:" in rendered
 
 
 def test_recurrent_kernels_match_the_oracle() -> None:
