@@ -33,6 +33,8 @@ def expr_text(e: ir.Expr, parent: int = 0) -> str:
         else:
             text = f"{expr_text(e.args[0], p)} {op.value} {expr_text(e.args[1], p + 1)}"
         return f"({text})" if p < parent else text
+    if op is Op.RENAME:  # the same values: a repeated dim's occurrence named apart
+        return expr_text(e.args[0], parent)
     if op is Op.EYE:
         return f"I({e.attr})" if e.attr and e.attr != "?" else "I"
     if op is Op.TRANSPOSE:
@@ -45,5 +47,5 @@ def expr_text(e: ir.Expr, parent: int = 0) -> str:
     if op is Op.AMAX:
         name = "max"
     if op in (Op.SUM, Op.AMAX) and e.attr:
-        args.append(e.attr)
+        args.append(ir.base_dim(e.attr))
     return f"{name}({', '.join(args)})"

@@ -78,6 +78,9 @@ class Op(Enum):
     BROADCAST = "broadcast"  # expand to `ty.dims`
     TENSORDOT = "tensordot"  # the last `attr` dims of args[0] contracted with the first `attr` dims of args[1]
     EMBED = "embed"  # the adjoint of INDEX: args[0] placed at position `attr` of a new first dim `ty.dims[0]`
+    # Produced by the checker for repeated dims (`M: [E, E, D]` times `h: [E, D]`): the same values, some dims
+    # given their alias names (`ty.dims`, position by position); see `alias_dim`.
+    RENAME = "rename"
 
 
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, Op.SILU, Op.SQRT,
@@ -253,6 +256,24 @@ def reduced_axes(e: Apply) -> tuple[int, ...]:
     K), or all of them."""
     src = e.args[0].ty.dims
     return tuple(i for i, d in enumerate(src) if d == e.attr) if e.attr else tuple(range(len(src)))
+
+
+def alias_dim(dim: str) -> str:
+    """The name of a repeated dim's occurrence that meets another operand (`M: [E, E, D]` times `h: [E, D]`: the
+    last `E` of M and h's `E` become `_E`), so every later stage keeps broadcasting and reducing by name. It starts
+    with `_`, which no spec name can; its size, lanes and masks are the dim's own."""
+    return f"_{dim}"
+
+
+def base_dim(dim: str) -> str:
+    """The dim an alias (`alias_dim`) stands for; a dim that is no alias is its own base."""
+    return dim.lstrip("_")
+
+
+def aliases(spec: Spec) -> tuple[str, ...]:
+    """The aliases of repeated dims (`alias_dim`) the spec's updates and outputs use, in order of appearance."""
+    found = (d for e in (*spec.updates, *spec.outputs) for n in walk(e.value) for d in n.ty.dims if d != base_dim(d))
+    return tuple(dict.fromkeys(found))
 
 
 def presence_option(tensor: str) -> str:

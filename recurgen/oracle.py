@@ -79,13 +79,18 @@ class Evaluator:
             return x
         if not dims:
             return x.reshape(*x.shape[:_N], *([1] * len(target)))
-        perm = [dims.index(d) + _N for d in target if d in dims]
+        # by name; a repeated name (`I(E)` against [E, E, D]) by occurrence, in order
+        seen = {d: [i for i, x in enumerate(dims) if x == d] for d in dims}
+        perm = [(seen[d].pop(0) if len(seen[d]) > 1 else seen[d][0]) + _N for d in target if d in dims]
         x = x.permute(0, 1, *perm)
         shape = list(x.shape[:_N])
         it = iter(x.shape[_N:])
         for d in target:
             shape.append(next(it) if d in dims else 1)
         return x.reshape(shape)
+
+    def size(self, dim: str) -> int:
+        return self.sizes.dims[ir.base_dim(dim)]  # an alias of a repeated dim has its dim's size
 
     def ev(self, e: ir.Expr) -> Value:
         if isinstance(e, ir.Const):
@@ -109,7 +114,7 @@ class Evaluator:
     def apply(self, e: ir.Apply) -> Value:
         op, dims = e.op, e.ty.dims
         if op is Op.EYE:
-            n = self.sizes.dims[e.attr]
+            n = self.size(e.attr)
             return torch.eye(n, dtype=self.dtype, device=self.device).reshape(1, 1, n, n)
         if op is Op.INDEX:
             base = self.ev(e.args[0])
@@ -117,6 +122,8 @@ class Evaluator:
             pos = self.loop_index[idx.name] if isinstance(idx, ir.Var) else int(e.attr)
             return base[:, :, pos]
         args = [self.ev(a) for a in e.args]
+        if op is Op.RENAME:  # the same values, dims renamed
+            return args[0]
         if op in ir.ELEMENTWISE_BINARY:
             a = self.align(args[0], e.args[0].ty.dims, dims)
             b = self.align(args[1], e.args[1].ty.dims, dims)
@@ -146,11 +153,11 @@ class Evaluator:
         if op is Op.DIAGONAL:
             return torch.diagonal(x, dim1=-2, dim2=-1)
         if op is Op.EMBED:
-            rows = [x if i == int(e.attr) else torch.zeros_like(x) for i in range(self.sizes.dims[dims[0]])]
+            rows = [x if i == int(e.attr) else torch.zeros_like(x) for i in range(self.size(dims[0]))]
             return torch.stack(rows, dim=_N)
         if op is Op.BROADCAST:
             x = self.align(x, e.args[0].ty.dims, dims)
-            return x.expand(*x.shape[:_N], *(self.sizes.dims[d] for d in dims))
+            return x.expand(*x.shape[:_N], *(self.size(d) for d in dims))
         raise AssertionError(op)
 
 

@@ -25,7 +25,7 @@ _NONLINEAR = frozenset({Op.EXP, Op.LOG, Op.SIGMOID, Op.LOGSIGMOID, Op.SOFTPLUS, 
                         Op.TANH, Op.SIN, Op.COS, Op.RELU, Op.NORM, Op.NORMALIZE, Op.POW, Op.MAX, Op.MIN,
                         Op.AMAX})
 # Linear in their (only) state-carrying argument: the map commutes with them.
-_LINEAR_UNARY = frozenset({Op.TRANSPOSE, Op.SUM, Op.RE, Op.IM, Op.CONJ, Op.DIAG, Op.INDEX})
+_LINEAR_UNARY = frozenset({Op.TRANSPOSE, Op.SUM, Op.RE, Op.IM, Op.CONJ, Op.DIAG, Op.INDEX, Op.RENAME})
 
 StateKey = tuple[str, bool]  # (state name, read as `prev(S)`)
 

@@ -118,6 +118,8 @@ class _P:
 
     def apply(self, e: ir.Apply) -> tuple[str, int]:
         op, a = e.op, e.args
+        if op is Op.RENAME:  # the same values (a repeated dim's occurrence named apart)
+            return self.show(a[0])
         if op is Op.ADD:
             return f"{self.paren(a[0], _SUM)} + {self.paren(a[1], _SUM + 1, True)}", _SUM
         if op is Op.SUB:
@@ -145,7 +147,7 @@ class _P:
         if op is Op.INDEX:
             return self.index(e), _ATOM
         if op is Op.SUM:
-            sub = f"_{e.attr}" if e.attr else ""
+            sub = f"_{ir.base_dim(e.attr)}" if e.attr else ""
             return f"Σ{sub}({self.show(a[0])[0]})", _ATOM
         if op is Op.AMAX:
             sub = f"_{e.attr}" if e.attr else ""

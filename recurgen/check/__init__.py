@@ -139,7 +139,7 @@ class _Checker(DeclChecks, UpdateChecks, ApiChecks, ExprChecks):
 
     def _bind(self, st: S.Bind) -> None:
         self.context = st.kind
-        value = self.expr(st.value)
+        value = self.statement_expr(st.value)
         if not self._declare_name(st.name, st.kind):
             return
         if value is None:
@@ -165,7 +165,7 @@ class _Checker(DeclChecks, UpdateChecks, ApiChecks, ExprChecks):
     def _output(self, st: S.Output) -> None:
         self.context = "output"
         self.attempted_outputs += 1
-        value = self.expr(st.value)
+        value = self.statement_expr(st.value)
         if self._declare_name(st.name, "output"):
             self.scope.decl[st.name.name] = ("output", st.name.span)  # outputs are not readable, only unique
         else:

@@ -28,6 +28,8 @@ from .language import (
     _fmt_shape,
     _short,
     broadcast,
+    meet_repeated,
+    unalias,
 )
 from .reductions import ReductionChecks
 
@@ -47,6 +49,11 @@ class ExprChecks(ReductionChecks):
                          f"{MAX_EXPR_DEPTH} deep; each use of a `let` copies its whole expression")
             return None
         return out
+
+    def statement_expr(self, e: S.Expr) -> ir.Expr | None:
+        """The value of a whole `let`, `update` or `output`: aliases of repeated dims named back."""
+        out = self.expr(e)
+        return None if out is None else unalias(out)
 
     def _expr(self, e: S.Expr) -> ir.Expr | None:
         if isinstance(e, S.Number):
@@ -208,11 +215,17 @@ class ExprChecks(ReductionChecks):
             lhs, a = _fix_eye(lhs, b[0]), b
         elif UNKNOWN in b and len(a) == 2 and a[0] == a[1]:
             rhs, b = _fix_eye(rhs, a[0]), a
+        lhs, rhs = meet_repeated(lhs, rhs)
+        a, b = lhs.ty.dims, rhs.ty.dims
         dims = broadcast(a, b)
         if dims is None:
             ta, tb = self._text(operand_spans[0]), self._text(operand_spans[1])
             if UNKNOWN in a or UNKNOWN in b:
                 hint = "`I` needs a square partner to tell its size; write `I(K)` with its dimension"
+            elif any(x.count(d) > 1 for x in (a, b) for d in x):
+                hint = "a dim repeated in one operand meets a value that has it once when it is there exactly twice " \
+                    "(`M: [X, X, D]` times `h: [X, D]`: h meets the last `X`), or an operand with every occurrence " \
+                    "in the same order"
             elif op is Op.MUL and len(a) == 1 and len(b) == 1:
                 hint = f"an outer product is written `outer({ta or 'a'}, {tb or 'b'})`"
             else:
@@ -421,7 +434,9 @@ class ExprChecks(ReductionChecks):
         if first == UNKNOWN:
             self.r.error(e.span, "cannot infer the size of `I` here", "write `I(K)` with its dimension")
             return None
-        if first in base.ty.dims[1:]:  # rows and columns share the name: the generated tiles cannot tell them apart
+        # rows and columns share the name: the generated tiles cannot tell them apart (the identity's rows are its
+        # columns: `I(E)[0]` is the first unit vector)
+        if first in base.ty.dims[1:] and not (isinstance(base, ir.Apply) and base.op is Op.EYE):
             self.r.error(e.span, f"cannot index {self._quote(e.base.span, 'this value')}: it has shape "
                          f"[{', '.join(base.ty.dims)}], the dimension `{first}` twice",
                          "index an operand before the product instead (`x[0] * x` for `outer(x, x)[0]`)")

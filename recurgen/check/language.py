@@ -94,7 +94,7 @@ _PER_CALL = "an option is one number per call: it may use numbers, dims and cons
 def _fmt_shape(dims: tuple[str, ...]) -> str:
     if UNKNOWN in dims:
         return "[n, n] (an `I` whose size is not known yet)"
-    return f"[{', '.join(dims)}]"
+    return f"[{', '.join(ir.base_dim(d) for d in dims)}]"  # an alias is its dim, to the spec's writer
 
 
 def _short(text: str) -> str:
@@ -131,7 +131,53 @@ def broadcast(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...] | None:
             return b
         if set(b) <= set(a):
             return a
+        return None
+    # a repeated dim: the smaller operand holds every occurrence, in the same order (`I(E)` against [E, E, D])
+    for small, big in ((a, b), (b, a)):
+        if tuple(d for d in big if d in small) == small:
+            return big
     return None
+
+
+def rename(e: ir.Expr, dims: tuple[str, ...]) -> ir.Expr:
+    """`e` with its dims named `dims`, position by position (the same values): a RENAME node, or none."""
+    if isinstance(e, ir.Apply) and e.op is Op.RENAME:
+        e = e.args[0]
+    if e.ty.dims == dims:
+        return e
+    return ir.Apply(Op.RENAME, (e,), Type(dims, e.ty.complex), span=e.span)
+
+
+def meet_repeated(lhs: ir.Expr, rhs: ir.Expr) -> tuple[ir.Expr, ir.Expr]:
+    """Repeated dims in elementwise operations: an operand that has `E` once meets the **last** `E` of one that has
+    it twice (`M: [E, E, D]` times `h: [E, D]` is M[i, j, d] h[j, d], as `M @ h` for matrices). Both occurrences
+    that meet are renamed to the alias `_E`, so the product is [E, _E, D] and named broadcasting, reductions
+    (`sum(M * h, E)` reduces `_E`) and every later stage stay by name."""
+    for d in dict.fromkeys((*lhs.ty.dims, *rhs.ty.dims)):
+        counts = (lhs.ty.dims.count(d), rhs.ty.dims.count(d))
+        alias = ir.alias_dim(d)
+        if sorted(counts) != [1, 2] or alias in lhs.ty.dims or alias in rhs.ty.dims:
+            continue
+        big_is_lhs = counts[0] == 2
+        big, small = (lhs, rhs) if big_is_lhs else (rhs, lhs)
+        last = len(big.ty.dims) - 1 - big.ty.dims[::-1].index(d)
+        big = rename(big, tuple(alias if i == last else x for i, x in enumerate(big.ty.dims)))
+        small = rename(small, tuple(alias if x == d else x for x in small.ty.dims))
+        lhs, rhs = (big, small) if big_is_lhs else (small, big)
+    return lhs, rhs
+
+
+def reduced_dim(dims: tuple[str, ...], d: str) -> str:
+    """The dim a reduction over `d` (`sum(x, d)`, softmax, ...) removes: the occurrence of `d` another operand met
+    (its alias) when `x` holds both, else `d` itself."""
+    alias = ir.alias_dim(d)
+    return alias if alias in dims and d in dims else d
+
+
+def unalias(e: ir.Expr) -> ir.Expr:
+    """A statement's value with its aliases named back (`[E, _E, D]` is `[E, E, D]` to the state it updates)."""
+    dims = tuple(ir.base_dim(d) for d in e.ty.dims)
+    return e if dims == e.ty.dims else rename(e, dims)
 
 
 UNKNOWN = "?"  # the dim of a bare `I` until its neighbour tells its size

@@ -57,7 +57,7 @@ class UpdateChecks:
         if st.loop is not None and loop is None:
             return
         self.context, self.loop, self.updating = "update", loop, name
-        value = self.expr(st.value)
+        value = self.statement_expr(st.value)
         self.loop, self.updating = None, None
         if value is None:
             return

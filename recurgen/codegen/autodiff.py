@@ -142,6 +142,8 @@ def _rule(n: Apply, g: Expr) -> tuple[Expr | None, ...]:
         return (b.diag(g),)
     if op is Op.TRANSPOSE:
         return (b.transpose(g),)
+    if op is Op.RENAME:  # the cotangent named back, position by position
+        return (b.rename(b.unbroadcast(g, n.ty), x.ty.dims),)
     if op is Op.INDEX:  # x[i] took row i of x: its cotangent is g in row i, zeros elsewhere
         return b.embed(g, x.ty, _position(n)), None
     if op is Op.EMBED:

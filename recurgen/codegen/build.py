@@ -58,6 +58,13 @@ def tensordot(a: Expr, c: Expr, n: int) -> Expr:
     return Apply(Op.TENSORDOT, (a, c), ty, str(n))
 
 
+def rename(a: Expr, dims: tuple[str, ...]) -> Expr:
+    """`a` with its dims named `dims`, position by position (a repeated dim's alias named back, or apart)."""
+    if isinstance(a, Apply) and a.op is Op.RENAME:
+        a = a.args[0]
+    return a if a.ty.dims == dims else Apply(Op.RENAME, (a,), Type(dims, a.ty.complex))
+
+
 def sum_all(a: Expr) -> Expr:
     return Apply(Op.SUM, (a,), Type((), a.ty.complex)) if a.ty.dims else a
 
@@ -94,7 +101,7 @@ def unbroadcast(g: Expr, target: Type) -> Expr:
         raise InternalError("autodiff", f"cannot reduce {g.ty} to {target}")
     else:
         out = g
-        for d in g.ty.dims:
+        for d in dict.fromkeys(g.ty.dims):  # a repeated dim once: a sum over it reduces every occurrence
             if d not in target.dims:
                 out = sum_over(out, (d,))
         if out.ty.dims != target.dims:

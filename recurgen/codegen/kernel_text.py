@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from .. import ir
 from ..errors import InternalError
-from ..ir import Apply, Expr, Var
+from ..ir import Apply, Expr, Var, base_dim
 from .triton_printer import TritonPrinter, Val
 
 # the row of a program's partial param gradient in dp_<p> [NV, N, H, ...] (summed over tiles and sequences on the host)
@@ -159,14 +159,16 @@ def _leaf_dims_of_index(leaf: Apply) -> tuple[str, ...]:
     return base.ty.dims
 
 
-def _dim_setup(dims: tuple[str, ...], split: str | None, even: bool = False) -> list[str]:
-    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask. With `even`, a kernel whose
+def _dim_setup(dims: tuple[str, ...], split: str | None, aliases: tuple[str, ...] = (),
+               even: bool = False) -> list[str]:
+    """Per dim: its lanes, this program's offsets (the split dim's tile i_v) and mask; an alias of a repeated dim
+    (`ir.alias_dim`) takes its dim's (the split dim has none: `plan.choose_split`). With `even`, a kernel whose
     constexpr EVEN_DIMS says every size is a multiple of its block gets masks that fold to true at compile time
     (`l < B`): no predicate registers, no selects (the two-sweep backward's K = 64 tile spills without that)."""
     def m(d: str) -> str:
         return f"(l_{d} < B{d}) if EVEN_DIMS else (o_{d} < {d})" if even else f"o_{d} < {d}"
     return [f"l_{d} = tl.arange(0, B{d})\no_{d} = {f'i_v * B{d} + ' if d == split else ''}l_{d}\nm_{d} = {m(d)}"
-            for d in dims]
+            for d in dims] + [f"o_{a} = o_{base_dim(a)}\nm_{a} = m_{base_dim(a)}" for a in aliases]
 
 
 def _dstate_code(spec: ir.Spec, dstate_names: dict[str, tuple[str, ...]], split: str | None

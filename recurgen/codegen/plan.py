@@ -138,6 +138,7 @@ def _splittable(d: str, step: Step) -> bool:
 
 def choose_split(spec: ir.Spec, step: Step) -> str | None:
     fixed = {d.name for d in spec.dims if d.size is not None}
+    fixed |= {ir.base_dim(a) for a in ir.aliases(spec)}  # a block's dim is reduced whole (its alias has no tile)
     candidates = [d for s in spec.states for d in reversed(s.ty.dims) if d not in fixed]
     for d in dict.fromkeys(candidates):
         if _splittable(d, step):
@@ -164,7 +165,7 @@ def plan_recurrent(spec: ir.Spec) -> RecurrentPlan:
     states = tuple(info(t.name, t.ty.dims, t.ty.complex) for t in spec.states)
     outputs = tuple(info(o.name, o.ty.dims, False) for o in spec.outputs)
 
-    setup = _dim_setup(dims, split)
+    setup = _dim_setup(dims, split, ir.aliases(spec))
 
     # leaves: what the printer may read without computing
     leaves: dict[Expr, Val] = {}

@@ -499,7 +499,7 @@ def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: C
         z_init="\n".join(z_init), bwd_body="\n".join(bwd_step),
         input_grads=tuple(dict.fromkeys((*got1, *got2))), param_grads=pgrads,
         scratch=tuple(scratch), split=split, tile_budget=WIDE_TILE_BUDGET if wide else TILE_BUDGET,
-        dim_setup="\n".join(_dim_setup(dims, split, even=True)),
+        dim_setup="\n".join(_dim_setup(dims, split, ir.aliases(spec), even=True)),
         dstate_init="\n".join(dstate_init), dh0_store="\n".join(dh0),
         last_store="\n".join(line for n, (ptr, row, d) in last.items() for line in _store(ptr, row, d, (f"b_{n}",))),
         last_load="\n".join(f"b_{n} = {_load(ptr, row, d, False)[0]}" for n, (ptr, row, d) in last.items()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .. import ir
 from ..errors import InternalError
 from ..ir import Apply, Const, Expr, Kind, Op, Var, product_subscripts, reduced_axes
 
@@ -100,6 +101,8 @@ class TorchPrinter:
                 out = "float(H)"
             else:
                 raise InternalError("codegen", f"no value for {e.kind.value} `{e.name}`")
+        elif e.op is Op.RENAME:  # the same tensor, dims renamed
+            out = self.value(e.args[0])
         else:
             out = self._apply(e)
         self.names[e] = out
@@ -108,14 +111,14 @@ class TorchPrinter:
     def _apply(self, e: Apply) -> str:
         op, dims, args = e.op, e.ty.dims, e.args
         if op is Op.EYE:
-            return self._new(f"torch.eye(sz[{e.attr!r}], dtype=_dtype, device=_device)")
+            return self._new(f"torch.eye(sz[{ir.base_dim(e.attr)!r}], dtype=_dtype, device=_device)")
         if op is Op.INDEX:
             base = self.value(args[0])
             return self._new(f"{base}.select({-len(args[0].ty.dims)}, {e.attr})")  # any leading dims
         if op is Op.EMBED:  # the adjoint of INDEX: `g` in row `attr` of a new first dim, zeros elsewhere
             g, n = self.value(args[0]), len(args[0].ty.dims)
             return self._new(f"torch.stack([{g} if _i == {e.attr} else torch.zeros_like({g}) "
-                             f"for _i in range(sz[{dims[0]!r}])], dim={-1 - n})")
+                             f"for _i in range(sz[{ir.base_dim(dims[0])!r}])], dim={-1 - n})")
         vals = [self.value(a) for a in args]
         if op in _UNARY:
             return self._new(_UNARY[op].format(vals[0]))

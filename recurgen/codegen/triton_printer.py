@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InternalError
-from ..ir import Apply, Const, Expr, Kind, Op, Var, reduced_axes
+from ..ir import Apply, Const, Expr, Kind, Op, Var, base_dim, reduced_axes
 
 Val = str | tuple[str, str]  # a real tile's name, or a complex tile's (re, im) names
 
@@ -78,6 +78,8 @@ class TritonPrinter:
                 out = self._new(e, "H * 1.0")
             else:
                 raise InternalError("codegen", f"no tile for {e.kind.value} `{e.name}`")
+        elif e.op is Op.RENAME:  # the same tile: an alias dim has its dim's lanes and mask
+            out = self.value(e.args[0])
         else:
             out = self._apply(e)
         self.names[e] = out
@@ -172,7 +174,8 @@ class TritonPrinter:
         if op is Op.SUM:
             return self._masked_sum(x, src, reduced_axes(e)) if src else x
         if op is Op.BROADCAST:
-            return f"tl.zeros([{', '.join(f'B{d}' for d in dims)}], dtype=tl.float32) + {self.align(x, src, dims)}"
+            return f"tl.zeros([{', '.join(f'B{base_dim(d)}' for d in dims)}], dtype=tl.float32) + " \
+                f"{self.align(x, src, dims)}"
         if op in (Op.INDEX, Op.EMBED) and x == "0.0":  # the imaginary part of a real value stays a literal
             return x
         if op is Op.INDEX:  # row `attr` of a computed tile (input slices `k[j]` are loaded as leaves instead)
@@ -247,12 +250,17 @@ class TritonPrinter:
             r, i = self.cplx(args[0])
             return self._new(e, f"tl.sqrt({r} * {r} + {i} * {i})")
         if op is Op.COMPLEX:
-            a, b = (self.align(self.real(x), x.ty.dims, dims) for x in args)
-            zero = f"tl.zeros([{', '.join(f'B{d}' for d in dims)}], dtype=tl.float32)" if dims else "0.0"
-            return self._new_c(e, f"{a} + {zero}" if dims else a, f"{b} + {zero}" if dims else b)
-        if op is Op.CONJ:
+            zero = f"tl.zeros([{', '.join(f'B{base_dim(d)}' for d in dims)}], dtype=tl.float32)"
+
+            def part(x: Expr) -> str:
+                if isinstance(x, Const) and x.value == 0.0:  # a real value made complex: no imaginary tile
+                    return "0.0"
+                code = self.real(x)  # a part with the value's dims is used as is (a [P, D] copy costs registers)
+                return code if x.ty.dims == dims else self._new(e, f"{self.align(code, x.ty.dims, dims)} + {zero}")
+            return part(args[0]), part(args[1])
+        if op is Op.CONJ:  # negated where it is used, not into a tile of its own (a [P, D] tile costs registers)
             r, i = self.cplx(args[0])
-            return r, self._new(e, f"-{i}")
+            return r, "0.0" if i == "0.0" else f"(-{i})"
         if op is Op.NEG:
             r, i = self.cplx(args[0])
             return self._new_c(e, f"-{r}", f"-{i}")

@@ -247,6 +247,16 @@ def typed_specs(draw: DrawFn) -> str:
             lines.append(f"update {name} = exp(-softplus({gate})) * {name} + {source}")
         else:
             lines.append(f"update {name} = {_expr(draw, shape, update_env, dims, 3)} + {name}")
+    if draw(st.integers(0, 3)) == 0:  # a small dense block per channel (LinOSS): a dim repeated in the transition
+        d = dims[0]
+        lines[len(lines) - len(states):len(lines) - len(states)] = [f"input ub: [{FIXED}, {FIXED}, {d}]"]
+        env.names["ub"] = (FIXED, FIXED, d)
+        lines.append(f"state SB: [{FIXED}, {d}]")
+        trans = draw(st.sampled_from(["ub", f"(I({FIXED}) - 0.5 * ub)", f"(ub * {_expr(draw, (d,), env, dims, 1)})"]))
+        lines.append(f"update SB = sum({trans} * SB, {FIXED}) + outer(xe, {_expr(draw, (d,), env, dims, 1)})")
+        read = draw(st.sampled_from(["xe @ SB", f"I({FIXED})[1] @ SB", f"sum(SB, {FIXED})",
+                                     f"softmax(sum(ub * SB, {FIXED}), {FIXED})[0]", f"max(ub * SB, {FIXED})[1]"]))
+        lines.append(f"output yb = {read}")
     for i, (name, shape, cplx) in enumerate(states):
         d = shape[0] if shape else dims[0]
         read = draw(st.sampled_from([name, f"prev({name})"]))
@@ -285,7 +295,7 @@ def _check_invariants(spec: ir.Spec, text: str) -> None:
     known = {d.name for d in spec.dims}
     for root in (*(u.value for u in spec.updates), *(o.value for o in spec.outputs)):
         for n in ir.walk(root):
-            assert set(n.ty.dims) <= known, n  # no `?` of an unsized `I` survives
+            assert {ir.base_dim(d) for d in n.ty.dims} <= known, n  # no `?` of an unsized `I` survives
     assert from_text(text, "fuzz.rec") == spec  # deterministic
 
 
@@ -326,7 +336,7 @@ SNIPPETS = (
     "**", "[", "]", ",", ":", "=", "==", "^", "$", ";", "{", "}", "<", "!", "\n" * 3, "recurrence", "api f(",
     "let a = a", "sum(", "outer(", "k[j]", "0.5.5", "..", "1.", ".", "new(", "new(S)", "sin(", "cos(x)", ".T[1]",
     "(2 * k)[0]", "softmax(", "softmax(q @ S, V)", "logsumexp(", "max(S, K)", "max(q)",
-    "outer(outer(k, k), v)", "q @ S2", "S2 @ v",
+    "outer(outer(k, k), v)", "q @ S2", "S2 @ v", "sum(M * h, X)", "I(X)[0]", "[X, X, D]", "sum(M, X)",
 )
 
 

@@ -29,8 +29,8 @@ output o: [V] = q @ S
 
 
 # bundled specs that run recurrent only, each for a reason explain states (a new one must be added here on purpose)
-# based: its normaliser state is read whole; linoss: z and y evolve jointly
-RECURRENT_ONLY = {"based": "read whole", "linoss": "coupled states"}
+# based: its normaliser state is read whole; linoss: its 2x2 block per channel is dense
+RECURRENT_ONLY = {"based": "read whole", "linoss": "dense transition"}
 
 
 def test_every_bundled_spec_has_a_chunk_form() -> None:

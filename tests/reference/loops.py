@@ -624,16 +624,17 @@ def linoss(u: Tensor, A_diag: Tensor, steps: Tensor, B_re: Tensor, B_im: Tensor,
            D_skip: Tensor, *, init: tuple[Tensor, ...] | None = None) -> Result:
     """Rusch & Rus 2025 (LinOSS-IMEX), eq. (6) as the paper writes it: per channel i a 2x2 transition on x = (z, y),
     x_t = M_i x_{t-1} + F_t,  M_i = [[1, −Δt_i A_i], [Δt_i, 1 − Δt_i² A_i]],  F_t = [Δt_i (B u_t)_i, Δt_i² (B u_t)_i],
-    A = relu(A_diag), Δt = sigmoid(steps), o_t = Re(C y_t) + D ⊙ u_t."""
+    A = relu(A_diag), Δt = sigmoid(steps), o_t = Re(C y_t) + D ⊙ u_t. The state is x = (z, y) per channel:
+    [2, P], z its row 0."""
     Bsz, T, H, D = u.shape
     P = A_diag.shape[-1]
     o = u.new_zeros(Bsz, T, H, D)
-    z_T, y_T = (torch.zeros(Bsz, H, P, dtype=torch.complex128) for _ in range(2))
+    h_T = torch.zeros(Bsz, H, 2, P, dtype=torch.complex128)
     for b, h in _heads(Bsz, H):
         a, dt = torch.relu(A_diag[h]), _sigmoid(steps[h])
         Bc, Cc = torch.complex(B_re[h], B_im[h]), torch.complex(C_re[h], C_im[h])
-        x = [torch.stack([_init(init, 0, b, h, (P,), u, True)[i], _init(init, 1, b, h, (P,), u, True)[i]])
-             for i in range(P)]
+        x0 = _init(init, 0, b, h, (2, P), u, True)
+        x = [x0[:, i] for i in range(P)]
         for t in range(T):
             bu = Bc @ u[b, t, h].to(torch.complex128)
             for i in range(P):
@@ -641,5 +642,5 @@ def linoss(u: Tensor, A_diag: Tensor, steps: Tensor, B_re: Tensor, B_im: Tensor,
                 x[i] = M @ x[i] + torch.stack([dt[i] * bu[i], dt[i] ** 2 * bu[i]])
             y = torch.stack([xi[1] for xi in x])
             o[b, t, h] = (Cc @ y).real + D_skip[h] * u[b, t, h]
-        z_T[b, h], y_T[b, h] = torch.stack([xi[0] for xi in x]), torch.stack([xi[1] for xi in x])
-    return {"o": o}, {"z": z_T, "y": y_T}
+        h_T[b, h] = torch.stack(x, dim=1)
+    return {"o": o}, {"h": h_T}
