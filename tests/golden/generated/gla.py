@@ -45,7 +45,7 @@ FIXED_DIMS = {}
 TILED_DIM = 'V'
 BWD_TILED_DIM = 'K'  # the backward's split dim (the two sweeps may split another)
 STATE_TILE_BUDGET = 4096  # fp32 state elements per forward program
-BWD_STATE_TILE_BUDGET = 4096  # per backward program (it holds S, dS and temporaries)
+BWD_STATE_TILE_BUDGET = 8192  # per backward program (it holds S, dS and temporaries)
 BWD_NUM_WARPS = 4  # 8 where the adjoint step keeps many tiles live: fewer registers per thread
 # the backward runs in two sweeps and keeps no state of the forward (see the kernel); else from checkpoints
 TWO_SWEEP = True
@@ -155,7 +155,7 @@ def gla_fused_recurrent_fwd_kernel(
 # the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
 @triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
 @triton.jit
-def gla_fused_recurrent_bwd_kernel(
+def gla_fused_recurrent_sweep_kernel(
     x_q,
     x_k,
     x_v,
@@ -163,6 +163,7 @@ def gla_fused_recurrent_bwd_kernel(
     dy_o,
     h0_S,
     za_S,
+    st_S,
     dht_S,
     dx_q,
     dx_g,
@@ -189,8 +190,10 @@ def gla_fused_recurrent_bwd_kernel(
     IS_VARLEN: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr,
     USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    EVEN_DIMS: tl.constexpr,
 ):
-    # two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # the forward of two sweeps, no stored state (see recurgen/codegen/sweeps.py); the state is split along K
+    # (a kernel of its own: the two sweeps' live tiles together spill where either alone does not)
     # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -203,11 +206,10 @@ def gla_fused_recurrent_bwd_kernel(
     i_bh64 = i_bh.to(tl.int64)
     l_K = tl.arange(0, BK)
     o_K = i_v * BK + l_K
-    m_K = o_K < K
+    m_K = (l_K < BK) if EVEN_DIMS else (o_K < K)
     l_V = tl.arange(0, BV)
     o_V = l_V
-    m_V = o_V < V
-
+    m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
 
 
     # forward sweep: S_t from the initial state; the gradients that read the state, and a_t of the decay gradient
@@ -218,23 +220,89 @@ def gla_fused_recurrent_bwd_kernel(
     for t in range(0, T_seq):
         i_t = bos + t
         i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_r0 = tl.exp(b_g)  # [K]
         b_r1 = b_r0[:, None] * b_S  # [K, V]
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_r2 = b_k[:, None] * b_v[None, :]  # [K, V]
         b_r3 = b_r1 + b_r2  # [K, V]
         b_S = b_r3
+        b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_f0 = b_do * opt_scale  # [V]
         b_f1 = tl.sum(tl.where(m_V[None, :], b_S * b_f0[None, :], 0.0), axis=1)  # [K]
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_f2 = b_q * b_f1  # [K]
         tl.store(dx_q + i_tok * K + o_K, b_f1.to(dx_q.dtype.element_ty), mask=m_K)
         tl.store(za_S + i_tok * K + o_K, b_f2.to(za_S.dtype.element_ty), mask=m_K)
-    tl.debug_barrier()
+    # S_T, where the backward sweep starts its decay gradient
+    tl.store(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], b_S.to(st_S.dtype.element_ty),
+             mask=m_K[:, None] & m_V[None, :])
+
+
+# On a GPU the autotuner picks the warp count per shape (it avoids configurations that spill);
+# the interpreter cannot time kernels, so there `_launch` runs the planned count directly.
+@triton.autotune(configs=[triton.Config({}, num_warps=w) for w in WARP_CONFIGS], key=('H', 'K', 'V'))
+@triton.jit
+def gla_fused_recurrent_bwd_kernel(
+    x_q,
+    x_k,
+    x_v,
+    x_g,
+    dy_o,
+    h0_S,
+    za_S,
+    st_S,
+    dht_S,
+    dx_q,
+    dx_g,
+    dx_k,
+    dx_v,
+    dh0_S,
+    opt_scale,
+    cu_seqlens,
+    T,
+    H,
+    H_q,
+    H_k,
+    H_v,
+    H_g,
+    K,
+    V,
+    NV,
+    NB,
+    NBH,
+    NTOK,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    CKPT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr,
+    USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    EVEN_DIMS: tl.constexpr,
+):
+    # the backward of two sweeps (after gla_fused_recurrent_sweep_kernel)
+    # one program per (state tile, sequence x head); a sequence is a batch row, or a cu_seqlens slice
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_b).to(tl.int64)
+        T_seq = tl.load(cu_seqlens + i_b + 1).to(tl.int64) - bos
+    else:
+        bos = i_b.to(tl.int64) * T
+        T_seq = T
+    i_bh64 = i_bh.to(tl.int64)
+    l_K = tl.arange(0, BK)
+    o_K = i_v * BK + l_K
+    m_K = (l_K < BK) if EVEN_DIMS else (o_K < K)
+    l_V = tl.arange(0, BV)
+    o_V = l_V
+    m_V = (l_V < BV) if EVEN_DIMS else (o_V < V)
+
+
     # backward sweep: dS_t from dS_T; the gradients through the drive, and the decay's as a running sum
+    b_S = tl.load(st_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
+                  other=0.0).to(tl.float32)
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
         b_dS += tl.load(dht_S + i_bh64 * K * V + o_K[:, None] * V + o_V[None, :], mask=m_K[:, None] & m_V[None, :],
@@ -245,25 +313,25 @@ def gla_fused_recurrent_bwd_kernel(
     for t in range(T_seq - 1, -1, -1):
         i_t = bos + t
         i_tok = i_t * H + i_h  # row of token t in [B, T, H, ...] (outputs; inputs may group heads)
-        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
-        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_do = tl.load(dy_o + i_tok * V + o_V, mask=m_V, other=0.0).to(tl.float32)
-        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s0 = b_do * opt_scale  # [V]
+        b_q = tl.load(x_q + (i_t * H_q + i_h // (H // H_q)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s1 = b_q[:, None] * b_s0[None, :]  # [K, V]
         b_dS += b_s1
+        b_v = tl.load(x_v + (i_t * H_v + i_h // (H // H_v)) * V + o_V, mask=m_V, other=0.0).to(tl.float32)
         b_s2 = tl.sum(tl.where(m_V[None, :], b_dS * b_v[None, :], 0.0), axis=1)  # [K]
+        b_k = tl.load(x_k + (i_t * H_k + i_h // (H // H_k)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s3 = b_k * b_s2  # [K]
+        b_a_S = tl.load(za_S + i_tok * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_z_S += b_a_S - b_s3
         if not USE_INITIAL_STATE:  # noqa: SIM102  (constexpr: pruned at compile time)
             if t == 0:
-                b_z_S = b_z_S * 0.0
+                b_z_S = tl.zeros_like(b_z_S)
         b_s4 = tl.sum(tl.where(m_K[:, None], b_k[:, None] * b_dS, 0.0), axis=0)  # [V]
         tl.store(dx_k + i_tok * K + o_K, b_s2.to(dx_k.dtype.element_ty), mask=m_K)
         tl.store(dx_v + (i_v * NTOK + i_tok) * V + o_V, b_s4.to(dx_v.dtype.element_ty), mask=m_V)
         tl.store(dx_g + i_tok * K + o_K, b_z_S.to(dx_g.dtype.element_ty), mask=m_K)
+        b_g = tl.load(x_g + (i_t * H_g + i_h // (H // H_g)) * K + o_K, mask=m_K, other=0.0).to(tl.float32)
         b_s5 = tl.exp(b_g)  # [K]
         b_s6 = b_s5[:, None] * b_dS  # [K, V]
         b_dS = b_s6
@@ -491,12 +559,13 @@ def _sum_parts_kernel(parts, out, M, P, BLOCK: tl.constexpr):
     mask = offs < M
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for p in range(0, P):
-        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0)
+        acc += tl.load(parts + p * M + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(out + offs, acc.to(out.dtype.element_ty), mask=mask)
 
 
 def _sum_parts(parts, dtype):
-    """parts [P, ...] fp32 -> their sum [...] in `dtype`, by a kernel (no fp32 round trip through torch)."""
+    """parts [P, ...] (fp32, or the input's dtype) -> their fp32 sum [...] in `dtype`, by a kernel (no fp32 round
+    trip through torch)."""
     out = torch.empty(parts.shape[1:], dtype=dtype, device=parts.device)
     M = out.numel()
     if M:
@@ -588,8 +657,10 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     new = torch.empty if T > 0 and N > 0 else torch.zeros
     parts = {name: 1 if name in tiled_inputs else NV for name in ('q', 'g', 'k', 'v')}
     direct = {name for name, n in parts.items() if n == 1 and hs[name] == H}
+    # the two sweeps' per-tile parts are stored in the input's dtype (as flash-linear-attention's fused recurrent
+    # backward does): half the bytes of fp32 parts written and read again; their sum is fp32, in tile order
     dx = {name: new((n, B, T, H, *xs[name].shape[3:]), device=device,
-                    dtype=xs[name].dtype if name in direct else torch.float32) for name, n in parts.items()}
+                    dtype=xs[name].dtype if hs[name] == H else torch.float32) for name, n in parts.items()}
     dp = {name: torch.zeros((NV, N, H, *ps[name].shape[1:]), dtype=torch.float32, device=device)
           for name in ()}
     # a state with the split dim: every tile writes its slice of one slab; else a partial per tile, summed
@@ -601,6 +672,11 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     # the forward sweep restarts from the initial state (`ck` holds it); a_t of each decay gradient, fp32
     h0r = {name: _real_view(ck[name].to(torch.complex64 if c else torch.float32).contiguous()) if h0 else dummy
            for name, _, c in STATES}
+    # every size a multiple of its block: the kernel's masks fold to true
+    even = all(sz[d] % b == 0 for d, b in blocks.items())
+    # S_T of the forward sweep, where the backward sweep's decay gradient starts (each tile writes its slice)
+    st = {name: torch.empty(max(N * H * _numel(sz, dims), 1), dtype=torch.float32, device=device)
+          for name, dims, _ in STATES}
     za = {name: torch.empty(max((1 if BWD_TILED_DIM in dims else NV) * B * T * H * _numel(sz, dims), 1),
                             dtype=torch.float32, device=device) for name, dims in (('S', ('K',)),)}
     dyr = {name: (dys[name].contiguous() if dys[name] is not None else
@@ -614,7 +690,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
     varlen = seq[0] is not None
     grid = (NV, N * H)
     if T > 0 and N > 0:
-        _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
+        _launch(gla_fused_recurrent_sweep_kernel, grid, BWD_NUM_WARPS,
             xs['q'],
             xs['k'],
             xs['v'],
@@ -622,6 +698,7 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             dyr['o'],
             h0r['S'],
             za['S'],
+            st['S'],
             dhtr['S'],
             dx['q'],
             dx['g'],
@@ -648,11 +725,52 @@ def fused_recurrent_gla_bwd(xs, ps, opts, h0, ck, dys, dht, ckpt_every, sz, B, T
             IS_VARLEN=varlen,
             USE_INITIAL_STATE=h0,
             USE_FINAL_STATE_GRADIENT=use_final,
+            EVEN_DIMS=even,
+        )
+        _launch(gla_fused_recurrent_bwd_kernel, grid, BWD_NUM_WARPS,
+            xs['q'],
+            xs['k'],
+            xs['v'],
+            xs['g'],
+            dyr['o'],
+            h0r['S'],
+            za['S'],
+            st['S'],
+            dhtr['S'],
+            dx['q'],
+            dx['g'],
+            dx['k'],
+            dx['v'],
+            dh0r['S'],
+            opts['scale'],
+            cu,
+            T,
+            H,
+            hs['q'],
+            hs['k'],
+            hs['v'],
+            hs['g'],
+            sz['K'],
+            sz['V'],
+            NV,
+            NB,
+            NBH,
+            NTOK,
+            BK=blocks['K'],
+            BV=blocks['V'],
+            CKPT=ckpt_every,
+            IS_VARLEN=varlen,
+            USE_INITIAL_STATE=h0,
+            USE_FINAL_STATE_GRADIENT=use_final,
+            EVEN_DIMS=even,
         )
     # sum the tiles' partial gradients, then the heads of each group
     grads_x = {name: g[0] if name in direct else _sum_parts(g, xs[name].dtype) if hs[name] == H else
                g.sum(0).unflatten(2, (hs[name], H // hs[name])).sum(3) for name, g in dx.items()}
-    grads_p = {name: g.sum((0, 1)).unflatten(0, (hs[name], H // hs[name])).sum(1) for name, g in dp.items()}
+    # a param's partials (per tile and sequence; per head of a group) added by a kernel in a fixed order
+    grads_p = {name: _sum_parts(g.flatten(0, 1) if hs[name] == H else
+                                g.unflatten(2, (hs[name], H // hs[name])).movedim(3, 0).flatten(0, 2).contiguous(),
+                                ps[name].dtype) for name, g in dp.items()}
     grads_h0 = {name: g[0] if len(g) == 1 else g.sum(0) for name, g in dh0.items()}
     if T == 0 and dht is not None:
         grads_h0 = {name: (dht[name] if dht[name] is not None else g) for name, g in grads_h0.items()}
@@ -1637,6 +1755,9 @@ def _chunk_prepare(values, opts, sz, B, T, H, running):
     }
 
 
+_CHUNK_PREPARE = (_chunk_prepare,)  # per stage: its calls' canonical arguments
+
+
 def _chunk_readout(values, opts, sz, B, T, H, reads, running, h0, cu_seqlens):
     """The outputs from what the chunk kernels return (`reads`: per state, its read-out or its states)."""
     r_S = reads['S']
@@ -1765,6 +1886,17 @@ def _chunk_ops(state, family, readout, fwd, bwd, n, epilogue, saved_like=None):
     return fwd_op
 
 
+def _chunk_s0(h0, transposed, vector):
+    """A state's initial value in its family's layout, fp32 (complex64 for a complex state)."""
+    s0 = h0.unsqueeze(-1) if vector else (h0.transpose(-1, -2) if transposed else h0)
+    return s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+
+
+def _chunk_final(ht, transposed, vector):
+    """A family's final state in the state's own layout."""
+    return ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+
+
 def _interleave(parts):
     """Sub-steps j = 0..J-1 of each token as consecutive rows: [B, T, H, ...] x J -> [B, T*J, H, ...]."""
     if len(parts) == 1:
@@ -1772,8 +1904,8 @@ def _interleave(parts):
     return torch.stack(parts, dim=2).flatten(1, 2)
 
 
-def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens):
-    """Per running max (m_(t-1), m_t) for every token, and its final value: before the kernels read it."""
+def _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend):
+    """Per running max or memoryless state: (m_(t-1), m_t) for every token and its final value."""
     return {}
 
 
@@ -1782,11 +1914,11 @@ _CHUNK_TOKEN = False  # the token kernels compute operands and outputs (Triton b
 CHUNK_TOKEN_KERNELS = ()
 
 # per state: (name, its op (None: Triton runs the blocked-scan forward), canonical argument names, transposed,
-# vector, sub-steps)
+# vector, sub-steps, stage: 0, or its query reads the read-outs of the calls before it)
 _CHUNK_CALLS = (
     ('S', _chunk_ops('S', 'matmul', '', chunk_gla_matmul_fwd, chunk_gla_matmul_bwd, 4, True,
                      chunk_gla_matmul_saved_like),
-     ('q', 'k', 'v', 'g'), False, False, 1),
+     ('q', 'k', 'v', 'g'), False, False, 1, 0),
 )
 
 
@@ -1818,17 +1950,17 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
     x0 = values[INPUTS[0][0]]
     if any(h != H for h in _heads(values).values()):  # grouped heads: repeated for the kernels (a copy)
         values = _ungroup(values, H)
-    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens)
+    running = _chunk_running(values, opts, sz, B, T, H, h0, cu_seqlens, backend)
     args = _chunk_prepare(values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()})
     scales = _chunk_scales(values, opts, sz, B, T, H)
     reads, finals = {}, {m: r[2] for m, r in running.items()}
-    for state, op, names, transposed, vector, steps in _CHUNK_CALLS:
+    for state, op, names, transposed, vector, steps, stage in _CHUNK_CALLS:
+        if state not in args:  # a later stage: its query is a function of the read-outs so far (GSA's softmax)
+            args.update(_CHUNK_PREPARE[stage](values, opts, sz, B, T, H, {m: r[:2] for m, r in running.items()},
+                                              reads))
         i = _STATE_INDEX[state]
         tensors = [None if args[state].get(n) is None else _interleave(args[state][n]) for n in names]
-        s0 = None
-        if h0 is not None:
-            s0 = h0[i].unsqueeze(-1) if vector else (h0[i].transpose(-1, -2) if transposed else h0[i])
-            s0 = s0.to(torch.complex64 if s0.is_complex() else torch.float32).contiguous()
+        s0 = None if h0 is None else _chunk_s0(h0[i], transposed, vector)
         cu = None if cu_seqlens is None else cu_seqlens * steps
         scale = scales.get(state)  # None: the readout finishes this state's output in torch
         if backend == "torch":
@@ -1843,7 +1975,7 @@ def _chunk_forward(values, opts, h0, output_final_state, cu_seqlens, chunk_size,
             o = o.unflatten(1, (T, steps))[:, :, -1]
         reads[state] = o.squeeze(-1) if vector else o
         if output_final_state:
-            finals[state] = ht.squeeze(-1) if vector else (ht.transpose(-1, -2).contiguous() if transposed else ht)
+            finals[state] = _chunk_final(ht, transposed, vector)
     outs = _chunk_readout(values, opts, sz, B, T, H, reads, {m: r[:2] for m, r in running.items()}, h0, cu_seqlens)
     finals = [finals[name] for name, _, _ in STATES] if output_final_state else []
     return tuple(y.to(x0.dtype) for y in outs) + tuple(finals)
