@@ -52,8 +52,7 @@ class ExprChecks(ReductionChecks):
 
     def statement_expr(self, e: S.Expr) -> ir.Expr | None:
         """The value of a whole `let`, `update` or `output`: aliases of repeated dims named back."""
-        out = self.expr(e)
-        return None if out is None else unalias(out)
+        return None if (out := self.expr(e)) is None else unalias(out)
 
     def _expr(self, e: S.Expr) -> ir.Expr | None:
         if isinstance(e, S.Number):
@@ -223,9 +222,9 @@ class ExprChecks(ReductionChecks):
             if UNKNOWN in a or UNKNOWN in b:
                 hint = "`I` needs a square partner to tell its size; write `I(K)` with its dimension"
             elif any(x.count(d) > 1 for x in (a, b) for d in x):
-                hint = "a dim repeated in one operand meets a value that has it once when it is there exactly twice " \
-                    "(`M: [X, X, D]` times `h: [X, D]`: h meets the last `X`), or an operand with every occurrence " \
-                    "in the same order"
+                hint = ("a dim repeated in one operand meets a value that has it once when it is there exactly twice "
+                        "(`M: [X, X, D]` times `h: [X, D]`: h meets the last `X`), or an operand with every "
+                        "occurrence in the same order")
             elif op is Op.MUL and len(a) == 1 and len(b) == 1:
                 hint = f"an outer product is written `outer({ta or 'a'}, {tb or 'b'})`"
             else:

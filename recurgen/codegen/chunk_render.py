@@ -107,16 +107,17 @@ def _printer(spec: ir.Spec) -> tuple[TorchPrinter, list[str]]:
 
 
 def _used(bindings: list[str], body: list[str]) -> list[str]:
-    """The leaf bindings (`x_q = ...`) that the body reads: no copy of an argument nothing uses."""
+    """The leaf bindings (`x_q = ...`) that the body or a later kept binding reads (`rp_S` reads `r_S`): no copy of
+    an argument nothing uses."""
     text = "\n".join(body)
     out = []
-    for line in bindings:
+    for line in reversed(bindings):
         name = line.split(" = ", 1)[0]
         leaf = name.startswith(("x_", "p_", "opt_", "m_", "mp_", "rp_", "r_"))
         if not leaf or re.search(rf"\b{re.escape(name)}\b", text):
             out.append(line)
-        text += "\n" + line
-    return out
+            text += "\n" + line
+    return out[::-1]
 
 
 def _shape(dims: tuple[str, ...]) -> str:

@@ -36,6 +36,7 @@ from ..ir import Apply, Expr, Kind, Op, Var
 from . import autodiff
 from . import build as b
 from .simplify import simplify
+from .split_dims import _MIXING, _per_tile, _reduces_over, _split_pressure
 from .step import Step, _substitute, cotangent_var, state_var
 from .triton_printer import TritonPrinter, Val
 
@@ -282,43 +283,6 @@ def _factored_roots(decays: tuple[Decay, ...], factors: dict[str, tuple[Expr, Ex
     return roots
 
 
-_MIXING = (Op.NORM, Op.NORMALIZE, Op.DIAG, Op.EYE, Op.DIAGONAL, Op.TRANSPOSE, Op.MAX, Op.MIN, Op.AMAX,
-           Op.TENSORDOT)
-
-
-def _reduces_over(e: Expr, d: str, ops: tuple[Op, ...]) -> bool:
-    for n in ir.walk(e):
-        if isinstance(n, Apply) and n.op in ops:
-            src = n.args[0].ty.dims if n.args else ()
-            if n.op is Op.MATMUL:
-                if src and src[-1] == d:
-                    return True
-            elif n.op is Op.SUM:
-                if n.attr == d or (not n.attr and d in src):
-                    return True
-            elif d in src or d in n.ty.dims:
-                return True
-    return False
-
-
-def _terms(e: Expr) -> list[Expr]:
-    if isinstance(e, Apply) and e.op in (Op.ADD, Op.SUB):
-        return _terms(e.args[0]) + _terms(e.args[1])
-    if isinstance(e, Apply) and e.op is Op.NEG:
-        return _terms(e.args[0])
-    return [e]
-
-
-def _per_tile(e: Expr, d: str, states: set[str]) -> bool:
-    """Every additive term is a tile's part of a sum over `d`: it reads a state (or a state's cotangent, z or a)
-    or it sums over `d`. A term of the outputs' cotangents alone would be counted once per tile."""
-    def part(t: Expr) -> bool:
-        return bool(ir.uses(t, {Kind.STATE})) or _reduces_over(t, d, (Op.SUM, Op.MATMUL)) or any(
-            isinstance(n, Var) and n.name.startswith("∂") and n.name.lstrip("∂").removeprefix("z_")
-            .removeprefix("a_") in states for n in ir.walk(t))
-    return all(part(t) for t in _terms(e))
-
-
 def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
     """The state dim to split the sweeps along: carried by every state, never mixed by the recurrence or the
     readout cotangent, and every gradient of an input without it a sum of per-tile parts. Of those, the one
@@ -341,14 +305,6 @@ def choose_split(spec: ir.Spec, sp: SweepPlan) -> str | None:
         ok.append(d)
     carried = {d: sum(d in i.ty.dims for i in spec.inputs) for d in ok}
     return max(ok, key=lambda d: carried[d]) if ok else None
-
-
-def _split_pressure(code: list[str], split: str | None) -> int:
-    """How many statements of one sweep's step produce or load a vector of the split dim."""
-    if split is None:
-        return 0
-    tag, load = f"# [{split}]", f"+ o_{split}, mask=m_{split}, other="
-    return sum(line.endswith(tag) or (load in line and "tl.load(" in line) for line in "\n".join(code).splitlines())
 
 
 def sweep_code(spec: ir.Spec, sp: SweepPlan, leaves: dict[Expr, Val], varying: Callable[[Expr], bool],

@@ -47,7 +47,13 @@ def _state(t: ir.Tensor, sizes: dict[str, int], seed: int) -> torch.Tensor:
 EXACT = {"tol": 1e-12, "rtol": 1e-10, "floor": 1.0}  # float64 and complex128: equal up to rounding
 
 
-@pytest.mark.parametrize("name", bundled_spec_names())
+# tests/analysis/evaluate.py aligns operands by dim name: a tensor that repeats a dim (linoss's [X, X, P] block,
+# met through Op.RENAME aliases) is outside it; linoss's update is checked against its paper loop instead
+# (tests/reference) and its block form by tests/frontend/test_block_dims.py
+BY_NAME = [n for n in bundled_spec_names() if n != "linoss"]
+
+
+@pytest.mark.parametrize("name", BY_NAME)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
     spec, env, sizes = _setup(name, seed)
@@ -84,7 +90,7 @@ def test_pieces_rebuild_the_update(name: str, seed: int) -> None:
                   evaluate(t.decay.coef, env, sizes)[0], **EXACT)
 
 
-@pytest.mark.parametrize("name", bundled_spec_names())
+@pytest.mark.parametrize("name", BY_NAME)
 def test_adjoints_are_adjoint(name: str) -> None:
     spec, env, sizes = _setup(name, 0)
     a = analyze(spec)

@@ -171,14 +171,16 @@ def test_torch_glue_counts_the_body_of_a_custom_op_not_its_arguments() -> None:
         [("aten.mul.Tensor", 128, 128), ("aten.sum.dim_IntList", 128, 64)]
 
 
-def test_glue_fit_has_a_per_head_term_and_kernels_do_not() -> None:
+def test_fits_have_a_per_head_term() -> None:
     from benchmarks.counters import Launch
     from benchmarks.traffic import measure
 
     def run(name: str, B: int, T: int, H: int, sz: dict[str, int]) -> dict[str, list[Launch]]:
-        # glue: 6 bytes per token and (batch, head), plus a 40-byte param per head read once per call
+        # glue: 6 bytes per token and (batch, head), plus a 40-byte param per head read once per call; the kernel
+        # writes a param's gradient (8 bytes per head) once per call, summed from per-program parts
         glue = Launch("aten.mul.Tensor", (1, 1, 1), load_bytes=B * H * 6 * T + 40 * H)
-        return {"fwd:glue": [glue], "fwd": [Launch("k", (1, B * H, 1), load_bytes=B * H * 40 * (1 + T))]}
+        kern = Launch("k", (1, B * H, 1), load_bytes=B * H * 40 * (1 + T), store_bytes=8 * H)
+        return {"fwd:glue": [glue], "fwd": [kern]}
 
     fits = measure(run, "toy", {}, (64, 128, 192))
     glue, kern = fits["fwd:glue"], fits["fwd"]
@@ -187,10 +189,12 @@ def test_glue_fit_has_a_per_head_term_and_kernels_do_not() -> None:
     assert glue.at(8, 4096, 16)["load_bytes"] == 8 * 16 * 6 * 4096 + 40 * 16
     assert kern.h["load_bytes"] == 0
     assert kern.at(8, 4096, 16)["load_bytes"] == 128 * 40 * 4097
-    # a per-head term in a kernel's counts is not linear in B·H: flagged
-    bad = measure(lambda *a: {"fwd": run(*a)["fwd:glue"]}, "toy", {}, (64, 128, 192))["fwd"]
+    assert kern.at(8, 4096, 16)["store_bytes"] == 8 * 16
+    # a count that grows faster than H (here as H²) is not of that form: flagged
+    bad = measure(lambda name, B, T, H, sz: {"fwd": [Launch("k", (1, 1, 1), load_bytes=B * H * H * T)]}, "toy", {},
+                  (64, 128, 192))["fwd"]
     assert not bad.verified
-    assert "at B=2" in bad.evidence
+    assert "at H=2" in bad.evidence
 
 
 def test_reduced_dim_fit_scales_exactly_and_flags_a_nonlinear_dim() -> None:

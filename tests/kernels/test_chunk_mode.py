@@ -202,7 +202,9 @@ def test_scan_family_chunk_mode_runs_the_blocked_scan(monkeypatch: pytest.Monkey
     args = [x.requires_grad_() for x in xs.values()]
     out_c, _ = rec(*args, mode="chunk", chunk_size=16)
     grads_c = torch.autograd.grad(out_c.sum(), args)
-    assert launched == ["mamba_chunk_scan_fwd_kernel", "mamba_fused_recurrent_bwd_kernel"]
+    # the blocked-scan forward, then the recurrent backward's two sweeps (forward sweep, backward sweep)
+    assert launched == ["mamba_chunk_scan_fwd_kernel", "mamba_fused_recurrent_sweep_kernel",
+                        "mamba_fused_recurrent_bwd_kernel"]
     out_r, _ = rec(*args, mode="recurrent")
     grads_r = torch.autograd.grad(out_r.sum(), args)
     close("mamba blocked scan", out_c, out_r, TOL[torch.float32])
